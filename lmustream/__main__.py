@@ -1,0 +1,3 @@
+from lmustream.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,297 @@
+"""The ``lmustream`` command line: ``lmustream <verb> [options]``; ``lmustream <verb> --help`` explains each."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import lmustream
+from lmustream.errors import LmuStreamError
+
+DESCRIPTION = """\
+lmustream: streaming keyword spotting with LMUFormer and spiking LMUFormer.
+Models train in parallel (the Legendre memory by FFT) and run frame by frame.
+
+verbs:
+  info       versions, and whether the C++ kernel loaded (and its SIMD level)
+  selftest   prove the numerics: FFT path == recurrent path, batch frontend ==
+             streaming frontend, C++ kernel == Python, and (given the golden
+             vectors) equality with the LMUFormer authors' code and torchaudio
+  train      train an LMUFormer / spiking LMUFormer (one CPU, one GPU, or torchrun + DDP)
+  eval       accuracy, per-class accuracy and confusion matrix of a model on a dataset
+  data synth speak a word list with offline TTS voices into a Speech Commands-style corpus
+  convert    turn an LMUFormer-authors checkpoint into an lmustream model file
+  export     write the step form of a model as an ONNX graph with explicit state
+
+`lmustream VERB --help` explains each verb.
+"""
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    import platform
+
+    import numpy
+    import torch
+
+    from lmustream.stream.kernel import kernel_info
+
+    rows = [("lmustream", lmustream.__version__), ("python", platform.python_version()),
+            ("platform", f"{platform.system()} {platform.machine()}"), ("torch", torch.__version__),
+            ("torch threads", str(torch.get_num_threads())), ("numpy", numpy.__version__)]
+    for module, label in (("soundfile", "soundfile"), ("soxr", "soxr"), ("onnx", "onnx"),
+                          ("onnxruntime", "onnxruntime"), ("sounddevice", "sounddevice")):
+        rows.append((label, _module_version(module)))
+    info = kernel_info()
+    rows.append(("C++ kernel", "loaded" if info.get("loaded") else f"NOT loaded ({info.get('error')})"))
+    if info.get("loaded"):
+        rows.append(("kernel SIMD level", str(info.get("simd"))))
+        rows.append(("kernel compiler", str(info.get("compiler"))))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def _module_version(name: str) -> str:
+    try:
+        module = __import__(name)
+    except Exception as e:  # sounddevice raises OSError without PortAudio
+        return f"not available ({type(e).__name__}: {e})".splitlines()[0]
+    version = getattr(module, "__version__", "unknown")
+    if name == "soundfile":
+        version += f" (libsndfile {module.__libsndfile_version__})"
+    return version
+
+
+def _default_conformance_dir() -> Path | None:
+    candidates = []
+    if os.environ.get("LMUSTREAM_SHARED"):
+        candidates.append(Path(os.environ["LMUSTREAM_SHARED"]) / "conformance")
+    candidates += [Path.cwd().parent / "shared" / "conformance",
+                   Path(__file__).resolve().parents[2] / "shared" / "conformance"]
+    return next((c for c in candidates if (c / "lmuformer").is_dir()), None)
+
+
+def _cmd_selftest(args: argparse.Namespace) -> int:
+    from lmustream.selftest import run_selftest
+
+    conformance = Path(args.conformance) if args.conformance else _default_conformance_dir()
+    if args.conformance and not (conformance / "lmuformer").is_dir():
+        print(f"error: {conformance} has no lmuformer/ golden vectors", file=sys.stderr)
+        return 2
+    return run_selftest(conformance)
+
+
+def _cmd_convert(args: argparse.Namespace) -> int:
+    from lmustream.audio.features import FbankConfig
+    from lmustream.data.labels import SPEECH_COMMANDS_V2_WORDS
+    from lmustream.models import load_reference_checkpoint
+    from lmustream.models.artifact import ModelArtifact, save_model
+
+    model = load_reference_checkpoint(args.checkpoint, args.variant, theta=args.theta)
+    n = model.config.n_classes
+    if args.labels:
+        labels = [x.strip() for x in args.labels.split(",")]
+    elif n == len(SPEECH_COMMANDS_V2_WORDS):
+        labels = list(SPEECH_COMMANDS_V2_WORDS)
+    else:
+        labels = [f"class_{i}" for i in range(n)]
+    artifact = ModelArtifact(model, labels, FbankConfig(),
+                             {"source": f"converted from {Path(args.checkpoint).name} ({args.variant})"})
+    save_model(args.out, artifact)
+    print(f"wrote {args.out}: {args.variant}, {model.num_parameters():,} parameters, {n} classes")
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from lmustream.models.artifact import load_model
+    from lmustream.models.registry import resolve_model
+    from lmustream.stream.onnx_export import export_onnx
+    from lmustream.stream.step import StepLMUFormer
+
+    artifact = load_model(resolve_model(args.model))
+    meta = export_onnx(StepLMUFormer(artifact.model), args.onnx, artifact.labels, artifact.frontend,
+                       audio_in=args.audio_in, chunk=args.chunk)
+    kind = "audio in (160 samples per step)" if args.audio_in else "log-mel frames in"
+    print(f"wrote {args.onnx}: {kind}, {args.chunk} step(s) per call, look-ahead {meta['lookahead_frames']} "
+          f"frames, {len(meta['state'])} state tensors, opset 17")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from lmustream.train.config import load_config
+    from lmustream.train.trainer import TrainingInterrupted, train
+
+    overrides = list(args.overrides)
+    if args.data:
+        overrides.append(f"data.path={args.data}")
+    if args.out:
+        overrides.append(f"out={args.out}")
+    config = load_config(args.config, overrides)
+    try:
+        path = train(config, resume=args.resume, progress=not args.no_progress)
+    except TrainingInterrupted as e:
+        print(str(e), file=sys.stderr)
+        return 130
+    print(f"best model: {path}")
+    return 0
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from lmustream.models.artifact import load_model
+    from lmustream.models.registry import resolve_model
+    from lmustream.train.evaluate import evaluate_artifact, format_report, plot_confusion
+
+    artifact = load_model(resolve_model(args.model))
+    label_map = dict(kv.split("=", 1) for kv in args.label_map.split(",")) if args.label_map else None
+    result = evaluate_artifact(artifact, args.data, args.split, kind=args.kind, task=args.task,
+                               pattern=args.pattern, label_map=label_map, cache_dir=args.cache_dir)
+    if args.plot:
+        plot_confusion(result, args.plot)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(format_report(result))
+        if args.plot:
+            print(f"confusion matrix plot: {args.plot}")
+    return 0
+
+
+def _cmd_data(args: argparse.Namespace) -> int:
+    if not getattr(args, "data_func", None):
+        print("usage: lmustream data synth --help", file=sys.stderr)
+        return 2
+    return int(args.data_func(args) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="lmustream", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"lmustream {lmustream.__version__}")
+    verbs = parser.add_subparsers(dest="verb", metavar="verb")
+
+    info = verbs.add_parser("info", help="versions and C++ kernel status",
+                            description="Print versions, whether the C++ kernel loaded, and its SIMD level.")
+    info.set_defaults(func=_cmd_info)
+
+    selftest = verbs.add_parser(
+        "selftest", help="prove the numerics (and conformance with golden vectors, if given)",
+        description="Checks that need nothing but the package: the Legendre memory's FFT path equals its "
+                    "recurrence on the paper-size LMUFormer and spiking LMUFormer, the streaming log-mel "
+                    "frontend equals the batch one, and the C++ kernel equals Python. With golden vectors "
+                    "(--conformance, or ../shared/conformance when present) it also checks our models "
+                    "against the LMUFormer authors' outputs and our frontend against torchaudio's. "
+                    "Exit status 1 if any check fails.")
+    selftest.add_argument("--conformance", metavar="DIR",
+                          help="folder holding lmuformer/ and fbank/ golden vectors")
+    selftest.set_defaults(func=_cmd_selftest)
+
+    train = verbs.add_parser(
+        "train", help="train a model",
+        description="Train an LMUFormer or spiking LMUFormer from a YAML recipe (configs/*.yaml) with "
+                    "key=value overrides (e.g. epochs=20 optim.lr=1e-3 model_overrides.causal=true). "
+                    "Writes OUT/metrics.csv, OUT/checkpoint.pt (atomically, every checkpoint_every steps, "
+                    "at each epoch end, and on Ctrl-C / SIGTERM) and OUT/model.safetensors (the best "
+                    "model on the validation split). Several GPUs or processes: "
+                    "torchrun --nproc_per_node=N -m lmustream train ...")
+    train.add_argument("--config", help="YAML recipe (default: built-in defaults)")
+    train.add_argument("--data", help="dataset path (overrides data.path)")
+    train.add_argument("--out", help="run folder (overrides out)")
+    train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    train.add_argument("--no-progress", action="store_true", help="no progress bars (logs only)")
+    train.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    train.set_defaults(func=_cmd_train)
+
+    ev = verbs.add_parser(
+        "eval", help="evaluate a model on a dataset",
+        description="Accuracy, per-class accuracy and confusion matrix of a model on a split of a "
+                    "dataset (Speech Commands layout, labelled folders, CSV manifest or filename "
+                    "pattern).")
+    ev.add_argument("--model", required=True, help="model file or shipped model name")
+    ev.add_argument("--data", required=True, help="dataset path")
+    ev.add_argument("--split", default="test", choices=["train", "validation", "test"])
+    ev.add_argument("--kind", default="auto", choices=["auto", "speech_commands", "folders", "manifest", "pattern"])
+    ev.add_argument("--task", choices=["35", "12"], help="Speech Commands task (default: from the model's labels)")
+    ev.add_argument("--pattern", help="filename pattern, e.g. '{label}_{speaker}_{index}.wav'")
+    ev.add_argument("--label-map", help="e.g. 0=zero,1=one")
+    ev.add_argument("--cache-dir", help="feature cache folder")
+    ev.add_argument("--json", action="store_true", help="print one JSON object (accuracy, n, per_class, ...)")
+    ev.add_argument("--plot", metavar="PNG", help="also draw the confusion matrix into this PNG")
+    ev.set_defaults(func=_cmd_eval)
+
+    data = verbs.add_parser("data", help="dataset tools (synth)", description="Dataset tools.")
+    data.set_defaults(func=_cmd_data)
+    data_verbs = data.add_subparsers(dest="data_verb", metavar="tool")
+    try:
+        from lmustream.data.synth import cli as synth_cli
+    except ImportError:
+        synth_cli = None
+    if synth_cli is not None:
+        synth = data_verbs.add_parser(
+            "synth", help="synthetic keyword corpus from offline TTS voices",
+            description="Speak a word list with offline TTS engines (espeak-ng, flite, Piper when installed) "
+                        "across their voices, with pitch, tempo, vocal-tract length, loudness and room "
+                        "variation, into a Speech Commands-style corpus with speaker-disjoint split lists "
+                        "and generated background noise.")
+        synth_cli.add_arguments(synth)
+        synth.set_defaults(data_func=synth_cli.run)
+
+    convert = verbs.add_parser(
+        "convert", help="LMUFormer-authors checkpoint -> lmustream model file",
+        description="Read a state dict saved by the LMUFormer authors' code (torch.save of "
+                    "model.state_dict(), read without executing pickled code) and write it as one "
+                    "lmustream model file. Sizes are read off the tensors; theta must be given if it "
+                    "is not 128 (it is checked against the stored A matrix).")
+    convert.add_argument("checkpoint", help="the .pt / .pth state dict")
+    convert.add_argument("--variant", required=True, choices=["lmuformer", "spiking_lmuformer"])
+    convert.add_argument("--out", required=True, help="model file to write (.safetensors)")
+    convert.add_argument("--labels", help="comma-separated class names in logit order "
+                                          "(default: the 35 Speech Commands v2 words when there are 35 classes)")
+    convert.add_argument("--theta", type=float, default=128.0, help="Legendre memory window, frames (default 128)")
+    convert.set_defaults(func=_cmd_convert)
+
+    export = verbs.add_parser(
+        "export", help="step form -> ONNX graph with explicit state",
+        description="Export the step form of a model (batch norms folded, one frame per step, explicit "
+                    "state) as an ONNX graph, opset 17, dynamic batch (one row per stream). State tensors are "
+                    "graph inputs state.NAME and outputs next.NAME; the graph's metadata (key 'lmustream') "
+                    "lists them with the labels, frontend and look-ahead. Run it with "
+                    "examples/onnx_stream.py (onnxruntime and numpy only).")
+    export.add_argument("--model", required=True, help="model file, or the name of a shipped model")
+    export.add_argument("--onnx", required=True, metavar="OUT", help="the .onnx file to write")
+    export.add_argument("--audio-in", action="store_true",
+                        help="take 160 raw 16 kHz samples per step and compute the log-mel inside the graph")
+    export.add_argument("--chunk", type=_positive_int, default=1, metavar="K",
+                        help="steps (frames) per graph call (default 1)")
+    export.set_defaults(func=_cmd_export)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except LmuStreamError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

@@ -1,0 +1,87 @@
+"""Leaky integrate-and-fire neurons, multi-step over the frame axis.
+
+Per neuron, with membrane ``v`` (v = 0 before the first frame) and input ``x_t``:
+
+    h_t = v_{t-1} + (x_t - v_{t-1}) / tau        (charge, decay_input)      (eq. 2)
+    s_t = 1 if h_t - v_th >= 0 else 0             (fire, Heaviside H(0) = 1)  (eq. 3)
+    v_t = h_t (1 - s_t) + v_reset s_t             (hard reset)                (eq. 4)
+
+These are the semantics of the LMUFormer reference (spikingjelly's MultiStepLIFNode with
+tau = 2, v_reset = 0, detach_reset = True and a Sigmoid(alpha = 4) surrogate gradient).
+The membrane is explicit state: ``forward`` starts from rest unless given a state, and
+``step`` carries it from frame to frame; nothing is remembered between calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+class _SigmoidSurrogateSpike(torch.autograd.Function):
+    """Heaviside forward; derivative of sigmoid(alpha * x) backward (spikingjelly's Sigmoid surrogate)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, alpha: float) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.alpha = alpha
+        return (x >= 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        (x,) = ctx.saved_tensors
+        sg = torch.sigmoid(ctx.alpha * x)
+        return grad_out * ctx.alpha * sg * (1 - sg), None
+
+
+def spike(x: torch.Tensor, alpha: float = 4.0) -> torch.Tensor:
+    """Heaviside step ``x >= 0`` with a sigmoid surrogate gradient of steepness ``alpha``."""
+    return _SigmoidSurrogateSpike.apply(x, alpha)
+
+
+@dataclass(frozen=True)
+class LIFConfig:
+    tau: float = 2.0  # membrane time constant, in frames
+    v_threshold: float = 1.0  # firing threshold (the LMU block's input neurons use 0.5)
+    v_reset: float = 0.0  # hard reset value
+    surrogate_alpha: float = 4.0  # steepness of the sigmoid surrogate gradient
+    detach_reset: bool = True  # the reset does not propagate gradient (reference behaviour)
+
+
+class LIF(nn.Module):
+    """Multi-step LIF layer over the last axis: ``x [..., N] -> spikes [..., N]`` (0/1, x's dtype).
+
+    Every other entry (batch, channel) is an independent neuron.
+    """
+
+    def __init__(self, config: LIFConfig = LIFConfig()):
+        super().__init__()
+        self.config = config
+
+    def extra_repr(self) -> str:
+        c = self.config
+        return f"tau={c.tau}, v_threshold={c.v_threshold}, v_reset={c.v_reset}"
+
+    def initial_state(self, like: torch.Tensor) -> torch.Tensor:
+        """Membrane at rest, shaped like one frame of the input (``x[..., 0]``)."""
+        return torch.full_like(like, self.config.v_reset)
+
+    def step(self, x_t: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One frame: ``(x_t, v_{t-1}) -> (s_t, v_t)``, eqs. 2-4."""
+        c = self.config
+        h = v + (x_t - v) / c.tau  # eq. 2
+        s = spike(h - c.v_threshold, c.surrogate_alpha)  # eq. 3
+        s_reset = s.detach() if c.detach_reset else s
+        v = h * (1 - s_reset) + c.v_reset * s_reset  # eq. 4
+        return s, v
+
+    def forward(self, x: torch.Tensor, v: torch.Tensor | None = None) -> torch.Tensor:
+        if v is None:
+            v = self.initial_state(x[..., 0])
+        spikes = []
+        for t in range(x.shape[-1]):
+            s, v = self.step(x[..., t], v)
+            spikes.append(s)
+        return torch.stack(spikes, dim=-1)

@@ -1,0 +1,370 @@
+"""The step form: an LMUFormer that consumes one frame at a time with explicit state.
+
+``StepLMUFormer(model)`` holds the same function as ``model`` with batch norms folded
+into the adjacent convolution / linear where the algebra allows it, and runs it frame by
+frame. Its state is a flat, ordered dict of named tensors (``state_names``) so that the
+ONNX export can expose each one as a graph input and output.
+
+Look-ahead. The reference patch embedding uses centred kernels, so its output for frame
+t needs frames up to t + D (D = ``config.lookahead``, 5 for the paper's models). Each
+embedding convolution keeps a ring buffer of its last k - 1 inputs and, when an input
+arrives, emits the output for the frame k // 2 earlier. Worked example, one conv with
+k = 3 (pad = 1), frames x0 x1 x2 then the end of the utterance:
+
+    step x0: window [0, 0, x0]    -> output for frame -1: not a frame, masked out
+    step x1: window [0, x0, x1]   -> y0  (the left zero is the parallel model's padding)
+    step x2: window [x0, x1, x2]  -> y1
+    flush:   window [x1, x2, 0]   -> y2  (the right zero is its padding at the end)
+
+With L stacked convs, layer l's output index at step t is t - l * pad, valid when
+0 <= index < n_real (the number of real frames so far); invalid outputs are replaced by
+the next layer's padding value (0), and every stateful layer after the embedding (the
+Legendre memory, LIF membranes, running mean) only advances on valid frames. ``flush``
+feeds D padding steps, so the step outputs over an utterance equal the parallel model's
+``all_seq`` (and its last value equals ``mean``) and its per-frame outputs, to float
+rounding. Without ``flush`` / ``reset`` between utterances, the step form equals the
+parallel model run on the concatenated stream.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lmustream.models.lmuformer import LMUFormer, LMUFormerConfig
+
+State = dict[str, torch.Tensor]
+
+
+def fold_bn(bn: nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode batch norm as a per-channel affine ``y = scale * x + shift``."""
+    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+    return scale.detach(), (bn.bias - bn.running_mean * scale).detach()
+
+
+def fold_into_linear(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm1d | None):
+    """``BN(W x + b)`` as one ``W' x + b'``; ``weight`` is [out, in, (k)], flattened to [out, in*k]."""
+    W = weight.detach().reshape(weight.shape[0], -1)
+    b = torch.zeros(W.shape[0], dtype=W.dtype) if bias is None else bias.detach()
+    if bn is None:
+        return W.clone(), b.clone()
+    scale, shift = fold_bn(bn)
+    return W * scale[:, None], b * scale + shift
+
+
+@dataclass(frozen=True)
+class _Conv:
+    """A folded embedding convolution: weight [out, in*k], bias [out], its ring buffer's name."""
+
+    weight: str
+    bias: str
+    buffer: str
+    in_channels: int
+
+
+class StepLMUFormer(nn.Module):
+    """Frame-by-frame form of an :class:`LMUFormer` (spiking or not). See the module docstring.
+
+    Shapes (B streams): ``frame [B, n_mels]``, ``padding [B] bool`` (True for the zero frames
+    ``flush`` feeds); outputs ``running [B, classes]`` (head on the running mean: the parallel
+    model's ``all_seq`` at the emitted frame), ``per_frame [B, classes]`` (head on this frame's
+    features: the parallel ``frames`` mode) and ``valid [B] bool`` (False while the look-ahead
+    fills and after the end of an utterance: then the outputs repeat the last valid ones).
+    """
+
+    def __init__(self, model: LMUFormer):
+        super().__init__()
+        c: LMUFormerConfig = model.config
+        self.config = c
+        self.k = c.kernel_size
+        self.pad = 0 if c.causal else c.kernel_size // 2  # frames of delay per embedding conv
+        self.lookahead = c.lookahead
+        self._state_shapes: dict[str, tuple[int, ...]] = {}
+        self._convs: list[_Conv] = []
+        self._spike_log: dict[str, list[torch.Tensor]] | None = None  # see record_spikes()
+        dtype = model.head.weight.dtype
+        self._fold_embedding(model)
+        self._fold_blocks(model)
+        if c.spiking:
+            self._affine("head_bn", model.head_bn)
+            self._state("head.v", c.dim)
+        self._linear("head", model.head.weight, model.head.bias, None)
+        self._state("sum", c.dim)
+        self._state("count")
+        self._state("t")
+        self._state("n_real")
+        self._state("last_running", c.n_classes)
+        self._state("last_frame", c.n_classes)
+        self.to(dtype)
+
+    # -- construction -------------------------------------------------------------------------
+    def _state(self, name: str, *shape: int) -> None:
+        self._state_shapes[name] = shape
+
+    def _linear(self, name, weight, bias, bn) -> None:
+        W, b = fold_into_linear(weight, bias, bn)
+        self.register_buffer(f"{name}_W", W)
+        self.register_buffer(f"{name}_b", b)
+
+    def _affine(self, name, bn) -> None:
+        scale, shift = fold_bn(bn)
+        self.register_buffer(f"{name}_scale", scale)
+        self.register_buffer(f"{name}_shift", shift)
+
+    def _conv(self, name: str, conv: nn.Conv1d, bn: nn.BatchNorm1d | None) -> None:
+        self._linear(name, conv.weight, None, bn)
+        self._state(f"{name}.buf", conv.in_channels, self.k - 1)
+        self._convs.append(_Conv(f"{name}_W", f"{name}_b", f"{name}.buf", conv.in_channels))
+
+    def _fold_embedding(self, model: LMUFormer) -> None:
+        c, e = self.config, model.embed
+        if not c.spiking:
+            # conv -> ReLU -> BN: the BN follows a ReLU, so it stays a per-channel affine.
+            for i, (conv, bn) in enumerate(zip(e.convs, e.bns)):
+                self._conv(f"embed{i}", conv, None)
+                self._affine(f"embed{i}_bn", bn)
+        else:
+            # conv_i -> BN_i -> LIF: BN_i folds into conv_i, except the last, whose input is
+            # also the embedding's residual output.
+            for i, conv in enumerate(e.convs):
+                last = i == len(e.convs) - 1
+                self._conv(f"embed{i}", conv, None if last else e.bns[i])
+                self._state(f"embed{i}.v", c.dim)
+            self._affine(f"embed{len(e.convs) - 1}_bn", e.bns[-1])
+            self._state("embed.delay", c.dim, max(self.pad, 1))
+        self._conv("rpe", e.rpe, None)
+
+    def _fold_blocks(self, model: LMUFormer) -> None:
+        c = self.config
+        for b, block in enumerate(model.blocks):
+            lmu, ffn, p = block.lmu, block.ffn, f"block{b}"
+            self.register_buffer(f"{p}_A", lmu.memory.A.clone())
+            self.register_buffer(f"{p}_B", lmu.memory.B.clone())
+            self._state(f"{p}.m", c.memory_size)
+            if not c.spiking:
+                self._linear(f"{p}_Wu", lmu.W_u.weight, lmu.W_u.bias, None)
+                self._linear(f"{p}_Wh", lmu.W_h.weight, lmu.W_h.bias, None)
+                self._linear(f"{p}_proj", lmu.proj.weight, lmu.proj.bias, lmu.proj_bn)
+                self._linear(f"{p}_fc1", ffn.fc1.weight, ffn.fc1.bias, ffn.fc1_bn)
+                self._linear(f"{p}_fc2", ffn.fc2.weight, ffn.fc2.bias, ffn.fc2_bn)
+                continue
+            self._affine(f"{p}_in_bn", lmu.input_bn)
+            self._linear(f"{p}_Wu", lmu.W_u.weight, lmu.W_u.bias, lmu.bn_u)
+            self._affine(f"{p}_m_bn", lmu.bn_m)
+            self._linear(f"{p}_Wh", lmu.W_h.weight, lmu.W_h.bias, lmu.bn_h)
+            self._linear(f"{p}_proj", lmu.proj.weight, lmu.proj.bias, lmu.proj_bn)
+            self._affine(f"{p}_fc1_bn", ffn.fc1_bn)
+            self._linear(f"{p}_fc1", ffn.fc1.weight, ffn.fc1.bias, ffn.fc2_bn)
+            self._linear(f"{p}_fc2", ffn.fc2.weight, ffn.fc2.bias, None)
+            hidden = c.mlp_ratio * c.dim
+            for name, size in (("v_in", c.dim), ("v_u", 1), ("v_m", c.memory_size), ("v_h", c.dim),
+                               ("v_fc1", c.dim), ("v_fc2", hidden)):
+                self._state(f"{p}.{name}", size)
+
+    # -- state ----------------------------------------------------------------------------------
+    @property
+    def state_names(self) -> list[str]:
+        """Names of the state tensors, in the order ``forward`` takes and returns them."""
+        return list(self._state_shapes)
+
+    def initial_state(self, batch: int = 1, device=None) -> State:
+        """State of ``batch`` fresh streams: zero buffers, membranes at rest, no frames seen."""
+        dtype = self.head_W.dtype
+        state = {}
+        for name, shape in self._state_shapes.items():
+            is_counter = name in ("t", "n_real")
+            state[name] = torch.zeros((batch, *shape), dtype=torch.int64 if is_counter else dtype,
+                                      device=device or self.head_W.device)
+        return state
+
+    # -- one frame ------------------------------------------------------------------------------
+    def _lif(self, x, v, valid, name: str, threshold=None):
+        c = self.config
+        th = c.lif_threshold if threshold is None else threshold
+        h = v + (x - v) / c.lif_tau
+        s = (h >= th).to(x.dtype)
+        v_new = h * (1 - s)
+        keep = valid[:, None]
+        s = torch.where(keep, s, torch.zeros_like(s))
+        if self._spike_log is not None:
+            self._spike_log.setdefault(name, []).append(s)
+        return s, torch.where(keep, v_new, v)
+
+    def _conv_step(self, conv: _Conv, x, state, new, valid_out):
+        """Push x into the conv's ring buffer; return (output for the frame `pad` back, centre input)."""
+        buf = state[conv.buffer]  # (B, Cin, k-1)
+        window = torch.cat([buf, x[:, :, None]], dim=2)  # (B, Cin, k)
+        new[conv.buffer] = window[:, :, 1:]
+        y = window.reshape(window.shape[0], -1) @ getattr(self, conv.weight).T + getattr(self, conv.bias)
+        centre = window[:, :, self.k - 1 - self.pad]
+        return torch.where(valid_out[:, None], y, torch.zeros_like(y)), centre
+
+    def _layer_valid(self, t, n_real, delay: int):
+        index = t - delay
+        return (index >= 0) & (index < n_real)
+
+    def forward(self, frame: torch.Tensor, padding: torch.Tensor, *state_tensors: torch.Tensor):
+        """One step, state as positional tensors (the ONNX signature): returns
+        ``(running, per_frame, valid, *new_state)``."""
+        state = dict(zip(self.state_names, state_tensors))
+        new: State = {}
+        c = self.config
+        t, n_real = state["t"], state["n_real"] + (~padding).to(torch.int64)
+        x = torch.where(padding[:, None], torch.zeros_like(frame), frame)
+        valid = [self._layer_valid(t, n_real, self.pad * (i + 1)) for i in range(len(self._convs))]
+
+        # patch embedding, [B, C] per frame
+        if not c.spiking:
+            for i, conv in enumerate(self._convs[:-1]):
+                y, _ = self._conv_step(conv, x, state, new, valid[i])
+                y = F.relu(y) * getattr(self, f"embed{i}_bn_scale") + getattr(self, f"embed{i}_bn_shift")
+                x = torch.where(valid[i][:, None], y, torch.zeros_like(y))
+            r, centre = self._conv_step(self._convs[-1], x, state, new, valid[-1])
+            z = centre + r
+        else:
+            last = len(self._convs) - 2
+            for i, conv in enumerate(self._convs[:-1]):
+                y, _ = self._conv_step(conv, x, state, new, valid[i])
+                if i == last:
+                    y_bn = y * getattr(self, f"embed{i}_bn_scale") + getattr(self, f"embed{i}_bn_shift")
+                    x, new[f"embed{i}.v"] = self._lif(y_bn, state[f"embed{i}.v"], valid[i], f"embed{i}")
+                else:
+                    x, new[f"embed{i}.v"] = self._lif(y, state[f"embed{i}.v"], valid[i], f"embed{i}")
+            # z = y + rpe(s): y waits `pad` frames in a delay line to meet the rpe's output
+            delay = torch.cat([state["embed.delay"], y[:, :, None]], dim=2)
+            new["embed.delay"] = delay[:, :, 1:]
+            y_delayed = delay[:, :, -1 - self.pad]
+            r, _ = self._conv_step(self._convs[-1], x, state, new, valid[-1])
+            z = y_delayed + r
+        ok = valid[-1]
+
+        for b in range(c.depth):
+            z = self._block_step(b, z, state, new, ok)
+
+        if c.spiking:
+            z, new["head.v"] = self._lif(
+                z * self.head_bn_scale + self.head_bn_shift, state["head.v"], ok, "head")
+        keep = ok[:, None]
+        new["sum"] = torch.where(keep, state["sum"] + z, state["sum"])
+        new["count"] = torch.where(ok, state["count"] + 1, state["count"])
+        running = (new["sum"] / new["count"].clamp(min=1)[:, None]) @ self.head_W.T + self.head_b
+        per_frame = z @ self.head_W.T + self.head_b
+        running = torch.where(keep, running, state["last_running"])
+        per_frame = torch.where(keep, per_frame, state["last_frame"])
+        new["last_running"], new["last_frame"] = running, per_frame
+        new["t"], new["n_real"] = t + 1, n_real
+        return (running, per_frame, ok, *[new[name] for name in self.state_names])
+
+    def _block_step(self, b: int, z, state, new, ok):
+        c, p = self.config, f"block{b}"
+        A, B = getattr(self, f"{p}_A"), getattr(self, f"{p}_B")
+        W = lambda name: getattr(self, f"{p}_{name}_W")  # noqa: E731
+        bias = lambda name: getattr(self, f"{p}_{name}_b")  # noqa: E731
+        keep = ok[:, None]
+        if not c.spiking:
+            u = F.relu(z @ W("Wu").T + bias("Wu"))  # (B, 1)
+            m = state[f"{p}.m"] @ A.T + u * B  # (B, M)          m_t = A m_{t-1} + B u_t
+            new[f"{p}.m"] = torch.where(keep, m, state[f"{p}.m"])
+            h = F.relu(torch.cat([m, z], dim=1) @ W("Wh").T + bias("Wh"))  # (B, C)
+            z = z + h @ W("proj").T + bias("proj")
+            f = F.gelu(z @ W("fc1").T + bias("fc1"))  # (B, 4C)
+            return z + F.relu(f @ W("fc2").T + bias("fc2"))
+
+        aff = lambda name, x: x * getattr(self, f"{p}_{name}_scale") + getattr(self, f"{p}_{name}_shift")  # noqa
+        s, new[f"{p}.v_in"] = self._lif(aff("in_bn", z), state[f"{p}.v_in"], ok, f"{p}.in", c.lmu_input_threshold)
+        u, new[f"{p}.v_u"] = self._lif(s @ W("Wu").T + bias("Wu"), state[f"{p}.v_u"], ok, f"{p}.u")  # (B, 1)
+        m = state[f"{p}.m"] @ A.T + u * B  # (B, M)
+        new[f"{p}.m"] = torch.where(keep, m, state[f"{p}.m"])
+        ms, new[f"{p}.v_m"] = self._lif(aff("m_bn", m), state[f"{p}.v_m"], ok, f"{p}.m")
+        h, new[f"{p}.v_h"] = self._lif(torch.cat([ms, s], dim=1) @ W("Wh").T + bias("Wh"), state[f"{p}.v_h"], ok,
+                                         f"{p}.h")
+        z = z + h @ W("proj").T + bias("proj")
+        f, new[f"{p}.v_fc1"] = self._lif(aff("fc1_bn", z), state[f"{p}.v_fc1"], ok, f"{p}.fc1")
+        f, new[f"{p}.v_fc2"] = self._lif(f @ W("fc1").T + bias("fc1"), state[f"{p}.v_fc2"], ok, f"{p}.fc2")
+        return z + f @ W("fc2").T + bias("fc2")
+
+    @contextlib.contextmanager
+    def record_spikes(self):
+        """Within the block, every LIF layer's spikes of every step are appended to the yielded dict
+        (name -> list of [B, C] tensors, one per step, zeros on invalid steps). Not for export."""
+        self._spike_log = {}
+        try:
+            yield self._spike_log
+        finally:
+            self._spike_log = None
+
+    # -- convenience (Python) -------------------------------------------------------------------
+    def step(self, frame: torch.Tensor, state: State, padding: torch.Tensor | None = None):
+        """One frame ``[B, n_mels]`` (or a chunk ``[B, K, n_mels]``) -> ``(StepOutput, new_state)``.
+
+        For a chunk, the outputs gain a K axis: running/per_frame ``[B, K, classes]``, valid ``[B, K]``;
+        ``padding`` is then ``[B, K]``.
+        """
+        n = self.config.n_mels
+        if frame.ndim == 3 and frame.shape[2] == n:
+            pads = padding if padding is not None else torch.zeros(frame.shape[:2], dtype=torch.bool)
+            outs = []
+            for k in range(frame.shape[1]):
+                out, state = self.step(frame[:, k], state, pads[:, k])
+                outs.append(out)
+            return StepOutput(*(torch.stack([getattr(o, f) for o in outs], 1)
+                                for f in ("running", "per_frame", "valid"))), state
+        if frame.ndim != 2 or frame.shape[1] != n:
+            raise ValueError(f"step() takes one frame per stream, [batch, {n}], or a chunk [batch, K, {n}]; "
+                             f"got {list(frame.shape)}")
+        if set(state) != set(self.state_names) or state["t"].shape[0] != frame.shape[0]:
+            raise ValueError(f"state does not belong to this model or batch size {frame.shape[0]}: "
+                             f"use initial_state({frame.shape[0]})")
+        if padding is None:
+            padding = torch.zeros(frame.shape[0], dtype=torch.bool, device=frame.device)
+        with torch.no_grad():
+            running, per_frame, valid, *tensors = self(frame.to(self.head_W.dtype), padding,
+                                                       *[state[n] for n in self.state_names])
+        return StepOutput(running, per_frame, valid), dict(zip(self.state_names, tensors))
+
+    def run(self, frames: torch.Tensor, state: State | None = None, flush: bool = False):
+        """Step over ``frames [B, K, n_mels]``; returns the valid outputs ``(running [B, n, classes],
+        per_frame [B, n, classes])`` (n = frames emitted; all streams advance together) and the state."""
+        if frames.ndim != 3 or frames.shape[2] != self.config.n_mels:
+            raise ValueError(f"run() takes [batch, frames, {self.config.n_mels}], got {list(frames.shape)}")
+        B = frames.shape[0]
+        state = self.initial_state(B, frames.device) if state is None else state
+        running, per_frame = [], []
+        steps = [(frames[:, i], False) for i in range(frames.shape[1])]
+        if flush:
+            steps += [(frames.new_zeros(B, self.config.n_mels), True)] * self.lookahead
+        with torch.no_grad():
+            for frame, is_pad in steps:
+                pad = torch.full((B,), is_pad, dtype=torch.bool, device=frames.device)
+                out, state = self.step(frame, state, pad)
+                if bool(out.valid.all()):
+                    running.append(out.running)
+                    per_frame.append(out.per_frame)
+                elif bool(out.valid.any()):
+                    raise RuntimeError("streams in one run() must be in the same phase; use step() per frame")
+        stack = lambda xs: torch.stack(xs, 1) if xs else frames.new_zeros(B, 0, self.config.n_classes)  # noqa
+        return stack(running), stack(per_frame), state
+
+    def flush(self, state: State):
+        """End the utterance: feed the look-ahead's padding; returns the outputs it completes and the state."""
+        B = state["t"].shape[0]
+        empty = torch.zeros(B, 0, self.config.n_mels, dtype=self.head_W.dtype, device=state["t"].device)
+        return self.run(empty, state, flush=True)
+
+    def reset(self, state: State, streams: torch.Tensor | None = None) -> State:
+        """Fresh state for the streams selected by a [B] bool mask (all when None)."""
+        fresh = self.initial_state(state["t"].shape[0], state["t"].device)
+        if streams is None:
+            return fresh
+        return {k: torch.where(streams.view(-1, *[1] * (v.ndim - 1)), fresh[k], v) for k, v in state.items()}
+
+
+@dataclass
+class StepOutput:
+    running: torch.Tensor  # [B, classes]: head on the running mean of features (all_seq)
+    per_frame: torch.Tensor  # [B, classes]: head on this frame's features
+    valid: torch.Tensor  # [B] bool: False while the look-ahead fills / after an utterance ended

@@ -1,0 +1,103 @@
+"""Training-time augmentation on batches of normalized log-mel features (the paper's recipe).
+
+All of it runs on the batch's device, with randomness drawn from an explicit generator so that
+a resumed or distributed run draws the same numbers as an uninterrupted single-process one.
+
+Background noise is mixed in the energy domain: a clip's mel energies E_x = exp(fbank) and a
+noise segment's E_n add as E_x + g E_n, with g setting the SNR (mean energy ratio). This is
+exact for the expected power of uncorrelated signals and needs no waveform at train time.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from lmustream.audio.features import FbankConfig
+from lmustream.train.config import AugmentConfig
+
+
+def _uniform(g, n, low, high, device):
+    return torch.rand(n, generator=g).to(device) * (high - low) + low
+
+
+class FeatureAugmenter:
+    """Applies the switchable augmentations of :class:`AugmentConfig` to ``(x [B, N, M], y [B, K])``."""
+
+    def __init__(self, config: AugmentConfig, frontend: FbankConfig, noise: torch.Tensor | None = None):
+        self.config = config
+        self.frontend = frontend
+        # noise: log-mel (unnormalized) of background recordings, concatenated over time [T, M]
+        self.noise = noise
+
+    def _denormalize(self, x):
+        return x * (2 * self.frontend.std) + self.frontend.mean
+
+    def _normalize(self, logmel):
+        return (logmel - self.frontend.mean) / (2 * self.frontend.std)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        c = self.config
+        if not c.enabled:
+            return x, y
+        B, N, M = x.shape
+        dev = x.device
+        logmel = self._denormalize(x)
+        if c.gain_db > 0:  # gain g scales energies by g^2: adds 2 ln g to every log energy
+            gain = _uniform(g, B, -c.gain_db, c.gain_db, dev) * (math.log(10) / 10)
+            logmel = logmel + gain[:, None, None]
+        if self.noise is not None and c.noise_prob > 0:
+            logmel = self._mix_noise(logmel, g)
+        x = self._normalize(logmel)
+        if c.feature_noise > 0:
+            x = x + c.feature_noise * torch.randn(x.shape, generator=g).to(dev)
+        if c.time_shift > 0:
+            shift = torch.randint(-c.time_shift, c.time_shift + 1, (B,), generator=g).to(dev)
+            idx = (torch.arange(N, device=dev)[None, :] - shift[:, None]) % N
+            x = torch.gather(x, 1, idx[:, :, None].expand(B, N, M))
+        x = self._mask(x, c.freq_mask, 2, g)
+        x = self._mask(x, c.time_mask, 1, g)
+        if c.mixup_rate > 0:
+            x, y = self._mixup(x, y, g)
+        return x, y
+
+    def _mix_noise(self, logmel, g):
+        c, (B, N, _) = self.config, logmel.shape
+        T = self.noise.shape[0]
+        starts = torch.randint(0, max(T - N, 1), (B,), generator=g)
+        idx = (starts[:, None] + torch.arange(N)[None, :]) % T
+        noise = self.noise[idx].to(logmel.device)  # (B, N, M)
+        snr = _uniform(g, B, c.snr_db[0], c.snr_db[1], logmel.device)
+        use = (torch.rand(B, generator=g) < c.noise_prob).to(logmel.device)
+        # log of mean energy per clip, computed stably
+        lx = torch.logsumexp(logmel.flatten(1), 1) - math.log(logmel[0].numel())
+        ln = torch.logsumexp(noise.flatten(1), 1) - math.log(noise[0].numel())
+        log_gain = lx - ln - snr * (math.log(10) / 10)  # g = E_x / (E_n 10^(snr/10))
+        mixed = torch.logaddexp(logmel, noise + log_gain[:, None, None])
+        return torch.where(use[:, None, None], mixed, logmel)
+
+    @staticmethod
+    def _mask(x, width, dim, g):
+        if width <= 0:
+            return x
+        B, size = x.shape[0], x.shape[dim]
+        w = torch.randint(0, min(width, size) + 1, (B,), generator=g)
+        start = (torch.rand(B, generator=g) * (size - w + 1)).long()
+        pos = torch.arange(size)[None, :]
+        masked = ((pos >= start[:, None]) & (pos < (start + w)[:, None])).to(x.device)  # (B, size)
+        shape = (B, size, 1) if dim == 1 else (B, 1, size)
+        return x.masked_fill(masked.view(shape), 0.0)
+
+    def _mixup(self, x, y, g):
+        c, B = self.config, x.shape[0]
+        use = (torch.rand(B, generator=g) < c.mixup_rate).to(x.device)
+        # torch's Beta sampler has no generator argument: draw it from a numpy stream seeded by g
+        beta_rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (1,), generator=g)))
+        lam = torch.from_numpy(beta_rng.beta(c.mixup_alpha, c.mixup_alpha, B)).to(x.dtype)
+        partner = torch.randperm(B, generator=g).to(x.device)
+        lam = torch.where(use, lam.to(x.device), torch.ones_like(lam, device=x.device))
+        x = lam[:, None, None] * x + (1 - lam[:, None, None]) * x[partner]
+        y = lam[:, None] * y + (1 - lam[:, None]) * y[partner]
+        return x, y

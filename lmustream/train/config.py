@@ -1,0 +1,171 @@
+"""Training configuration: one YAML file per recipe (configs/), overridable with ``key=value``.
+
+Sections mirror the pieces they configure; every field documents its unit and default.
+Unknown keys are errors (a misspelt key must not be silently ignored).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from lmustream.errors import ConfigError
+
+
+@dataclass
+class DataConfig:
+    path: str = ""  # dataset: Speech Commands folder, labelled folders, a CSV manifest, or a pattern folder
+    kind: str = "auto"  # auto | speech_commands | folders | manifest | pattern
+    task: str = "35"  # Speech Commands task: "35" words or "12" classes
+    pattern: str | None = None  # filename pattern, e.g. "{label}_{speaker}_{index}.wav"
+    label_map: dict | None = None  # e.g. {"0": "zero"} for digit file names
+    validation_speakers: list | int | None = None  # held-out speaker ids, or how many to hold out (by seed)
+    test_speakers: list | int | None = None
+    validation_fraction: float = 0.1  # of speakers, when no official lists
+    test_fraction: float = 0.1
+    frames: int = 128  # clip length in frames after pad/crop (1 s = 98 frames, padded to 128)
+    cache_dir: str | None = None  # feature cache (default: ~/.cache/lmustream/features)
+    noise_dirs: list = field(default_factory=list)  # extra background-noise folders for augmentation
+    num_workers: int = 0  # DataLoader workers
+
+
+@dataclass
+class AugmentConfig:
+    enabled: bool = True  # master switch (train split only, always)
+    mixup_rate: float = 0.6  # fraction of batches mixed (paper recipe)
+    mixup_alpha: float = 10.0  # lambda ~ Beta(alpha, alpha)
+    freq_mask: int = 48  # SpecAugment: max mel bins masked
+    time_mask: int = 48  # SpecAugment: max frames masked
+    time_shift: int = 10  # random roll, +- frames
+    noise_prob: float = 0.8  # probability of mixing background noise into a clip
+    snr_db: tuple = (0.0, 20.0)  # SNR range for background noise, dB
+    gain_db: float = 6.0  # random gain, +- dB
+    feature_noise: float = 0.0  # std of additive Gaussian noise on normalized features (recipe: small)
+
+
+@dataclass
+class OptimConfig:
+    optimizer: str = "adam"  # adam | adamw
+    lr: float = 2.5e-3  # paper
+    weight_decay: float = 5e-7
+    schedule: str = "step"  # step (paper: x gamma every `step_every` epochs after `step_start`) | cosine
+    step_start: int = 10
+    step_every: int = 10
+    gamma: float = 0.85
+    warmup_epochs: float = 0.0  # linear warm-up (cosine schedule)
+    loss: str = "bce"  # bce (paper, soft labels) | ce
+    label_smoothing: float = 0.0
+    grad_clip: float = 5.0  # max gradient norm, 0 disables
+
+
+@dataclass
+class TrainConfig:
+    model: str = "lmuformer"  # a named configuration (lmustream.models.NAMED_CONFIGS)
+    model_overrides: dict = field(default_factory=dict)  # e.g. {causal: true, dim: 128}
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    epochs: int = 30
+    batch_size: int = 128  # global batch (split across DDP processes)
+    seed: int = 0
+    out: str = "runs/default"  # run folder: checkpoints, metrics.csv, model.safetensors
+    checkpoint_every: int = 200  # steps between mid-epoch checkpoints (0: epoch ends only)
+    amp: bool = True  # bf16 autocast on CUDA
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+
+    def validate(self) -> "TrainConfig":
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ConfigError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
+        if self.optim.loss not in ("bce", "ce"):
+            raise ConfigError(f"optim.loss must be 'bce' or 'ce', got {self.optim.loss!r}")
+        if self.optim.schedule not in ("step", "cosine"):
+            raise ConfigError(f"optim.schedule must be 'step' or 'cosine', got {self.optim.schedule!r}")
+        if self.optim.optimizer not in ("adam", "adamw"):
+            raise ConfigError(f"optim.optimizer must be 'adam' or 'adamw', got {self.optim.optimizer!r}")
+        if not 0 <= self.augment.mixup_rate <= 1:
+            raise ConfigError(f"augment.mixup_rate must be in [0, 1], got {self.augment.mixup_rate}")
+        from lmustream.models import get_config
+        get_config(self.model, **self.model_overrides)  # raises on unknown names / fields
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _build(cls, values: dict, where: str):
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where or 'config'} must be a mapping, got {type(values).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown key(s) in {where or 'config'}: {', '.join(unknown)}; "
+                          f"known: {', '.join(known)}")
+    kwargs = {}
+    for name, value in values.items():
+        default = known[name].default_factory() if known[name].default_factory is not dataclasses.MISSING \
+            else known[name].default
+        value = _typed(value, str(known[name].type))
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = _build(type(default), value, f"{where}.{name}".lstrip("."))
+        elif isinstance(default, tuple) and isinstance(value, list):
+            kwargs[name] = tuple(value)
+        else:
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+class _Raw(str):
+    """An override's text, typed when the target field is known (a pattern like "{label}.wav" stays text)."""
+
+
+def _typed(value: Any, annotation: str) -> Any:
+    if isinstance(value, dict) and "dict" in annotation:  # free-form sections: parse every leaf
+        return {k: _typed(v, "any") for k, v in value.items()}
+    if not isinstance(value, _Raw):
+        return value
+    if annotation.replace(" ", "") in ("str", "str|None"):
+        return str(value)
+    import yaml
+
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"cannot parse override value {value!r}: {e}") from e
+
+
+def apply_override(tree: dict, assignment: str) -> None:
+    """``a.b=value`` into a nested dict; the value is parsed as YAML (numbers, booleans, lists)
+    unless the field is a string."""
+    if "=" not in assignment:
+        raise ConfigError(f"override {assignment!r} must look like key=value (e.g. epochs=20, optim.lr=1e-3)")
+    key, text = assignment.split("=", 1)
+    parts = key.strip().split(".")
+    node = tree
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {assignment!r}: {part} is not a section")
+    node[parts[-1]] = _Raw(text)
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
+    """A TrainConfig from a YAML file (or the defaults) with ``key=value`` overrides applied."""
+    import yaml
+
+    tree: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} does not exist")
+        try:
+            tree = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from e
+    for assignment in overrides:
+        apply_override(tree, assignment)
+    try:
+        return _build(TrainConfig, tree, "").validate()
+    except TypeError as e:
+        raise ConfigError(f"bad config: {e}") from e

@@ -1,0 +1,112 @@
+"""From a DataConfig to tensors the training loop indexes: splits, labels, background noise."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lmustream.audio.features import FbankConfig
+from lmustream.errors import ConfigError
+from lmustream.train.config import TrainConfig
+
+NOISE_EXTENSIONS = (".wav", ".flac", ".ogg")
+
+
+class FeatureTensorSet(torch.utils.data.Dataset):
+    """All clips of a split as one in-memory float16 tensor ``[n, frames, n_mels]`` plus labels.
+
+    Built once from a feature dataset (whose on-disk cache makes later runs fast); batches are
+    gathered by index with no per-clip Python work, which keeps small models GPU-bound.
+    """
+
+    def __init__(self, features: torch.Tensor, labels: torch.Tensor):
+        self.features = features
+        self.labels = labels
+
+    @classmethod
+    def from_dataset(cls, dataset, desc: str, verbose: bool) -> "FeatureTensorSet":
+        n = len(dataset)
+        if n == 0:
+            raise ConfigError(f"the {desc} split is empty")
+        first, _ = dataset[0]
+        features = torch.empty((n, *np.shape(first)), dtype=torch.float16)
+        labels = torch.empty(n, dtype=torch.long)
+        indices = range(n)
+        if verbose:
+            from tqdm import tqdm
+            indices = tqdm(indices, desc=f"features ({desc})", leave=False)
+        for i in indices:
+            x, y = dataset[i]
+            features[i] = torch.as_tensor(x)
+            labels[i] = int(y)
+        return cls(features, labels)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i):
+        return self.features[i].float(), self.labels[i]
+
+    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.features[idx].float(), self.labels[idx]
+
+
+@dataclass
+class TrainingData:
+    labels: list[str]
+    train: FeatureTensorSet
+    validation: FeatureTensorSet
+    test: FeatureTensorSet | None
+    frontend: FbankConfig
+    noise: torch.Tensor | None  # unnormalized log-mel of background noise, [T, n_mels]
+    summary: str = ""
+
+
+def noise_logmel(folders: list[Path], frontend: FbankConfig) -> torch.Tensor | None:
+    """Log-mel of every audio file in ``folders``, concatenated over time, or None if there are none."""
+    from lmustream.audio.features import fbank
+    from lmustream.audio.io import load_audio
+
+    pieces = []
+    for folder in folders:
+        for path in sorted(Path(folder).iterdir()) if Path(folder).is_dir() else []:
+            if path.suffix.lower() in NOISE_EXTENSIONS:
+                pieces.append(fbank(torch.from_numpy(load_audio(path, frontend.sample_rate)), frontend))
+    return torch.cat(pieces) if pieces else None
+
+
+def prepare_data(config: TrainConfig, verbose: bool = True, frontend: FbankConfig | None = None) -> TrainingData:
+    from lmustream.data.datasets import open_dataset
+    from lmustream.data.feature_dataset import FeatureDataset
+
+    d = config.data
+    if not d.path:
+        raise ConfigError("no training data: set data.path in the config or pass --data")
+    frontend = frontend or FbankConfig()
+    index = open_dataset(d.path, kind=d.kind, task=d.task, pattern=d.pattern, label_map=d.label_map,
+                         validation_speakers=d.validation_speakers, test_speakers=d.test_speakers,
+                         validation_fraction=d.validation_fraction, test_fraction=d.test_fraction,
+                         seed=config.seed)
+    labels = list(index.labels)
+
+    def split(name):
+        clips = index.splits.get(name) or []
+        if not clips:
+            return None
+        ds = FeatureDataset(clips, labels, frontend, frames=d.frames, cache_dir=d.cache_dir)
+        return FeatureTensorSet.from_dataset(ds, name, verbose)
+
+    train, validation, test = split("train"), split("validation"), split("test")
+    if train is None or validation is None:
+        raise ConfigError(f"{d.path}: need non-empty train and validation splits")
+    noise_dirs = [Path(p) for p in d.noise_dirs]
+    if (Path(d.path) / "_background_noise_").is_dir():
+        noise_dirs.append(Path(d.path) / "_background_noise_")
+    noise = noise_logmel(noise_dirs, frontend) if config.augment.noise_prob > 0 else None
+    summary = index.summary() if hasattr(index, "summary") else ""
+    if verbose and summary:
+        print(summary)
+    return TrainingData(labels, train, validation, test, frontend, noise, summary)

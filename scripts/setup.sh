@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Install everything lmustream needs, on a fresh Debian/Ubuntu machine or any machine with
+# Python >= 3.10 and a C++17 compiler:
+#   1. system packages (apt-get, as root or through sudo; skipped when already present),
+#   2. PyTorch, pinned to the CPU wheel torch==2.13.0 (never a plain `torch`, which would pull
+#      a multi-GB CUDA build),
+#   3. lmustream itself, editable, with its test extras; this compiles the C++ kernel,
+#   4. the offline text-to-speech engines of `lmustream data synth` (scripts/install_tts.sh).
+# Usage: scripts/setup.sh [--no-system]      (PYTHON=... selects the interpreter; default python3)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+TORCH_SPEC="torch==2.13.0"
+
+log() { printf '[setup] %s\n' "$*"; }
+
+install_system_packages() {
+    local wanted=(g++ make)
+    if ! "$PYTHON" -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
+        wanted+=(python3-dev)
+    fi
+    if ! command -v dpkg >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
+        log "no apt-get here: make sure these are installed yourself: ${wanted[*]}"
+        return 0
+    fi
+    local missing=()
+    for pkg in "${wanted[@]}"; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
+    if [ ${#missing[@]} -eq 0 ]; then
+        log "system packages present: ${wanted[*]}"
+        return 0
+    fi
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    log "installing system packages: ${missing[*]}"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+if [ "${1:-}" != "--no-system" ]; then
+    install_system_packages
+fi
+
+log "installing $TORCH_SPEC (CPU)"
+"$PYTHON" -m pip install -q --progress-bar off "$TORCH_SPEC"
+log "installing lmustream (editable) and building its C++ kernel"
+"$PYTHON" -m pip install -q --progress-bar off -e ".[dev]"
+if [ "${1:-}" != "--no-system" ]; then
+    log "installing the text-to-speech engines"
+    PYTHON="$PYTHON" bash scripts/install_tts.sh
+fi
+"$PYTHON" -m lmustream info

@@ -1,0 +1,71 @@
+"""The `lmustream` command line."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import lmustream
+from lmustream.cli import main
+from lmustream.models import LMUFormer, LMUFormerConfig
+from lmustream.models.artifact import ModelArtifact, load_model, save_model
+from tests.conftest import require_shared
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "lmustream", *args], capture_output=True, text=True)
+
+
+def test_version_and_help():
+    out = run_cli("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"lmustream {lmustream.__version__}"
+    out = run_cli("--help")
+    assert out.returncode == 0
+    for verb in ("info", "selftest", "convert", "export"):
+        assert verb in out.stdout
+
+
+def test_info_reports_kernel(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "C++ kernel" in out and "loaded" in out
+    assert "kernel SIMD level" in out
+
+
+def test_selftest_without_golden_vectors(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("LMUSTREAM_SHARED", str(tmp_path))  # nothing there
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("lmustream.cli._default_conformance_dir", lambda: None)
+    assert main(["selftest"]) == 0
+    out = capsys.readouterr().out
+    assert "FAIL" not in out and "checks passed" in out
+
+
+def test_selftest_bad_conformance_dir(tmp_path, capsys):
+    assert main(["selftest", "--conformance", str(tmp_path)]) == 2
+    assert "no lmuformer/ golden vectors" in capsys.readouterr().err
+
+
+def test_convert_then_export(tmp_path, capsys):
+    golden = require_shared("conformance", "lmuformer", "lmuformer_state_dict.pt")
+    model_path = tmp_path / "ref.safetensors"
+    assert main(["convert", str(golden), "--variant", "lmuformer", "--out", str(model_path)]) == 0
+    art = load_model(model_path)
+    assert art.labels[0] == "backward" and len(art.labels) == 35
+    assert main(["export", "--model", str(model_path), "--onnx", str(tmp_path / "m.onnx"), "--chunk", "2"]) == 0
+    assert "look-ahead 5 frames" in capsys.readouterr().out
+
+
+def test_export_audio_in_and_errors(tmp_path, capsys):
+    torch.manual_seed(0)
+    model = LMUFormer(LMUFormerConfig(dim=16, memory_size=8, n_classes=2, embed_convs=1)).eval()
+    save_model(tmp_path / "m.safetensors", ModelArtifact(model, ["a", "b"]))
+    assert main(["export", "--model", str(tmp_path / "m.safetensors"), "--onnx", str(tmp_path / "a.onnx"),
+                 "--audio-in"]) == 0
+    assert (tmp_path / "a.onnx").stat().st_size > 0
+    assert main(["export", "--model", "no-such-model", "--onnx", str(tmp_path / "x.onnx")]) == 2
+    assert "no shipped model of that name" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["export", "--model", "m", "--onnx", "x.onnx", "--chunk", "0"])
+    assert "positive integer" in capsys.readouterr().err

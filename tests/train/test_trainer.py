@@ -1,0 +1,166 @@
+"""The trainer: a tiny end-to-end run, resume after a kill, DDP on two CPU processes, configs."""
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from lmustream.errors import ConfigError
+from lmustream.models import LMUFormer
+from lmustream.models.artifact import load_model
+from lmustream.train.config import load_config
+from lmustream.train.trainer import lr_factor, train
+
+LABELS = ("low", "mid", "high")
+TINY_MODEL = ["model=lmuformer-tiny", "model_overrides.dim=16", "model_overrides.memory_size=8",
+              "model_overrides.embed_convs=1", "model_overrides.mlp_ratio=1"]
+
+
+@pytest.fixture(scope="module")
+def tone_dataset(tmp_path_factory):
+    """Three 'words' (tone pitch classes) x 6 speakers (timbre) x 12 takes, FSDD-style names."""
+    root = tmp_path_factory.mktemp("tones")
+    rng = np.random.default_rng(0)
+    t = np.arange(8000) / 16000
+    for li, label in enumerate(LABELS):
+        for s in range(6):
+            for k in range(12):
+                f0 = (300, 800, 2000)[li] * (1 + 0.05 * s) * (1 + 0.02 * rng.standard_normal())
+                wave = 0.3 * np.sin(2 * np.pi * f0 * t) * np.hanning(t.size) + 0.01 * rng.standard_normal(t.size)
+                sf.write(root / f"{label}_spk{s}_{k}.wav", wave.astype(np.float32), 16000, subtype="PCM_16")
+    return root
+
+
+def base_overrides(data, out, cache):
+    return TINY_MODEL + [
+        f"data.path={data}", "data.kind=pattern", "data.pattern={label}_{speaker}_{index}.wav",
+        "data.frames=50", "data.validation_speakers=1", "data.test_speakers=1", f"data.cache_dir={cache}",
+        f"out={out}", "batch_size=16", "epochs=3", "augment.noise_prob=0", "optim.lr=0.01",
+        "optim.schedule=cosine", "device=cpu"]
+
+
+def test_end_to_end_on_cpu(tone_dataset, tmp_path):
+    config = load_config(None, base_overrides(tone_dataset, tmp_path / "run", tmp_path / "cache"))
+    path = train(config, progress=False)
+    art = load_model(path)
+    assert art.labels == sorted(LABELS) or set(art.labels) == set(LABELS)
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert max(float(r["val_acc"]) for r in rows) > 0.6  # three tones: chance is 1/3
+    assert art.extra["recipe"]["epochs"] == 3
+    with pytest.raises(Exception, match="--resume"):
+        train(config, progress=False)  # refuses to overwrite a run
+
+
+def _run_cli(args, env_extra=None):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env_extra or {})}
+    return subprocess.Popen([sys.executable, "-m", "lmustream", "train", "--no-progress", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+
+
+def test_killed_mid_epoch_then_resumed_equals_uninterrupted(tone_dataset, tmp_path):
+    cache = tmp_path / "cache"
+    common = base_overrides(tone_dataset, None, cache)[:-8] + [
+        "batch_size=8", "epochs=3", "augment.noise_prob=0", "optim.lr=0.01", "optim.schedule=cosine",
+        "device=cpu", "checkpoint_every=3"]
+    whole = _run_cli(common + [f"out={tmp_path / 'whole'}"])
+    assert whole.wait(300) == 0, whole.stdout.read()
+
+    killed = _run_cli(common + [f"out={tmp_path / 'killed'}"])
+    ckpt = tmp_path / "killed" / "checkpoint.pt"
+    deadline = time.time() + 120
+    while not ckpt.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    assert ckpt.exists()
+    killed.send_signal(signal.SIGTERM)
+    out = killed.stdout.read()
+    assert killed.wait(60) == 130, out
+    assert "continue with --resume" in out
+    state = torch.load(ckpt, weights_only=True)
+    assert state["epoch"] < 3  # really stopped early
+
+    resumed = _run_cli(common + [f"out={tmp_path / 'killed'}", "--resume"])
+    assert resumed.wait(300) == 0, resumed.stdout.read()
+    rows = list(csv.DictReader(open(tmp_path / "killed" / "metrics.csv")))
+    assert sorted({int(r["epoch"]) for r in rows}) == [1, 2, 3]
+    a = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(ckpt, weights_only=True)["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6, msg=k)
+    # no temporary checkpoint files left behind
+    assert not [p for p in (tmp_path / "killed").iterdir() if p.name.endswith(".tmp")]
+
+
+def test_ddp_two_cpu_processes(tone_dataset, tmp_path):
+    overrides = base_overrides(tone_dataset, tmp_path / "ddp", tmp_path / "cache")
+    # build the feature cache once so the two processes do not race on it
+    train(load_config(None, base_overrides(tone_dataset, tmp_path / "single", tmp_path / "cache")), progress=False)
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "lmustream", "train", "--no-progress", *overrides],
+                          capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = list(csv.DictReader(open(tmp_path / "ddp" / "metrics.csv")))
+    assert len(rows) == 3  # rank 0 alone writes
+    single = list(csv.DictReader(open(tmp_path / "single" / "metrics.csv")))
+    # same global batch, batch statistics shared across processes: the same training as one process
+    assert [r["step"] for r in rows] == [r["step"] for r in single]
+    a = torch.load(tmp_path / "ddp" / "checkpoint.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "single" / "checkpoint.pt", weights_only=True)["model"]
+    # A bias right before a batch norm has no effect on the function (the norm subtracts it), so its
+    # gradient is rounding noise that Adam turns into steps: it, and the running mean that absorbs
+    # it, may differ; every other tensor and the function itself must not.
+    gauge = {"blocks.0.lmu.proj.bias", "blocks.0.ffn.fc1.bias", "blocks.0.ffn.fc2.bias"}
+    for k in a:
+        if k not in gauge and not k.endswith("running_mean") and a[k].is_floating_point():
+            torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5, msg=lambda m, k=k: f"{k}: {m}")
+    config = load_model(tmp_path / "single" / "model.safetensors").model.config
+    models = []
+    for sd in (a, b):
+        m = LMUFormer(config).eval()
+        m.load_state_dict(sd)
+        models.append(m)
+    x = torch.randn(4, 50, 128)
+    with torch.no_grad():
+        # (the running means lag the gauge biases by their momentum average: a small eval difference)
+        torch.testing.assert_close(models[0](x), models[1](x), rtol=0, atol=5e-3)
+
+
+def test_paper_schedule():
+    config = load_config(None, ["optim.schedule=step"])
+    assert lr_factor(config, 0) == 1.0 and lr_factor(config, 9.9) == 1.0
+    assert lr_factor(config, 10) == pytest.approx(0.85)
+    assert lr_factor(config, 20) == pytest.approx(0.85 ** 2)
+    cos = load_config(None, ["optim.schedule=cosine", "epochs=10"])
+    assert lr_factor(cos, 0) == pytest.approx(1.0) and lr_factor(cos, 10) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="unknown key"):
+        load_config(None, ["optim.learning_rate=1"])
+    with pytest.raises(ConfigError, match="key=value"):
+        load_config(None, ["epochs"])
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="loss"):
+        load_config(None, ["optim.loss=hinge"])
+    with pytest.raises(ValueError, match="unknown model configuration"):
+        load_config(None, ["model=gpt"])
+
+
+def test_committed_configs_parse():
+    from pathlib import Path
+    for path in sorted(Path(__file__).resolve().parents[2].glob("configs/*.yaml")):
+        load_config(path)
+
+
+def test_missing_data_path_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="data.path"):
+        train(load_config(None, [f"out={tmp_path}"]), progress=False)
