@@ -68,27 +68,32 @@ def main() -> None:
     N = args.frames
     g = torch.Generator().manual_seed(1)
     rows = []
+    print(f"{'model':<44}{'dtype':<9}{'comparison':<26}{'running max':>13}{'per-frame max':>15}  spikes differing",
+          flush=True)
+
+    def report(row):
+        name, dtype, what, run_err, frame_err, spikes = row
+        run_txt = "-" if np.isnan(run_err) else f"{run_err:.2e}"
+        print(f"{name:<44}{dtype:<9}{what:<26}{run_txt:>13}{frame_err:>15.2e}  {spikes}", flush=True)
+        rows.append(row)
+
     for name, model in models(conformance):
         for dtype in (torch.float32, torch.float64):
             m = model.to(dtype)
             step = StepLMUFormer(m)
             x = torch.randn(1, N, 128, generator=g, dtype=dtype)
             r = compare_stream(m, step, x)
-            rows.append((name, str(dtype)[6:], f"stream {N}", r.max_abs_running, r.max_abs_per_frame,
-                         f"{r.spike_flips}/{r.spikes_compared}" if r.spikes_compared else "-"))
+            report((name, str(dtype)[6:], f"stream {N}", r.max_abs_running, r.max_abs_per_frame,
+                    f"{r.spike_flips}/{r.spikes_compared}" if r.spikes_compared else "-"))
             u = compare_utterances(m, step, torch.randn(N // 125, 125, 128, generator=g, dtype=dtype))
-            rows.append((name, str(dtype)[6:], f"{N // 125} utt x 125, reset", u.max_abs_running,
-                         u.max_abs_per_frame, "-"))
+            report((name, str(dtype)[6:], f"{N // 125} utt x 125, reset", u.max_abs_running,
+                    u.max_abs_per_frame, "-"))
         model.float()
         step = StepLMUFormer(model)
         for batch in (1, 8):
             err, rate = onnx_vs_step(step, N, batch)
-            rows.append((name, "float32", f"ONNX vs step, batch {batch}", float("nan"), err,
-                         f"rate {rate:.1e}" if model.config.spiking else "-"))
-    print(f"\n{'model':<44}{'dtype':<9}{'comparison':<26}{'running max':>13}{'per-frame max':>15}  spikes differing")
-    for name, dtype, what, run_err, frame_err, spikes in rows:
-        run_txt = "-" if np.isnan(run_err) else f"{run_err:.2e}"
-        print(f"{name:<44}{dtype:<9}{what:<26}{run_txt:>13}{frame_err:>15.2e}  {spikes}")
+            report((name, "float32", f"ONNX vs step, batch {batch}", float("nan"), err,
+                    f"rate {rate:.1e}" if model.config.spiking else "-"))
 
 
 if __name__ == "__main__":

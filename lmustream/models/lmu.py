@@ -123,6 +123,8 @@ class LegendreMemory(nn.Module):
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """Parallel path: ``u [batch, N] -> m [batch, M, N]`` (m_{-1} = 0), any N >= 1."""
+        if u.dtype in (torch.float16, torch.bfloat16):  # FFTs in half precision lose the memory's range
+            u = u.float()
         N = u.shape[-1]
         fft_H = self._fft_response(N, u.dtype, u.device)  # (M, N+1)
         U = torch.fft.rfft(u[:, None, :], n=2 * N, dim=-1)  # (B, 1, N+1)
@@ -141,6 +143,8 @@ class LegendreMemory(nn.Module):
 
     def recurrent(self, u: torch.Tensor, state: LMUMemoryState | None = None) -> torch.Tensor:
         """Recurrent path over a sequence: ``u [batch, N] -> m [batch, M, N]``, same contract as forward."""
+        if u.dtype in (torch.float16, torch.bfloat16):
+            u = u.float()
         if state is None:
             state = self.initial_state(u.shape[0], u.dtype, u.device)
         ms = []

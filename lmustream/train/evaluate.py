@@ -20,7 +20,12 @@ def evaluate_artifact(artifact: ModelArtifact, data_path: str, split: str = "tes
 
     if task is None:
         task = "12" if "_unknown_" in artifact.labels else "35"
-    index = open_dataset(data_path, kind=kind, task=task, pattern=pattern, label_map=label_map, seed=seed)
+    split_args = _recipe_split(artifact, data_path)
+    if split_args:  # the data the model was trained on: reproduce its speaker split exactly
+        kind, pattern = split_args.pop("kind"), split_args.pop("pattern") or pattern
+        label_map = split_args.pop("label_map") or label_map
+    index = open_dataset(data_path, kind=kind, task=task, pattern=pattern, label_map=label_map,
+                         seed=split_args.pop("seed", seed), **split_args)
     clips = index.splits.get(split) or []
     if not clips:
         raise ConfigError(f"{data_path}: split {split!r} is empty (splits: "
@@ -48,6 +53,18 @@ def evaluate_artifact(artifact: ModelArtifact, data_path: str, split: str = "tes
             per_class[label] = {"accuracy": float(confusion[i, i]) / total, "n": total}
     return {"accuracy": float(confusion.diag().sum()) / n, "n": n, "split": split, "per_class": per_class,
             "labels": list(artifact.labels), "confusion": confusion.tolist()}
+
+
+def _recipe_split(artifact: ModelArtifact, data_path: str) -> dict:
+    """The split settings stored in the model's training recipe, if it was trained on ``data_path``."""
+    recipe = artifact.extra.get("recipe") or {}
+    data = recipe.get("data") or {}
+    if not data.get("path") or Path(data["path"]).resolve() != Path(data_path).resolve():
+        return {}
+    return {"kind": data.get("kind", "auto"), "pattern": data.get("pattern"), "label_map": data.get("label_map"),
+            "validation_speakers": data.get("validation_speakers"), "test_speakers": data.get("test_speakers"),
+            "validation_fraction": data.get("validation_fraction", 0.1),
+            "test_fraction": data.get("test_fraction", 0.1), "seed": recipe.get("seed", 0)}
 
 
 def format_report(result: dict) -> str:

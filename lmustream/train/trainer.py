@@ -205,6 +205,7 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
 
     val_loader = torch.utils.data.DataLoader(data.validation, batch_size=256, num_workers=config.data.num_workers)
     metrics_path = out / "metrics.csv"
+    board = _tensorboard(out) if ddp.main else None
     with _StopFlag() as stop:
         while epoch < config.epochs:
             order = torch.randperm(n_train, generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch))
@@ -257,11 +258,14 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
                     save_model(out / "model.safetensors", ModelArtifact(
                         model.eval(), list(data.labels), data.frontend,
                         {"recipe": config.to_dict(), "epoch": epoch, "validation_accuracy": val_acc}))
-                _append_metrics(metrics_path, {
+                _last_metrics = _append_metrics(metrics_path, {
                     "epoch": epoch, "step": global_step, "train_loss": loss_sum / max(seen, 1),
                     "train_acc": correct / max(seen, 1), "val_acc": val_acc,
                     "lr": optimizer.param_groups[0]["lr"], "seconds": round(elapsed, 2),
                     "clips_per_s": round(seen * ddp.world / max(elapsed, 1e-9), 1)})
+                if board is not None:
+                    for key in ("train_loss", "train_acc", "val_acc", "lr", "clips_per_s"):
+                        board.add_scalar(key, _last_metrics[key], epoch)
                 print(f"epoch {epoch}/{config.epochs}: train loss {loss_sum / max(seen, 1):.4f} "
                       f"acc {correct / max(seen, 1):.3f}, validation acc {val_acc:.4f}"
                       f"{' (best)' if improved else ''}", flush=True)
@@ -273,13 +277,23 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
     return out / "model.safetensors"
 
 
-def _append_metrics(path: Path, row: dict) -> None:
+def _append_metrics(path: Path, row: dict) -> dict:
     new = not path.exists()
     with open(path, "a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(row))
         if new:
             writer.writeheader()
         writer.writerow(row)
+    return row
+
+
+def _tensorboard(out: Path):
+    """A TensorBoard writer under OUT/tensorboard when the tensorboard package is installed, else None."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(out / "tensorboard"))
 
 
 def _progress(iterable, enabled: bool, desc: str):

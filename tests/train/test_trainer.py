@@ -46,7 +46,7 @@ def base_overrides(data, out, cache):
         "optim.schedule=cosine", "device=cpu"]
 
 
-def test_end_to_end_on_cpu(tone_dataset, tmp_path):
+def test_end_to_end_on_cpu(tone_dataset, tmp_path, capsys):
     config = load_config(None, base_overrides(tone_dataset, tmp_path / "run", tmp_path / "cache"))
     path = train(config, progress=False)
     art = load_model(path)
@@ -57,6 +57,20 @@ def test_end_to_end_on_cpu(tone_dataset, tmp_path):
     assert art.extra["recipe"]["epochs"] == 3
     with pytest.raises(Exception, match="--resume"):
         train(config, progress=False)  # refuses to overwrite a run
+
+    # evaluation reproduces the training split from the recipe stored in the model
+    import json
+    from lmustream.cli import main
+    png = tmp_path / "cm.png"
+    assert main(["eval", "--model", str(path), "--data", str(tone_dataset), "--split", "test", "--json",
+                 "--plot", str(png), "--cache-dir", str(tmp_path / "cache")]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["n"] == 3 * 12  # one held-out test speaker, 3 words x 12 takes
+    assert set(result["per_class"]) == set(LABELS) and 0 <= result["accuracy"] <= 1
+    assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
+    assert main(["eval", "--model", str(path), "--data", str(tone_dataset), "--split", "test",
+                 "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert "confusion (rows: true, columns: predicted)" in capsys.readouterr().out
 
 
 def _run_cli(args, env_extra=None):

@@ -1,0 +1,82 @@
+"""Feature-domain augmentations: each switch does what it says, and randomness is reproducible."""
+
+import math
+
+import pytest
+import torch
+
+from lmustream.audio.features import FbankConfig
+from lmustream.train.augment import FeatureAugmenter
+from lmustream.train.config import AugmentConfig
+
+OFF = dict(mixup_rate=0.0, freq_mask=0, time_mask=0, time_shift=0, noise_prob=0.0, gain_db=0.0, feature_noise=0.0)
+
+
+def batch(B=8, N=40, M=128):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(B, N, M, generator=g) * 0.5
+    y = torch.nn.functional.one_hot(torch.arange(B) % 4, 4).float()
+    return x, y
+
+
+def run(cfg, noise=None, seed=1):
+    x, y = batch()
+    aug = FeatureAugmenter(AugmentConfig(**{**OFF, **cfg}), FbankConfig(), noise)
+    return x, y, *aug(x.clone(), y.clone(), torch.Generator().manual_seed(seed))
+
+
+def test_all_off_is_identity():
+    x, y, xa, ya = run({})
+    torch.testing.assert_close(xa, x)
+    assert torch.equal(ya, y)
+    x, y, xa, ya = run({"enabled": False, "mixup_rate": 1.0, "freq_mask": 48})
+    assert torch.equal(xa, x) and torch.equal(ya, y)
+
+
+def test_same_generator_same_result():
+    cfg = dict(mixup_rate=0.6, freq_mask=48, time_mask=20, time_shift=10, gain_db=6.0)
+    a, b = run(cfg, seed=3), run(cfg, seed=3)
+    assert torch.equal(a[2], b[2]) and torch.equal(a[3], b[3])
+    assert not torch.equal(a[2], run(cfg, seed=4)[2])
+
+
+def test_masks_zero_whole_bands_and_spans():
+    _, _, xa, _ = run({"freq_mask": 48})
+    zero_cols = (xa == 0).all(dim=1)  # (B, M): mel bins zeroed over all frames
+    assert (zero_cols.sum(1) <= 48).all() and zero_cols.any()
+    _, _, xa, _ = run({"time_mask": 20})
+    zero_rows = (xa == 0).all(dim=2)
+    assert (zero_rows.sum(1) <= 20).all() and zero_rows.any()
+
+
+def test_time_shift_is_a_roll():
+    x, _, xa, _ = run({"time_shift": 10})
+    for b in range(x.shape[0]):
+        assert any(torch.allclose(torch.roll(x[b], s, 0), xa[b], atol=1e-5) for s in range(-10, 11))
+
+
+def test_gain_shifts_log_energy_uniformly():
+    x, _, xa, _ = run({"gain_db": 6.0})
+    shift = (xa - x) * 2 * FbankConfig().std  # back to natural-log energy units
+    per_clip = shift.flatten(1)
+    assert torch.allclose(per_clip, per_clip[:, :1].expand_as(per_clip), atol=1e-5)
+    assert per_clip.abs().max() <= 6.0 * math.log(10) / 10 + 1e-5
+
+
+def test_mixup_soft_labels_sum_to_one():
+    _, y, _, ya = run({"mixup_rate": 1.0})
+    torch.testing.assert_close(ya.sum(1), torch.ones(len(y)))
+    assert ((ya > 0) & (ya < 1)).any()
+
+
+def test_noise_at_snr():
+    """Mixing noise of the same energy at 0 dB SNR doubles the mean energy (+ln 2 in log units)."""
+    x, _ = batch()
+    std, mean = FbankConfig().std, FbankConfig().mean
+    logmel = x * 2 * std + mean
+    noise = logmel[0].clone()  # [N, M]: a 'recording' equal to clip 0
+    aug = FeatureAugmenter(AugmentConfig(**{**OFF, "noise_prob": 1.0, "snr_db": (0.0, 0.0)}), FbankConfig(), noise)
+    xa, _ = aug(x[:1].clone(), torch.ones(1, 4), torch.Generator().manual_seed(0))
+    ea = torch.exp(xa * 2 * std + mean).mean()
+    e0 = torch.exp(logmel[:1]).mean()
+    assert ea / e0 == pytest.approx(2.0, rel=1e-3)
