@@ -65,6 +65,26 @@ def main() -> None:
         rec = clips_per_second(model, x, y, "recurrent", args.recurrent_steps, amp)
         print(f"{config:<12}{fft:>14,.0f}{rec:>20,.0f}{fft / rec:>9.1f}{84843 / fft:>28.1f} s")
     print("\n(84,843 = clips in the Speech Commands v2 training split)")
+    # The Legendre memory alone (the only part of the model the two paths compute differently).
+    from lmustream.models import LegendreMemory
+    print(f"\n{'Legendre memory alone':<24}{'FFT clips/s':>14}{'recurrent clips/s':>20}{'ratio':>9}")
+    for order in (256, 512):
+        memory = LegendreMemory(order, 128.0).to(device)
+        u = torch.rand(args.batch, 128, device=device, requires_grad=True)
+        rates = []
+        for path, steps in (("fft", args.steps), ("recurrent", args.recurrent_steps)):
+            run = memory if path == "fft" else memory.recurrent
+            for _ in range(2):
+                run(u).square().mean().backward()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            for _ in range(steps):
+                run(u).square().mean().backward()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            rates.append(steps * args.batch / (time.perf_counter() - start))
+        print(f"{'M = ' + str(order):<24}{rates[0]:>14,.0f}{rates[1]:>20,.0f}{rates[0] / rates[1]:>9.1f}")
 
 
 if __name__ == "__main__":

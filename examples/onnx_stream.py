@@ -40,6 +40,7 @@ class OnnxStream:
         names = [o.name for o in self.session.get_outputs()]
         values = dict(zip(names, self.session.run(names, {**feeds, **self.state})))
         self.state = {f"state.{n[5:]}": v for n, v in values.items() if n.startswith("next.")}
+        self.last_outputs = values  # every output of the last call, by name (e.g. "spikes" if exported)
         return values["running"], values["per_frame"], values["valid"]
 
     def push_features(self, features: np.ndarray, padding: np.ndarray | None = None):

@@ -93,3 +93,16 @@ def test_bad_config():
         LMUConfig(theta=0)
     with pytest.raises(ValueError, match="memory_size"):
         LMUConfig(memory_size=0)
+
+
+def test_cpp_kernel_equals_python_memory():
+    """The C++ extension's block update equals LegendreMemory's recurrence (float32)."""
+    from lmustream.stream.kernel import kernel_available, lmu_memory_scan
+    if not kernel_available():
+        pytest.fail("the C++ kernel is not built: run pip install -e .")
+    mem = LegendreMemory(256, 128.0)
+    u = torch.relu(torch.randn(2, 300, generator=torch.Generator().manual_seed(0)))
+    ours = mem.float().recurrent(u).transpose(1, 2).numpy()  # (B, T, M)
+    out, final = lmu_memory_scan(mem.A.float().numpy(), mem.B.float().numpy(), u.numpy())
+    assert np.abs(out - ours).max() <= 1e-5 * np.abs(ours).max()
+    np.testing.assert_array_equal(final, out[:, -1])

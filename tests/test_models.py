@@ -172,3 +172,20 @@ def test_depth_builds_blocks(depth):
     model = tiny(depth=depth)
     assert len(model.blocks) == depth
     assert model(torch.randn(1, 5, 20)).shape == (1, 5)
+
+
+@pytest.mark.parametrize("detach_reset", [True, False])
+def test_fused_lif_gradient_equals_frame_by_frame_autograd(detach_reset):
+    lif = LIF(LIFConfig(detach_reset=detach_reset))
+    x = (torch.rand(3, 5, 40, dtype=torch.float64) * 3).requires_grad_()
+    w = torch.randn(3, 5, 40, dtype=torch.float64)
+    (lif(x) * w).sum().backward()
+    fused = x.grad.clone()
+    x.grad = None
+    v, spikes = lif.initial_state(x[..., 0]), []
+    for t in range(40):
+        s, v = lif.step(x[..., t], v)
+        spikes.append(s)
+    (torch.stack(spikes, -1) * w).sum().backward()
+    torch.testing.assert_close(fused, x.grad)
+    assert fused.abs().sum() > 0

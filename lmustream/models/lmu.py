@@ -147,8 +147,9 @@ class LegendreMemory(nn.Module):
             u = u.float()
         if state is None:
             state = self.initial_state(u.shape[0], u.dtype, u.device)
-        ms = []
+        A_T, B = self.A.to(u.dtype).T, self.B.to(u.dtype)  # cast once, not once per frame
+        m, ms = state.m, []
         for t in range(u.shape[-1]):
-            m_t, state = self.step(u[:, t], state)
-            ms.append(m_t)
+            m = m @ A_T + u[:, t, None] * B  # eq. 1, as in step()
+            ms.append(m)
         return torch.stack(ms, dim=-1)  # (B, M, N)

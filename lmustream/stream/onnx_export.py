@@ -34,21 +34,31 @@ from lmustream.stream.step import StepLMUFormer
 OPSET = 17
 
 
+def spike_vector(log: dict[str, list[torch.Tensor]], k: int) -> torch.Tensor:
+    """Every LIF layer's spikes of step k of a ``record_spikes`` log, concatenated: [B, S]."""
+    return torch.cat([steps[k] for steps in log.values()], dim=1)
+
+
 class _ChunkStep(nn.Module):
     """K steps of the step form in one call (unrolled; K is small)."""
 
-    def __init__(self, step: StepLMUFormer, chunk: int):
+    def __init__(self, step: StepLMUFormer, chunk: int, spike_output: bool = False):
         super().__init__()
         self.step = step
         self.chunk = chunk
+        self.spike_output = spike_output
 
     def forward(self, features, padding, *state):
         outs = ([], [], [])
-        for k in range(self.chunk):
-            running, per_frame, valid, *state = self.step(features[:, k], padding[:, k], *state)
-            for acc, value in zip(outs, (running, per_frame, valid)):
-                acc.append(value)
-        return (torch.stack(outs[0], 1), torch.stack(outs[1], 1), torch.stack(outs[2], 1), *state)
+        with self.step.record_spikes() as log:
+            for k in range(self.chunk):
+                running, per_frame, valid, *state = self.step(features[:, k], padding[:, k], *state)
+                for acc, value in zip(outs, (running, per_frame, valid)):
+                    acc.append(value)
+        extra = ()
+        if self.spike_output:
+            extra = (torch.stack([spike_vector(log, k) for k in range(self.chunk)], 1),)
+        return (torch.stack(outs[0], 1), torch.stack(outs[1], 1), torch.stack(outs[2], 1), *extra, *state)
 
 
 class GraphFrontend(nn.Module):
@@ -112,8 +122,12 @@ class _AudioChunkStep(nn.Module):
 
 
 def export_onnx(step: StepLMUFormer, path: str, labels: list[str], frontend: "FbankConfig",
-                audio_in: bool = False, chunk: int = 1) -> dict:
-    """Write the step graph to ``path``; returns the metadata dict stored in it."""
+                audio_in: bool = False, chunk: int = 1, spike_output: bool = False) -> dict:
+    """Write the step graph to ``path``; returns the metadata dict stored in it.
+
+    ``spike_output`` (spiking models, features in): an extra output ``spikes [B, K, S]`` with every
+    LIF layer's spikes, for verifying the graph spike by spike against the PyTorch step form.
+    """
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1 frame, got {chunk}")
     step = step.float().eval()
@@ -130,10 +144,11 @@ def export_onnx(step: StepLMUFormer, path: str, labels: list[str], frontend: "Fb
         state_specs = [{"name": "frontend.buffer", "shape": [front.HISTORY], "dtype": "float32"},
                        {"name": "frontend.pushes", "shape": [], "dtype": "int64"}] + state_specs
     else:
-        module = _ChunkStep(step, chunk)
+        spike_output = spike_output and step.config.spiking
+        module = _ChunkStep(step, chunk, spike_output)
         example = (torch.zeros(2, chunk, step.config.n_mels), torch.zeros(2, chunk, dtype=torch.bool),
                    *state.values())
-        inputs, outputs_extra = ["features", "padding"], []
+        inputs, outputs_extra = ["features", "padding"], ["spikes"] if spike_output else []
     inputs += [f"state.{n}" for n in names]
     outputs = ["running", "per_frame", "valid"] + outputs_extra + [f"next.{n}" for n in names]
     dynamic = {name: {0: "batch"} for name in inputs + outputs}

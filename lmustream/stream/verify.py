@@ -66,19 +66,29 @@ def compare_stream(model: LMUFormer, step: StepLMUFormer, x: torch.Tensor) -> Eq
 
 def compare_utterances(model: LMUFormer, step: StepLMUFormer, utterances: torch.Tensor) -> Equivalence:
     """Utterances ``[U, N, n_mels]`` stepped back to back through one stream, flushed and reset
-    between them, vs the parallel model on each utterance."""
+    between them, vs the parallel model on each utterance (spikes compared too, if spiking)."""
+    from lmustream.conformance import lif_outputs
+
     with torch.no_grad():
         ref_running = model(utterances, mode="all_seq").transpose(0, 1)  # (U, N, K)
         ref_frames = model(utterances, mode="frames")
+    ref_spikes = lif_outputs(model, utterances) if model.config.spiking else {}
     state = step.initial_state(1, utterances.device)
-    err_run = err_frame = 0.0
+    result = Equivalence(utterances.shape[0] * utterances.shape[1], 0.0, 0.0, float(ref_running.abs().max()))
+    N = utterances.shape[1]
     for u in range(utterances.shape[0]):
-        running, per_frame, state = step.run(utterances[u:u + 1], state, flush=True)
-        err_run = max(err_run, _maxabs(running[0], ref_running[u]))
-        err_frame = max(err_frame, _maxabs(per_frame[0], ref_frames[u]))
+        with step.record_spikes() as log:
+            running, per_frame, state = step.run(utterances[u:u + 1], state, flush=True)
+        result.max_abs_running = max(result.max_abs_running, _maxabs(running[0], ref_running[u]))
+        result.max_abs_per_frame = max(result.max_abs_per_frame, _maxabs(per_frame[0], ref_frames[u]))
+        for name, steps in log.items():
+            d = _step_lif_delay(step, name)
+            ours = torch.stack(steps[d:d + N], dim=-1)[0]  # (C, N)
+            ref = ref_spikes[_parallel_lif_name(name)][u]
+            result.spike_flips += int((ours != ref).sum())
+            result.spikes_compared += ref.numel()
         state = step.reset(state)
-    return Equivalence(utterances.shape[0] * utterances.shape[1], err_run, err_frame,
-                       float(ref_running.abs().max()))
+    return result
 
 
 def _maxabs(a: torch.Tensor, b: torch.Tensor) -> float:

