@@ -43,6 +43,9 @@ def _cmd_info(args: argparse.Namespace) -> int:
     for module, label in (("soundfile", "soundfile"), ("soxr", "soxr"), ("onnx", "onnx"),
                           ("onnxruntime", "onnxruntime"), ("sounddevice", "sounddevice")):
         rows.append((label, _module_version(module)))
+    from lmustream.models import lif_triton
+    rows.append(("CUDA", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "not available"))
+    rows.append(("LIF scan on CUDA", "Triton kernels" if lif_triton.triton is not None else "PyTorch loop (no triton)"))
     info = kernel_info()
     rows.append(("C++ kernel", "loaded" if info.get("loaded") else f"NOT loaded ({info.get('error')})"))
     if info.get("loaded"):

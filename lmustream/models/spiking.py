@@ -19,6 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from lmustream.models import lif_triton
+
 
 class _SigmoidSurrogateSpike(torch.autograd.Function):
     """Heaviside forward; derivative of sigmoid(alpha * x) backward (spikingjelly's Sigmoid surrogate)."""
@@ -46,6 +48,11 @@ class _MultiStepLIF(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, v0, tau, v_threshold, v_reset, alpha, detach_reset):
+        ctx.constants = (tau, v_threshold, v_reset, alpha, detach_reset)
+        if lif_triton.available(x):
+            s, h = lif_triton.forward(x, v0, tau, v_threshold, v_reset)
+            ctx.save_for_backward(h, s)
+            return s
         v, hs, spikes = v0, [], []
         for t in range(x.shape[-1]):
             h = v + (x[..., t] - v) / tau  # eq. 2
@@ -55,13 +62,15 @@ class _MultiStepLIF(torch.autograd.Function):
             spikes.append(s)
         h, s = torch.stack(hs, -1), torch.stack(spikes, -1)
         ctx.save_for_backward(h, s)
-        ctx.constants = (tau, v_threshold, v_reset, alpha, detach_reset)
         return s
 
     @staticmethod
     def backward(ctx, grad_s):
         h, s = ctx.saved_tensors
         tau, v_threshold, v_reset, alpha, detach_reset = ctx.constants
+        if lif_triton.available(h):
+            grad_x, grad_v = lif_triton.backward(grad_s, h, s, tau, v_threshold, v_reset, alpha, detach_reset)
+            return grad_x, grad_v, None, None, None, None, None
         sg = torch.sigmoid(alpha * (h - v_threshold))
         dsdh = alpha * sg * (1 - sg)  # surrogate dS/dH for every frame at once
         grad_x = torch.empty_like(grad_s)
