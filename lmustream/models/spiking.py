@@ -38,6 +38,13 @@ class _SigmoidSurrogateSpike(torch.autograd.Function):
         return grad_out * ctx.alpha * sg * (1 - sg), None
 
 
+def lif_update(x_t, v, tau, v_threshold, v_reset):
+    """Eqs. 2-4 for one frame, no gradient semantics: ``(spikes s_t, membrane v_t, charge h_t)``."""
+    h = v + (x_t - v) / tau  # eq. 2
+    s = (h - v_threshold >= 0).to(x_t.dtype)  # eq. 3
+    return s, h * (1 - s) + v_reset * s, h  # eq. 4
+
+
 class _MultiStepLIF(torch.autograd.Function):
     """Eqs. 2-4 over all frames in one autograd node, with a hand-written backward through time.
 
@@ -55,9 +62,7 @@ class _MultiStepLIF(torch.autograd.Function):
             return s
         v, hs, spikes = v0, [], []
         for t in range(x.shape[-1]):
-            h = v + (x[..., t] - v) / tau  # eq. 2
-            s = (h - v_threshold >= 0).to(x.dtype)  # eq. 3
-            v = h * (1 - s) + v_reset * s  # eq. 4
+            s, v, h = lif_update(x[..., t], v, tau, v_threshold, v_reset)
             hs.append(h)
             spikes.append(s)
         h, s = torch.stack(hs, -1), torch.stack(spikes, -1)

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmustream.models.lmuformer import LMUFormer, LMUFormerConfig
+from lmustream.models.spiking import lif_update
 
 State = dict[str, torch.Tensor]
 
@@ -185,9 +186,7 @@ class StepLMUFormer(nn.Module):
     def _lif(self, x, v, valid, name: str, threshold=None):
         c = self.config
         th = c.lif_threshold if threshold is None else threshold
-        h = v + (x - v) / c.lif_tau
-        s = (h >= th).to(x.dtype)
-        v_new = h * (1 - s)
+        s, v_new, _ = lif_update(x, v, c.lif_tau, th, 0.0)
         keep = valid[:, None]
         s = torch.where(keep, s, torch.zeros_like(s))
         if self._spike_log is not None:

@@ -10,6 +10,12 @@ from lmustream.errors import ConfigError
 from lmustream.models.artifact import ModelArtifact
 
 
+def add_to_confusion(confusion: torch.Tensor, y: torch.Tensor, pred: torch.Tensor) -> None:
+    """Count (true, predicted) pairs into ``confusion [K, K]`` in place."""
+    K = confusion.shape[0]
+    confusion += torch.bincount(y * K + pred, minlength=K * K).view(K, K)
+
+
 def evaluate_artifact(artifact: ModelArtifact, data_path: str, split: str = "test", *, kind: str = "auto",
                       task: str | None = None, pattern: str | None = None, label_map: dict | None = None,
                       frames: int | None = None, cache_dir: str | None = None, seed: int = 0,
@@ -44,7 +50,7 @@ def evaluate_artifact(artifact: ModelArtifact, data_path: str, split: str = "tes
     with torch.no_grad():
         for x, y in loader:
             pred = model(torch.as_tensor(x).float().to(device)).argmax(1).cpu()
-            confusion += torch.bincount(torch.as_tensor(y) * K + pred, minlength=K * K).view(K, K)
+            add_to_confusion(confusion, torch.as_tensor(y), pred)
     n = int(confusion.sum())
     per_class = {}
     for i, label in enumerate(artifact.labels):

@@ -28,6 +28,7 @@ from lmustream.models.artifact import ModelArtifact, atomic_write_bytes, save_mo
 from lmustream.train.augment import FeatureAugmenter
 from lmustream.train.config import TrainConfig
 from lmustream.train.distributed import share_batch_statistics
+from lmustream.train.evaluate import add_to_confusion
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_VERSION = 1
@@ -113,7 +114,7 @@ def evaluate(model: LMUFormer, loader, device, amp: bool) -> tuple[float, torch.
     for x, y in loader:
         with _autocast(device, amp):
             pred = model(x.to(device)).argmax(1).cpu()
-        confusion += torch.bincount(y * K + pred, minlength=K * K).view(K, K)
+        add_to_confusion(confusion, y, pred)
     total = int(confusion.sum())
     return (float(confusion.diag().sum()) / total if total else float("nan")), confusion
 
