@@ -79,7 +79,7 @@ def test_step_carries_state_across_calls():
     mem = LegendreMemory(16, 8.0).double()
     u = torch.randn(2, 20, dtype=torch.float64)
     whole = mem.recurrent(u)
-    state = mem.initial_state(2, torch.float64)
+    state = mem.initial_state(2)
     first = []
     for t in range(12):
         m, state = mem.step(u[:, t], state)

@@ -87,9 +87,9 @@ class LMUMemoryState(NamedTuple):
 class LegendreMemory(nn.Module):
     """The linear memory ``m_t = A m_{t-1} + B u_t`` with parallel (FFT) and recurrent paths.
 
-    Holds no trainable parameters. ``A`` and ``B`` are derived from ``(order, theta)`` and
-    kept in float64; each path casts them to the input's dtype, so the module can run in
-    float32 or float64 without losing the float64 precision of its constants.
+    Holds no trainable parameters. ``A`` and ``B`` are derived from ``(order, theta)`` and kept
+    in float64, and both paths accumulate the memory in float64 and return it in the input's
+    dtype, so they agree to that dtype's rounding (what spiking thresholds need).
     """
 
     def __init__(self, order: int, theta: float):
@@ -122,34 +122,33 @@ class LegendreMemory(nn.Module):
         return self._H_cache[key]
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        """Parallel path: ``u [batch, N] -> m [batch, M, N]`` (m_{-1} = 0), any N >= 1."""
-        if u.dtype in (torch.float16, torch.bfloat16):  # FFTs in half precision lose the memory's range
-            u = u.float()
-        N = u.shape[-1]
-        fft_H = self._fft_response(N, u.dtype, u.device)  # (M, N+1)
-        U = torch.fft.rfft(u[:, None, :], n=2 * N, dim=-1)  # (B, 1, N+1)
-        m = torch.fft.irfft(U * fft_H, n=2 * N, dim=-1)[..., :N]  # (B, M, N)
-        return m
+        """Parallel path: ``u [batch, N] -> m [batch, M, N]`` (m_{-1} = 0), any N >= 1.
 
-    def initial_state(self, batch: int, dtype=torch.float32, device=None) -> LMUMemoryState:
-        return LMUMemoryState(torch.zeros(batch, self.order, dtype=dtype, device=device))
+        Computed in float64 and returned in u's dtype: the memory readout feeds thresholds (spiking
+        models), so the parallel and the recurrent path must agree to the output's rounding.
+        """
+        N = u.shape[-1]
+        fft_H = self._fft_response(N, torch.float64, u.device)  # (M, N+1) complex128
+        U = torch.fft.rfft(u.double()[:, None, :], n=2 * N, dim=-1)  # (B, 1, N+1)
+        m = torch.fft.irfft(U * fft_H, n=2 * N, dim=-1)[..., :N]  # (B, M, N)
+        return m.to(u.dtype)
+
+    def initial_state(self, batch: int, device=None) -> LMUMemoryState:
+        """``m = 0``, float64 (the memory accumulates in float64 whatever the model's dtype)."""
+        return LMUMemoryState(torch.zeros(batch, self.order, dtype=torch.float64, device=device))
 
     def step(self, u_t: torch.Tensor, state: LMUMemoryState) -> tuple[torch.Tensor, LMUMemoryState]:
-        """Recurrent path, one frame: ``u_t [batch] -> m_t [batch, M]`` (eq. 1)."""
-        A = self.A.to(u_t.dtype)
-        B = self.B.to(u_t.dtype)
-        m = state.m @ A.T + u_t[:, None] * B  # (B, M)
-        return m, LMUMemoryState(m)
+        """Recurrent path, one frame: ``u_t [batch] -> m_t [batch, M]`` (eq. 1), in u_t's dtype."""
+        m = state.m @ self.A.T + u_t.double()[:, None] * self.B  # (B, M) float64
+        return m.to(u_t.dtype), LMUMemoryState(m)
 
     def recurrent(self, u: torch.Tensor, state: LMUMemoryState | None = None) -> torch.Tensor:
         """Recurrent path over a sequence: ``u [batch, N] -> m [batch, M, N]``, same contract as forward."""
-        if u.dtype in (torch.float16, torch.bfloat16):
-            u = u.float()
         if state is None:
-            state = self.initial_state(u.shape[0], u.dtype, u.device)
-        A_T, B = self.A.to(u.dtype).T, self.B.to(u.dtype)  # cast once, not once per frame
+            state = self.initial_state(u.shape[0], u.device)
+        A_T, B, u64 = self.A.T, self.B, u.double()
         m, ms = state.m, []
         for t in range(u.shape[-1]):
-            m = m @ A_T + u[:, t, None] * B  # eq. 1, as in step()
+            m = m @ A_T + u64[:, t, None] * B  # eq. 1, as in step()
             ms.append(m)
-        return torch.stack(ms, dim=-1)  # (B, M, N)
+        return torch.stack(ms, dim=-1).to(u.dtype)  # (B, M, N)

@@ -102,6 +102,15 @@ class StepLMUFormer(nn.Module):
         self._state("last_frame", c.n_classes)
         self.to(dtype)
 
+    def _apply(self, fn, recurse=True):
+        # The Legendre memory's A, B (and its state) stay float64 whatever the step form's dtype,
+        # as in LegendreMemory: the parallel and the step form then agree to the output rounding.
+        keep = {name: buf for name, buf in self.named_buffers() if name.endswith(("_A", "_B"))}
+        out = super()._apply(fn, recurse)
+        for name, buf in keep.items():
+            setattr(self, name, buf.to(device=getattr(self, name).device, dtype=torch.float64))
+        return out
+
     # -- construction -------------------------------------------------------------------------
     def _state(self, name: str, *shape: int) -> None:
         self._state_shapes[name] = shape
@@ -177,8 +186,8 @@ class StepLMUFormer(nn.Module):
         dtype = self.head_W.dtype
         state = {}
         for name, shape in self._state_shapes.items():
-            is_counter = name in ("t", "n_real")
-            state[name] = torch.zeros((batch, *shape), dtype=torch.int64 if is_counter else dtype,
+            kind = torch.int64 if name in ("t", "n_real") else torch.float64 if name.endswith(".m") else dtype
+            state[name] = torch.zeros((batch, *shape), dtype=kind,
                                       device=device or self.head_W.device)
         return state
 
@@ -266,8 +275,9 @@ class StepLMUFormer(nn.Module):
         keep = ok[:, None]
         if not c.spiking:
             u = F.relu(z @ W("Wu").T + bias("Wu"))  # (B, 1)
-            m = state[f"{p}.m"] @ A.T + u * B  # (B, M)          m_t = A m_{t-1} + B u_t
-            new[f"{p}.m"] = torch.where(keep, m, state[f"{p}.m"])
+            m64 = state[f"{p}.m"] @ A.T + u.double() * B  # (B, M) m_t = A m_{t-1} + B u_t, float64
+            new[f"{p}.m"] = torch.where(keep, m64, state[f"{p}.m"])
+            m = m64.to(z.dtype)
             h = F.relu(torch.cat([m, z], dim=1) @ W("Wh").T + bias("Wh"))  # (B, C)
             z = z + h @ W("proj").T + bias("proj")
             f = F.gelu(z @ W("fc1").T + bias("fc1"))  # (B, 4C)
@@ -276,8 +286,9 @@ class StepLMUFormer(nn.Module):
         aff = lambda name, x: x * getattr(self, f"{p}_{name}_scale") + getattr(self, f"{p}_{name}_shift")  # noqa
         s, new[f"{p}.v_in"] = self._lif(aff("in_bn", z), state[f"{p}.v_in"], ok, f"{p}.in", c.lmu_input_threshold)
         u, new[f"{p}.v_u"] = self._lif(s @ W("Wu").T + bias("Wu"), state[f"{p}.v_u"], ok, f"{p}.u")  # (B, 1)
-        m = state[f"{p}.m"] @ A.T + u * B  # (B, M)
-        new[f"{p}.m"] = torch.where(keep, m, state[f"{p}.m"])
+        m64 = state[f"{p}.m"] @ A.T + u.double() * B  # (B, M), float64
+        new[f"{p}.m"] = torch.where(keep, m64, state[f"{p}.m"])
+        m = m64.to(z.dtype)
         ms, new[f"{p}.v_m"] = self._lif(aff("m_bn", m), state[f"{p}.v_m"], ok, f"{p}.m")
         h, new[f"{p}.v_h"] = self._lif(torch.cat([ms, s], dim=1) @ W("Wh").T + bias("Wh"), state[f"{p}.v_h"], ok,
                                          f"{p}.h")
