@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from lmustream.selftest import randomize_batchnorm
 from lmustream.models import LIF, LIFConfig, LMUFormer, LMUFormerConfig, NAMED_CONFIGS, get_config, macs_per_frame
+from lmustream.selftest import randomize_batchnorm
 
 TINY = dict(dim=32, memory_size=16, mlp_ratio=2, embed_convs=2, n_classes=5, n_mels=20)
 
