@@ -18,6 +18,7 @@ state tensors with their shapes and dtypes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import warnings
 from typing import TYPE_CHECKING
@@ -50,7 +51,7 @@ class _ChunkStep(nn.Module):
 
     def forward(self, features, padding, *state):
         outs = ([], [], [])
-        with self.step.record_spikes() as log:
+        with self.step.record_spikes() if self.spike_output else contextlib.nullcontext({}) as log:
             for k in range(self.chunk):
                 running, per_frame, valid, *state = self.step(features[:, k], padding[:, k], *state)
                 for acc, value in zip(outs, (running, per_frame, valid)):

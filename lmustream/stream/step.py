@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lmustream.models.lmu import LegendreMemory, LMUMemoryState
 from lmustream.models.lmuformer import LMUFormer, LMUFormerConfig
 from lmustream.models.spiking import lif_update
 
@@ -86,6 +87,7 @@ class StepLMUFormer(nn.Module):
         self.lookahead = c.lookahead
         self._state_shapes: dict[str, tuple[int, ...]] = {}
         self._convs: list[_Conv] = []
+        self.memories = nn.ModuleList()
         self._spike_log: dict[str, list[torch.Tensor]] | None = None  # see record_spikes()
         dtype = model.head.weight.dtype
         self._fold_embedding(model)
@@ -101,15 +103,6 @@ class StepLMUFormer(nn.Module):
         self._state("last_running", c.n_classes)
         self._state("last_frame", c.n_classes)
         self.to(dtype)
-
-    def _apply(self, fn, recurse=True):
-        # The Legendre memory's A, B (and its state) stay float64 whatever the step form's dtype,
-        # as in LegendreMemory: the parallel and the step form then agree to the output rounding.
-        keep = {name: buf for name, buf in self.named_buffers() if name.endswith(("_A", "_B"))}
-        out = super()._apply(fn, recurse)
-        for name, buf in keep.items():
-            setattr(self, name, buf.to(device=getattr(self, name).device, dtype=torch.float64))
-        return out
 
     # -- construction -------------------------------------------------------------------------
     def _state(self, name: str, *shape: int) -> None:
@@ -152,8 +145,7 @@ class StepLMUFormer(nn.Module):
         c = self.config
         for b, block in enumerate(model.blocks):
             lmu, ffn, p = block.lmu, block.ffn, f"block{b}"
-            self.register_buffer(f"{p}_A", lmu.memory.A.clone())
-            self.register_buffer(f"{p}_B", lmu.memory.B.clone())
+            self.memories.append(LegendreMemory(c.memory_size, c.theta))  # A, B stay float64 in there
             self._state(f"{p}.m", c.memory_size)
             if not c.spiking:
                 self._linear(f"{p}_Wu", lmu.W_u.weight, lmu.W_u.bias, None)
@@ -269,15 +261,14 @@ class StepLMUFormer(nn.Module):
 
     def _block_step(self, b: int, z, state, new, ok):
         c, p = self.config, f"block{b}"
-        A, B = getattr(self, f"{p}_A"), getattr(self, f"{p}_B")
+        memory = self.memories[b]
         W = lambda name: getattr(self, f"{p}_{name}_W")  # noqa: E731
         bias = lambda name: getattr(self, f"{p}_{name}_b")  # noqa: E731
         keep = ok[:, None]
         if not c.spiking:
             u = F.relu(z @ W("Wu").T + bias("Wu"))  # (B, 1)
-            m64 = state[f"{p}.m"] @ A.T + u.double() * B  # (B, M) m_t = A m_{t-1} + B u_t, float64
-            new[f"{p}.m"] = torch.where(keep, m64, state[f"{p}.m"])
-            m = m64.to(z.dtype)
+            m, memory_state = memory.step(u[:, 0], LMUMemoryState(state[f"{p}.m"]))  # (B, M)  m_t = A m_{t-1} + B u_t
+            new[f"{p}.m"] = torch.where(keep, memory_state.m, state[f"{p}.m"])
             h = F.relu(torch.cat([m, z], dim=1) @ W("Wh").T + bias("Wh"))  # (B, C)
             z = z + h @ W("proj").T + bias("proj")
             f = F.gelu(z @ W("fc1").T + bias("fc1"))  # (B, 4C)
@@ -286,9 +277,8 @@ class StepLMUFormer(nn.Module):
         aff = lambda name, x: x * getattr(self, f"{p}_{name}_scale") + getattr(self, f"{p}_{name}_shift")  # noqa
         s, new[f"{p}.v_in"] = self._lif(aff("in_bn", z), state[f"{p}.v_in"], ok, f"{p}.in", c.lmu_input_threshold)
         u, new[f"{p}.v_u"] = self._lif(s @ W("Wu").T + bias("Wu"), state[f"{p}.v_u"], ok, f"{p}.u")  # (B, 1)
-        m64 = state[f"{p}.m"] @ A.T + u.double() * B  # (B, M), float64
-        new[f"{p}.m"] = torch.where(keep, m64, state[f"{p}.m"])
-        m = m64.to(z.dtype)
+        m, memory_state = memory.step(u[:, 0], LMUMemoryState(state[f"{p}.m"]))  # (B, M)
+        new[f"{p}.m"] = torch.where(keep, memory_state.m, state[f"{p}.m"])
         ms, new[f"{p}.v_m"] = self._lif(aff("m_bn", m), state[f"{p}.v_m"], ok, f"{p}.m")
         h, new[f"{p}.v_h"] = self._lif(torch.cat([ms, s], dim=1) @ W("Wh").T + bias("Wh"), state[f"{p}.v_h"], ok,
                                          f"{p}.h")
