@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import lmustream
-from lmustream.errors import LmuStreamError
+from lmustream.errors import ConfigError, LmuStreamError
 
 DESCRIPTION = """\
 lmustream: streaming keyword spotting with LMUFormer and spiking LMUFormer.
@@ -171,6 +171,39 @@ def _cmd_data(args: argparse.Namespace) -> int:
     return int(args.data_func(args) or 0)
 
 
+def _cmd_data_pack(args: argparse.Namespace) -> int:
+    from lmustream.data.pack import cap_label, merge_train, pack_from_training_data, read_pack, write_pack
+    from lmustream.train.config import load_config
+    from lmustream.train.data import prepare_data
+
+    caps = []
+    for item in args.cap:
+        label, _, count = item.rpartition("=")
+        relative = count.endswith("x")
+        try:
+            value = float(count[:-1]) if relative else int(count)
+        except ValueError:
+            value = None
+        if not label or value is None or value <= 0:
+            raise ConfigError(f"--cap takes LABEL=N or LABEL=Kx (e.g. _unknown_=2000 or _unknown_=3x), got {item!r}")
+        caps.append((label, value, relative))
+    overrides = list(args.overrides) + ([f"data.path={args.data}"] if args.data else [])
+    config = load_config(args.config, overrides)
+    pack, clipped = pack_from_training_data(prepare_data(config, verbose=True), config.data.frames)
+    for label, count, relative in caps:
+        pack = cap_label(pack, label, count, relative=relative, seed=config.seed)
+    for extra in args.add:
+        pack, dropped = merge_train(pack, read_pack(extra))
+        if dropped:
+            print(f"{extra}: dropped clips of labels not in the pack: "
+                  + ", ".join(f"{k} ({v})" for k, v in sorted(dropped.items())))
+    path = write_pack(pack, args.out)
+    counts = ", ".join(f"{k} {v}" for k, v in pack.counts().items())
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB): {len(pack.labels)} labels; {counts}; "
+          f"{clipped} feature values clipped to the pack's range")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lmustream", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -226,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--plot", metavar="PNG", help="also draw the confusion matrix into this PNG")
     ev.set_defaults(func=_cmd_eval)
 
-    data = verbs.add_parser("data", help="dataset tools (synth)", description="Dataset tools.")
+    data = verbs.add_parser("data", help="dataset tools (synth, pack)", description="Dataset tools.")
     data.set_defaults(func=_cmd_data)
     data_verbs = data.add_subparsers(dest="data_verb", metavar="tool")
     try:
@@ -242,6 +275,24 @@ def build_parser() -> argparse.ArgumentParser:
                         "and generated background noise.")
         synth_cli.add_arguments(synth)
         synth.set_defaults(data_func=synth_cli.run)
+    pack = data_verbs.add_parser(
+        "pack", help="precompute a dataset's features into one file for training elsewhere",
+        description="Run the frontend over every clip of a dataset once (opened exactly as `lmustream "
+                    "train` would open it from --config, --data and key=value overrides) and write the "
+                    "splits' log-mel features, labels and background-noise log-mel to one compressed "
+                    ".npz feature pack. `lmustream train --data PACK.npz` trains from it with no audio "
+                    "and no frontend work. --add merges further packs' training clips (only labels "
+                    "the first pack has).")
+    pack.add_argument("--config", help="YAML recipe whose data section opens the dataset")
+    pack.add_argument("--data", help="dataset path (overrides data.path)")
+    pack.add_argument("--out", required=True, help="the .npz pack to write")
+    pack.add_argument("--add", action="append", default=[], metavar="PACK",
+                      help="another pack whose train split is appended (repeatable)")
+    pack.add_argument("--cap", action="append", default=[], metavar="LABEL=N",
+                      help="keep at most N clips of LABEL per split (_unknown_=2000), or K times the "
+                           "split's mean size of the other classes (_unknown_=3x); repeatable")
+    pack.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
+    pack.set_defaults(data_func=_cmd_data_pack)
 
     convert = verbs.add_parser(
         "convert", help="LMUFormer-authors checkpoint -> lmustream model file",

@@ -15,7 +15,7 @@ import math
 import numpy as np
 import torch
 
-from lmustream.audio.features import FbankConfig
+from lmustream.audio.features import HTK_MEL_BREAK_HZ, HTK_MEL_FACTOR, FbankConfig
 from lmustream.train.config import AugmentConfig
 
 
@@ -50,6 +50,8 @@ class FeatureAugmenter:
             logmel = logmel + gain[:, None, None]
         if self.noise is not None and c.noise_prob > 0:
             logmel = self._mix_noise(logmel, g)
+        if c.lowpass_prob > 0:
+            logmel = self._lowpass(logmel, g)
         x = self._normalize(logmel)
         if c.feature_noise > 0:
             x = x + c.feature_noise * torch.randn(x.shape, generator=g).to(dev)
@@ -57,6 +59,8 @@ class FeatureAugmenter:
             shift = torch.randint(-c.time_shift, c.time_shift + 1, (B,), generator=g).to(dev)
             idx = (torch.arange(N, device=dev)[None, :] - shift[:, None]) % N
             x = torch.gather(x, 1, idx[:, :, None].expand(B, N, M))
+        if c.freq_warp > 0 or c.time_stretch > 0:
+            x = self._warp(x, g)
         x = self._mask(x, c.freq_mask, 2, g)
         x = self._mask(x, c.time_mask, 1, g)
         if c.mixup_rate > 0:
@@ -77,6 +81,50 @@ class FeatureAugmenter:
         log_gain = lx - ln - snr * (math.log(10) / 10)  # g = E_x / (E_n 10^(snr/10))
         mixed = torch.logaddexp(logmel, noise + log_gain[:, None, None])
         return torch.where(use[:, None, None], mixed, logmel)
+
+    def _lowpass(self, logmel, g):
+        """A band-limited channel: mel bins centred above a random cutoff fall to the log floor."""
+        c, fe, B = self.config, self.frontend, logmel.shape[0]
+        cutoff = _uniform(g, B, c.lowpass_hz[0], c.lowpass_hz[1], "cpu")
+        use = torch.rand(B, generator=g) < c.lowpass_prob
+        low = HTK_MEL_FACTOR * math.log1p(fe.low_freq / HTK_MEL_BREAK_HZ)
+        high = HTK_MEL_FACTOR * math.log1p(fe.upper_freq / HTK_MEL_BREAK_HZ)
+        centre_mel = low + (high - low) / (fe.n_mels + 1) * torch.arange(1, fe.n_mels + 1, dtype=torch.float64)
+        centre_hz = HTK_MEL_BREAK_HZ * torch.expm1(centre_mel / HTK_MEL_FACTOR)
+        cut = (use[:, None] & (centre_hz[None, :] > cutoff[:, None].double())).to(logmel.device)  # [B, M]
+        return logmel.masked_fill(cut[:, None, :], math.log(fe.log_floor))
+
+    def _source_mel_index(self, alpha: torch.Tensor) -> torch.Tensor:
+        """For warp factors ``alpha [B]``: the (fractional) input mel bin each output bin reads, [B, M].
+
+        A vocal tract shorter by 1/alpha scales every frequency by alpha, so output bin j, centred
+        at f_j Hz, reads the input at f_j / alpha; the mel scale makes that a non-uniform shift.
+        """
+        fe = self.frontend
+        low = HTK_MEL_FACTOR * math.log1p(fe.low_freq / HTK_MEL_BREAK_HZ)
+        high = HTK_MEL_FACTOR * math.log1p(fe.upper_freq / HTK_MEL_BREAK_HZ)
+        delta = (high - low) / (fe.n_mels + 1)
+        centre_mel = low + delta * torch.arange(1, fe.n_mels + 1, dtype=torch.float64)
+        centre_hz = HTK_MEL_BREAK_HZ * torch.expm1(centre_mel / HTK_MEL_FACTOR)
+        source_hz = centre_hz[None, :] / alpha.double()[:, None]
+        source_mel = HTK_MEL_FACTOR * torch.log1p(source_hz / HTK_MEL_BREAK_HZ)
+        return ((source_mel - low) / delta - 1).float()
+
+    def _warp(self, x, g):
+        """Vocal-tract length (frequency) and tempo (time) perturbation by resampling the feature grid."""
+        c, (B, N, M), dev = self.config, x.shape, x.device
+        alpha = torch.exp(_uniform(g, B, math.log(1 - c.freq_warp), math.log(1 + c.freq_warp), "cpu"))
+        beta = _uniform(g, B, 1 - c.time_stretch, 1 + c.time_stretch, "cpu")
+        mel = self._source_mel_index(alpha)  # [B, M] in bins
+        centre = (N - 1) / 2
+        frame = centre + (torch.arange(N, dtype=torch.float32)[None, :] - centre) / beta[:, None]  # [B, N]
+        # grid_sample wants (x = mel, y = time) in [-1, 1] (align_corners=True: -1 and 1 are the end bins)
+        gx = (2 * mel / (M - 1) - 1)[:, None, :].expand(B, N, M)
+        gy = (2 * frame / (N - 1) - 1)[:, :, None].expand(B, N, M)
+        grid = torch.stack([gx, gy], -1).to(dev, x.dtype)
+        warped = torch.nn.functional.grid_sample(x[:, None], grid, mode="bilinear", padding_mode="border",
+                                                 align_corners=True)
+        return warped[:, 0]
 
     @staticmethod
     def _mask(x, width, dim, g):

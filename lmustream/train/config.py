@@ -29,6 +29,7 @@ class DataConfig:
     cache_dir: str | None = None  # feature cache (default: ~/.cache/lmustream/features)
     noise_dirs: list = field(default_factory=list)  # extra background-noise folders for augmentation
     num_workers: int = 0  # DataLoader workers
+    add_packs: list = field(default_factory=list)  # feature packs whose train clips join the training split
 
 
 @dataclass
@@ -43,6 +44,10 @@ class AugmentConfig:
     snr_db: tuple = (0.0, 20.0)  # SNR range for background noise, dB
     gain_db: float = 6.0  # random gain, +- dB
     feature_noise: float = 0.0  # std of additive Gaussian noise on normalized features (recipe: small)
+    freq_warp: float = 0.0  # vocal-tract length perturbation: frequencies scaled by alpha in [1-w, 1+w]
+    time_stretch: float = 0.0  # tempo perturbation: time scaled by beta in [1-s, 1+s] about the clip centre
+    lowpass_prob: float = 0.0  # probability of a band-limited channel (e.g. 8 kHz telephone / recorder audio)
+    lowpass_hz: tuple = (3400.0, 7000.0)  # its cutoff, drawn uniformly, Hz
 
 
 @dataclass
@@ -84,6 +89,13 @@ class TrainConfig:
             raise ConfigError(f"optim.schedule must be 'step' or 'cosine', got {self.optim.schedule!r}")
         if self.optim.optimizer not in ("adam", "adamw"):
             raise ConfigError(f"optim.optimizer must be 'adam' or 'adamw', got {self.optim.optimizer!r}")
+        low, high = self.augment.lowpass_hz
+        if not (0 <= self.augment.lowpass_prob <= 1 and 0 < low <= high):
+            raise ConfigError(f"augment.lowpass_prob must be in [0, 1] and lowpass_hz an increasing pair of "
+                              f"positive frequencies, got {self.augment.lowpass_prob}, {self.augment.lowpass_hz}")
+        for name in ("freq_warp", "time_stretch"):
+            if not 0 <= getattr(self.augment, name) < 0.5:
+                raise ConfigError(f"augment.{name} must be in [0, 0.5), got {getattr(self.augment, name)}")
         if not 0 <= self.augment.mixup_rate <= 1:
             raise ConfigError(f"augment.mixup_rate must be in [0, 1], got {self.augment.mixup_rate}")
         from lmustream.models import get_config

@@ -86,6 +86,12 @@ def prepare_data(config: TrainConfig, verbose: bool = True, frontend: FbankConfi
     if not d.path:
         raise ConfigError("no training data: set data.path in the config or pass --data")
     frontend = frontend or FbankConfig()
+    from lmustream.data.pack import is_pack
+
+    if is_pack(d.path):
+        return training_data_from_pack(d.path, config, frontend, verbose)
+    if d.add_packs:
+        raise ConfigError("data.add_packs needs data.path to be a feature pack too (lmustream data pack)")
     index = open_dataset(d.path, kind=d.kind, task=d.task, pattern=d.pattern, label_map=d.label_map,
                          validation_speakers=d.validation_speakers, test_speakers=d.test_speakers,
                          validation_fraction=d.validation_fraction, test_fraction=d.test_fraction,
@@ -110,3 +116,38 @@ def prepare_data(config: TrainConfig, verbose: bool = True, frontend: FbankConfi
     if verbose and summary:
         print(summary)
     return TrainingData(labels, train, validation, test, frontend, noise, summary)
+
+
+def training_data_from_pack(path, config: TrainConfig, frontend: FbankConfig, verbose: bool) -> TrainingData:
+    """TrainingData from a feature pack (``lmustream data pack``), checked against the run's frontend."""
+    import dataclasses
+
+    from lmustream.data.pack import merge_train, read_pack
+
+    pack = read_pack(path)
+    for extra in config.data.add_packs:
+        pack, dropped = merge_train(pack, read_pack(extra))
+        if dropped and verbose:
+            print(f"{extra}: left out clips of labels {path} lacks: "
+                  + ", ".join(f"{k} ({v})" for k, v in sorted(dropped.items())))
+    if pack.frontend != dataclasses.asdict(frontend):
+        raise ConfigError(f"{path}: the pack was made with other frontend settings than this run uses")
+    if pack.frames != config.data.frames:
+        raise ConfigError(f"{path}: the pack holds {pack.frames}-frame clips but data.frames is {config.data.frames}")
+
+    def split(name):
+        if name not in pack.splits or len(pack.splits[name][1]) == 0:
+            return None
+        codes, y = pack.splits[name]
+        return FeatureTensorSet(torch.from_numpy(pack.features(name)).to(torch.float16), torch.from_numpy(y))
+
+    train, validation, test = split("train"), split("validation"), split("test")
+    if train is None or validation is None:
+        raise ConfigError(f"{path}: need non-empty train and validation splits")
+    noise = None
+    if pack.noise is not None and config.augment.noise_prob > 0:
+        noise = torch.from_numpy(pack.noise.astype(np.float32))
+    summary = pack.summary or f"{path}: " + ", ".join(f"{k} {v}" for k, v in pack.counts().items())
+    if verbose:
+        print(summary)
+    return TrainingData(list(pack.labels), train, validation, test, frontend, noise, summary)

@@ -80,3 +80,66 @@ def test_noise_at_snr():
     ea = torch.exp(xa * 2 * std + mean).mean()
     e0 = torch.exp(logmel[:1]).mean()
     assert ea / e0 == pytest.approx(2.0, rel=1e-3)
+
+
+def _warped(x, alpha, beta):
+    aug = FeatureAugmenter(AugmentConfig(**{**OFF, "freq_warp": 0.2, "time_stretch": 0.2}), FbankConfig())
+    # pin the drawn factors: the warp reads them from the generator through _uniform
+    import lmustream.train.augment as augment_module
+
+    draws = iter([torch.full((x.shape[0],), math.log(alpha)), torch.full((x.shape[0],), beta)])
+    original = augment_module._uniform
+    augment_module._uniform = lambda *a, **k: next(draws)
+    try:
+        return aug._warp(x, torch.Generator().manual_seed(0))
+    finally:
+        augment_module._uniform = original
+
+
+def test_unit_warp_is_identity():
+    x, _ = batch()
+    torch.testing.assert_close(_warped(x, 1.0, 1.0), x, atol=1e-5, rtol=0)
+
+
+def test_frequency_warp_moves_formants_by_alpha_in_hz():
+    """A peak at mel bin 40 moves to the bin whose centre is alpha times its frequency."""
+    x = torch.zeros(1, 20, 128)
+    x[..., 40] = 1.0
+    for alpha in (0.85, 1.15):
+        out = _warped(x, alpha, 1.0)
+        peak = int(out[0, 10].argmax())
+        fe = FbankConfig()
+        aug = FeatureAugmenter(AugmentConfig(), fe)
+        # the bin the peak lands on reads (approximately) bin 40 of the input
+        assert abs(float(aug._source_mel_index(torch.tensor([alpha]))[0, peak]) - 40) < 1.0
+        assert (peak > 40) == (alpha > 1)
+
+
+def test_time_stretch_keeps_centre_and_scales_distances():
+    x = torch.zeros(1, 41, 128)
+    x[0, 30] = 1.0  # 10 frames right of the centre (20)
+    out = _warped(x, 1.0, 1.2)
+    assert int(out[0, :, 0].argmax()) == 32  # 10 * 1.2 frames from the centre
+    torch.testing.assert_close(out[0, 20], x[0, 20])
+
+
+def test_warp_bounds_checked():
+    from lmustream.errors import ConfigError
+    from lmustream.train.config import load_config
+
+    with pytest.raises(ConfigError, match="freq_warp"):
+        load_config(None, ["augment.freq_warp=0.7"])
+
+
+def test_lowpass_floors_only_bins_above_the_cutoff():
+    x, y = batch()
+    cfg = {**OFF, "lowpass_prob": 1.0, "lowpass_hz": (4000.0, 4000.0)}
+    fe = FbankConfig()
+    out, _ = FeatureAugmenter(AugmentConfig(**cfg), fe)(x.clone(), y, torch.Generator().manual_seed(0))
+    floor = (math.log(fe.log_floor) - fe.mean) / (2 * fe.std)
+    centre_mel = [1127 * math.log1p(fe.low_freq / 700) + (j + 1) * (1127 * math.log1p(fe.upper_freq / 700)
+                  - 1127 * math.log1p(fe.low_freq / 700)) / (fe.n_mels + 1) for j in range(fe.n_mels)]
+    above = [700 * math.expm1(m / 1127) > 4000 for m in centre_mel]
+    j = above.index(True)
+    assert torch.allclose(out[..., j:], torch.full_like(out[..., j:], floor), atol=1e-5)
+    torch.testing.assert_close(out[..., :j], x[..., :j], atol=1e-5, rtol=0)

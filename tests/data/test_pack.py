@@ -1,0 +1,109 @@
+"""Feature packs: lossless enough, checked on load, mergeable, cappable, and trainable from."""
+
+import numpy as np
+import pytest
+import torch
+
+from lmustream.data.pack import (QUANT_STEP, FeaturePack, cap_label, dequantize, merge_train, quantize,
+                                 read_pack, write_pack)
+from lmustream.errors import ConfigError
+
+FRONTEND = {"n_mels": 8, "sample_rate": 16000}
+
+
+def make_pack(labels=("a", "b", "_unknown_"), per_class=(4, 4, 20), frames=5, seed=0):
+    rng = np.random.default_rng(seed)
+    splits = {}
+    for split in ("train", "validation"):
+        y = np.repeat(np.arange(len(labels)), per_class)
+        x = rng.uniform(-0.9, 1.3, (len(y), frames, 8)).astype(np.float32)
+        splits[split] = (quantize(x)[0], y.astype(np.int16))
+    noise = rng.normal(size=(30, 8)).astype(np.float16)
+    return FeaturePack(list(labels), frames, FRONTEND, splits, noise, "test pack")
+
+
+def test_quantization_error_is_half_a_step():
+    x = np.linspace(-0.9, 1.3, 1000, dtype=np.float32)
+    codes, clipped = quantize(x)
+    assert clipped == 0
+    assert np.abs(dequantize(codes) - x).max() <= QUANT_STEP / 2 + 1e-6
+    assert quantize(np.array([-5.0, 5.0]))[1] == 2  # out of range values are counted
+
+
+def test_roundtrip(tmp_path):
+    pack = make_pack()
+    path = write_pack(pack, tmp_path / "p.npz")
+    back = read_pack(path)
+    assert back.labels == pack.labels and back.frames == 5 and back.frontend == FRONTEND
+    for split in ("train", "validation"):
+        assert np.array_equal(back.splits[split][0], pack.splits[split][0])
+        assert np.array_equal(back.splits[split][1], pack.splits[split][1])
+    assert np.array_equal(back.noise, pack.noise)
+
+
+def test_bad_files_are_named(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        read_pack(tmp_path / "missing.npz")
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(ConfigError, match="not a readable feature pack"):
+        read_pack(bad)
+    other = tmp_path / "other.npz"
+    np.savez(other, x=np.zeros(3))
+    with pytest.raises(ConfigError, match="meta"):
+        read_pack(other)
+    with pytest.raises(ConfigError, match=".npz"):
+        write_pack(make_pack(), tmp_path / "p.bin")
+
+
+def test_label_indices_checked(tmp_path):
+    pack = make_pack()
+    codes, y = pack.splits["train"]
+    pack.splits["train"] = (codes, np.full_like(y, 7))
+    write_pack(pack, tmp_path / "p.npz")
+    with pytest.raises(ConfigError, match="label indices"):
+        read_pack(tmp_path / "p.npz")
+
+
+def test_merge_keeps_only_known_labels():
+    base = make_pack(labels=("a", "b"), per_class=(3, 3))
+    extra = make_pack(labels=("b", "c", "a"), per_class=(2, 5, 1), seed=1)
+    merged, dropped = merge_train(base, extra)
+    assert dropped == {"c": 5}
+    y = merged.splits["train"][1]
+    assert len(y) == 6 + 3 and np.bincount(y).tolist() == [3 + 1, 3 + 2]
+    assert len(merged.splits["validation"][1]) == 6  # only train is merged
+    # the merged "b" clips are extra's "b" clips, in order
+    assert np.array_equal(merged.splits["train"][0][6:8], extra.splits["train"][0][:2])
+    with pytest.raises(ConfigError, match="frontends"):
+        merge_train(base, make_pack(frames=6))
+
+
+def test_cap_absolute_and_relative():
+    pack = make_pack()  # 4, 4, 20 per split
+    capped = cap_label(pack, "_unknown_", 6)
+    assert np.bincount(capped.splits["train"][1]).tolist() == [4, 4, 6]
+    relative = cap_label(pack, "_unknown_", 1.5, relative=True)
+    assert np.bincount(relative.splits["validation"][1]).tolist() == [4, 4, 6]
+    with pytest.raises(ConfigError, match="labels"):
+        cap_label(pack, "zzz", 3)
+
+
+def test_trainer_reads_a_pack(tmp_path):
+    from lmustream.audio.features import FbankConfig
+    from lmustream.train.config import load_config
+    from lmustream.train.data import prepare_data
+    import dataclasses
+
+    fe = dataclasses.asdict(FbankConfig())
+    rng = np.random.default_rng(0)
+    splits = {s: (quantize(rng.uniform(-0.8, 1.2, (6, 20, 128)))[0], np.arange(6) % 2) for s in ("train", "validation")}
+    path = write_pack(FeaturePack(["x", "y"], 20, fe, splits, None, ""), tmp_path / "p.npz")
+    extra = write_pack(FeaturePack(["y", "z"], 20, fe, {"train": splits["train"]}, None, ""), tmp_path / "e.npz")
+    config = load_config(None, [f"data.path={path}", "data.frames=20", f"data.add_packs=[{extra}]"])
+    data = prepare_data(config, verbose=False)
+    assert data.labels == ["x", "y"] and len(data.train) == 6 + 3 and len(data.validation) == 6
+    assert data.train.features.dtype == torch.float16
+    bad = load_config(None, [f"data.path={path}", "data.frames=30"])
+    with pytest.raises(ConfigError, match="frames"):
+        prepare_data(bad, verbose=False)
