@@ -24,6 +24,12 @@ verbs:
   data synth speak a word list with offline TTS voices into a Speech Commands-style corpus
   convert    turn an LMUFormer-authors checkpoint into an lmustream model file
   export     write the step form of a model as an ONNX graph with explicit state
+  stream     detect keywords in audio files (any length, format, sample rate)
+  listen     detect keywords live from the microphone (level meter, Ctrl-C for a summary)
+  enroll     record examples of a new keyword from the microphone
+  calibrate  per-keyword thresholds for a target false-alarm rate on negative audio
+  eval-stream  FRR at 0.5/1/5 false alarms per hour, DET curve and latency on a long stream
+  finetune   teach a model new keywords from a few clips (AFLoRA, LoRA, VeRA, head, full)
 
 `lmustream VERB --help` explains each verb.
 """
@@ -149,6 +155,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from lmustream.models.registry import resolve_model
     from lmustream.train.evaluate import evaluate_artifact, format_report, plot_confusion
 
+    if args.early_exit:
+        from lmustream.stream.early_exit_report import run_cli
+        return run_cli(args)
+    if args.split == "all":
+        raise LmuStreamError("--split all is only available with --early-exit")
     artifact = load_model(resolve_model(args.model))
     label_map = dict(kv.split("=", 1) for kv in args.label_map.split(",")) if args.label_map else None
     result = evaluate_artifact(artifact, args.data, args.split, kind=args.kind, task=args.task,
@@ -172,26 +183,14 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 
 def _cmd_data_pack(args: argparse.Namespace) -> int:
-    from lmustream.data.pack import cap_label, merge_train, pack_from_training_data, read_pack, write_pack
+    from lmustream.data.pack import merge_train, pack_from_training_data, read_pack, write_pack
     from lmustream.train.config import load_config
-    from lmustream.train.data import prepare_data
+    from lmustream.train.data import pack_source, prepare_data
 
-    caps = []
-    for item in args.cap:
-        label, _, count = item.rpartition("=")
-        relative = count.endswith("x")
-        try:
-            value = float(count[:-1]) if relative else int(count)
-        except ValueError:
-            value = None
-        if not label or value is None or value <= 0:
-            raise ConfigError(f"--cap takes LABEL=N or LABEL=Kx (e.g. _unknown_=2000 or _unknown_=3x), got {item!r}")
-        caps.append((label, value, relative))
     overrides = list(args.overrides) + ([f"data.path={args.data}"] if args.data else [])
     config = load_config(args.config, overrides)
     pack, clipped = pack_from_training_data(prepare_data(config, verbose=True), config.data.frames)
-    for label, count, relative in caps:
-        pack = cap_label(pack, label, count, relative=relative, seed=config.seed)
+    pack.source = pack_source(config)
     for extra in args.add:
         pack, dropped = merge_train(pack, read_pack(extra))
         if dropped:
@@ -246,17 +245,37 @@ def build_parser() -> argparse.ArgumentParser:
         "eval", help="evaluate a model on a dataset",
         description="Accuracy, per-class accuracy and confusion matrix of a model on a split of a "
                     "dataset (Speech Commands layout, labelled folders, CSV manifest or filename "
-                    "pattern).")
+                    "pattern). With --early-exit: accuracy of the streaming output vs input frames seen, "
+                    "and each exit policy (running-mean posterior threshold, top-1 minus top-2 margin, "
+                    "argmax stable for k outputs, stable + threshold) swept, with the operating point "
+                    "that saves the most frames at an accuracy drop <= --max-drop; a decision on the "
+                    "output for frame t counts the look-ahead frames up to t + D it waited for.")
     ev.add_argument("--model", required=True, help="model file or shipped model name")
     ev.add_argument("--data", required=True, help="dataset path")
-    ev.add_argument("--split", default="test", choices=["train", "validation", "test"])
+    ev.add_argument("--split", default="test", choices=["train", "validation", "test", "all"],
+                    help="split to evaluate (all: every clip, for data the model never trained on; "
+                         "--early-exit only)")
     ev.add_argument("--kind", default="auto", choices=["auto", "speech_commands", "folders", "manifest", "pattern"])
     ev.add_argument("--task", choices=["35", "12"], help="Speech Commands task (default: from the model's labels)")
     ev.add_argument("--pattern", help="filename pattern, e.g. '{label}_{speaker}_{index}.wav'")
     ev.add_argument("--label-map", help="e.g. 0=zero,1=one")
     ev.add_argument("--cache-dir", help="feature cache folder")
     ev.add_argument("--json", action="store_true", help="print one JSON object (accuracy, n, per_class, ...)")
-    ev.add_argument("--plot", metavar="PNG", help="also draw the confusion matrix into this PNG")
+    ev.add_argument("--plot", metavar="PNG", help="also draw the confusion matrix into this PNG "
+                                                  "(with --early-exit: accuracy vs frames and the policies' curves)")
+    ev.add_argument("--early-exit", action="store_true",
+                    help="accuracy vs frames seen and the exit policies' sweeps (see above)")
+    ev.add_argument("--csv", metavar="F", help="--early-exit: write accuracy vs frames seen to F and every "
+                                               "policy setting to F's stem + '-policies.csv'")
+    ev.add_argument("--max-drop", type=float, default=0.005, metavar="X",
+                    help="--early-exit: largest accuracy drop (absolute fraction) of the operating point "
+                         "(default 0.005)")
+    ev.add_argument("--tune-split", choices=["train", "validation", "test", "all"],
+                    help="--early-exit: choose each policy's setting on this split and report it on --split "
+                         "(default: chosen on --split itself)")
+    ev.add_argument("--step-check", type=int, default=8, metavar="N",
+                    help="--early-exit: also run the step form frame by frame on N clips and report its "
+                         "difference from the parallel outputs the figures use (default 8, 0: skip)")
     ev.set_defaults(func=_cmd_eval)
 
     data = verbs.add_parser("data", help="dataset tools (synth, pack)", description="Dataset tools.")
@@ -280,17 +299,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run the frontend over every clip of a dataset once (opened exactly as `lmustream "
                     "train` would open it from --config, --data and key=value overrides) and write the "
                     "splits' log-mel features, labels and background-noise log-mel to one compressed "
-                    ".npz feature pack. `lmustream train --data PACK.npz` trains from it with no audio "
-                    "and no frontend work. --add merges further packs' training clips (only labels "
+                    ".npz feature pack. `lmustream train --config SAME.yaml data.pack=PACK.npz` (or "
+                    "--data PACK.npz) trains from it with no audio and no frontend work. --add merges further packs' training clips (only labels "
                     "the first pack has).")
     pack.add_argument("--config", help="YAML recipe whose data section opens the dataset")
     pack.add_argument("--data", help="dataset path (overrides data.path)")
     pack.add_argument("--out", required=True, help="the .npz pack to write")
     pack.add_argument("--add", action="append", default=[], metavar="PACK",
                       help="another pack whose train split is appended (repeatable)")
-    pack.add_argument("--cap", action="append", default=[], metavar="LABEL=N",
-                      help="keep at most N clips of LABEL per split (_unknown_=2000), or K times the "
-                           "split's mean size of the other classes (_unknown_=3x); repeatable")
     pack.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     pack.set_defaults(data_func=_cmd_data_pack)
 
@@ -322,6 +338,16 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--chunk", type=_positive_int, default=1, metavar="K",
                         help="steps (frames) per graph call (default 1)")
     export.set_defaults(func=_cmd_export)
+
+    from lmustream import detect_cli
+    detect_cli.add_verbs(verbs)
+
+    from lmustream.adapters import cli as finetune_cli
+    finetune = verbs.add_parser("finetune", help="teach a model new keywords from a few clips (AFLoRA adapters)",
+                                description=finetune_cli.DESCRIPTION,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    finetune_cli.add_arguments(finetune)
+    finetune.set_defaults(func=finetune_cli.run)
     return parser
 
 

@@ -53,6 +53,7 @@ class FeaturePack:
     splits: dict  # name -> (codes uint8 [n, frames, M], labels int16 [n])
     noise: np.ndarray | None = None  # float16 [T, M]
     summary: str = ""
+    source: dict | None = None  # the data settings it was made from (lmustream.train.data.pack_source)
 
     def features(self, split: str) -> np.ndarray:
         return dequantize(self.splits[split][0])
@@ -69,7 +70,7 @@ def write_pack(pack: FeaturePack, path: str | Path) -> Path:
     if path.suffix != ".npz":
         raise ConfigError(f"a feature pack is a .npz file, got {str(path)!r}")
     meta = {"format": PACK_FORMAT, "version": PACK_VERSION, "labels": list(pack.labels),
-            "frames": int(pack.frames), "frontend": pack.frontend, "summary": pack.summary,
+            "frames": int(pack.frames), "frontend": pack.frontend, "summary": pack.summary, "source": pack.source,
             "quantization": {"low": QUANT_LOW, "high": QUANT_HIGH, "levels": 256}}
     arrays = {"meta": np.frombuffer(json.dumps(meta).encode("utf-8"), np.uint8)}
     for name, (codes, y) in pack.splits.items():
@@ -124,7 +125,8 @@ def read_pack(path: str | Path) -> FeaturePack:
         if len(y) and (int(y.min()) < 0 or int(y.max()) >= len(labels)):
             raise ConfigError(f"{path}: split {name!r} has label indices outside 0..{len(labels) - 1}")
         splits[name] = (codes, y.astype(np.int64))
-    return FeaturePack(labels, frames, meta["frontend"], splits, arrays.get("noise"), meta.get("summary", ""))
+    return FeaturePack(labels, frames, meta["frontend"], splits, arrays.get("noise"), meta.get("summary", ""),
+                       meta.get("source"))
 
 
 def pack_from_training_data(data, frames: int) -> tuple[FeaturePack, int]:
@@ -169,33 +171,5 @@ def merge_train(base: FeaturePack, extra: FeaturePack, splits=("train",)) -> tup
             merged[name] = (codes[keep], new_y)
     noise = base.noise if base.noise is not None else extra.noise
     summary = base.summary + (f"\n+ {extra.summary}" if extra.summary else "")
-    return FeaturePack(base.labels, base.frames, base.frontend, merged, noise, summary), dropped
+    return dataclasses.replace(base, splits=merged, noise=noise, summary=summary), dropped
 
-
-def cap_label(pack: FeaturePack, label: str, limit: float, relative: bool = False, seed: int = 0) -> FeaturePack:
-    """``pack`` with at most ``limit`` clips of ``label`` per split (a seeded random subset, order kept).
-
-    With ``relative``, the cap is ``limit`` times the split's mean size of the other classes.
-    Speech Commands' 12-class task folds 25 words into ``_unknown_``; uncapped, that class
-    outnumbers each keyword 25 to 1 and the model learns to answer it.
-    """
-    if label not in pack.labels:
-        raise ConfigError(f"cannot cap {label!r}: the pack's labels are {pack.labels}")
-    if limit <= 0:
-        raise ConfigError(f"a class cap must be > 0, got {limit}")
-    target = pack.labels.index(label)
-    rng = np.random.default_rng(seed)
-    splits = {}
-    for name, (codes, y) in pack.splits.items():
-        members = np.flatnonzero(y == target)
-        if relative:
-            others = np.bincount(y[y != target], minlength=len(pack.labels))
-            others = others[np.arange(len(pack.labels)) != target]
-            limit_here = max(1, int(round(limit * others[others > 0].mean()))) if others.any() else len(members)
-        else:
-            limit_here = int(limit)
-        keep = np.ones(len(y), bool)
-        if len(members) > limit_here:
-            keep[rng.choice(members, len(members) - limit_here, replace=False)] = False
-        splits[name] = (codes[keep], y[keep])
-    return dataclasses.replace(pack, splits=splits)

@@ -29,6 +29,8 @@ class DataConfig:
     cache_dir: str | None = None  # feature cache (default: ~/.cache/lmustream/features)
     noise_dirs: list = field(default_factory=list)  # extra background-noise folders for augmentation
     num_workers: int = 0  # DataLoader workers
+    class_caps: dict = field(default_factory=dict)  # per split at most N clips of a label, or "Kx" = K x the mean other class
+    pack: str | None = None  # feature pack made from this data section (lmustream data pack): read instead of the audio
     add_packs: list = field(default_factory=list)  # feature packs whose train clips join the training split
 
 
@@ -66,12 +68,22 @@ class OptimConfig:
 
 
 @dataclass
+class PrefixLossConfig:
+    """Training for early exit (lmustream.train.early_exit_loss): loss += weight * loss on running-mean prefixes."""
+
+    weight: float = 0.0  # 0 disables (training exactly as without the section)
+    mode: str = "all"  # all: every prefix, averaged | random: one random prefix per clip
+    min_frames: int = 1  # shortest prefix trained, frames
+
+
+@dataclass
 class TrainConfig:
     model: str = "lmuformer"  # a named configuration (lmustream.models.NAMED_CONFIGS)
     model_overrides: dict = field(default_factory=dict)  # e.g. {causal: true, dim: 128}
     data: DataConfig = field(default_factory=DataConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    prefix_loss: PrefixLossConfig = field(default_factory=PrefixLossConfig)
     epochs: int = 30
     batch_size: int = 128  # global batch (split across DDP processes)
     seed: int = 0
@@ -98,6 +110,8 @@ class TrainConfig:
                 raise ConfigError(f"augment.{name} must be in [0, 0.5), got {getattr(self.augment, name)}")
         if not 0 <= self.augment.mixup_rate <= 1:
             raise ConfigError(f"augment.mixup_rate must be in [0, 1], got {self.augment.mixup_rate}")
+        from lmustream.train.early_exit_loss import validate as validate_prefix_loss
+        validate_prefix_loss(self.prefix_loss, self.data.frames)
         from lmustream.models import get_config
         get_config(self.model, **self.model_overrides)  # raises on unknown names / fields
         return self

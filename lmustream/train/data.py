@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,18 +90,21 @@ def prepare_data(config: TrainConfig, verbose: bool = True, frontend: FbankConfi
     frontend = frontend or FbankConfig()
     from lmustream.data.pack import is_pack
 
+    if d.pack:
+        return training_data_from_pack(d.pack, config, frontend, verbose, expect_source=True)
     if is_pack(d.path):
         return training_data_from_pack(d.path, config, frontend, verbose)
     if d.add_packs:
-        raise ConfigError("data.add_packs needs data.path to be a feature pack too (lmustream data pack)")
+        raise ConfigError("data.add_packs needs a feature pack as data.pack or data.path (lmustream data pack)")
     index = open_dataset(d.path, kind=d.kind, task=d.task, pattern=d.pattern, label_map=d.label_map,
                          validation_speakers=d.validation_speakers, test_speakers=d.test_speakers,
                          validation_fraction=d.validation_fraction, test_fraction=d.test_fraction,
                          seed=config.seed)
     labels = list(index.labels)
+    splits = {name: cap_classes(clips, d.class_caps, seed=config.seed) for name, clips in index.splits.items()}
 
     def split(name):
-        clips = index.splits.get(name) or []
+        clips = splits.get(name) or []
         if not clips:
             return None
         ds = FeatureDataset(clips, labels, frontend, frames=d.frames, cache_dir=d.cache_dir)
@@ -118,13 +123,32 @@ def prepare_data(config: TrainConfig, verbose: bool = True, frontend: FbankConfi
     return TrainingData(labels, train, validation, test, frontend, noise, summary)
 
 
-def training_data_from_pack(path, config: TrainConfig, frontend: FbankConfig, verbose: bool) -> TrainingData:
-    """TrainingData from a feature pack (``lmustream data pack``), checked against the run's frontend."""
-    import dataclasses
+def pack_source(config: TrainConfig) -> dict:
+    """What a pack made from ``config`` holds: its data section and seed, minus transport-only fields."""
+    source = dataclasses.asdict(config.data)
+    for key in ("path", "cache_dir", "num_workers", "pack", "add_packs", "noise_dirs"):
+        source.pop(key)
+    source["seed"] = config.seed
+    source["dataset"] = Path(config.data.path).name
+    return source
 
+
+def training_data_from_pack(path, config: TrainConfig, frontend: FbankConfig, verbose: bool,
+                            expect_source: bool = False) -> TrainingData:
+    """TrainingData from a feature pack (``lmustream data pack``), checked against the run's frontend.
+
+    With ``expect_source`` (the pack stands in for ``data.path``), the pack must have been made
+    from a data section that splits and labels the data the same way as this run's.
+    """
     from lmustream.data.pack import merge_train, read_pack
 
     pack = read_pack(path)
+    if expect_source:
+        made_from, wanted = _json_roundtrip(pack.source), _json_roundtrip(pack_source(config))
+        if made_from != wanted:
+            differ = sorted(k for k in set(made_from) | set(wanted) if made_from.get(k) != wanted.get(k))
+            raise ConfigError(f"{path} was made from other data settings than this run's "
+                              f"({', '.join(differ) or 'unknown origin'}); remake it with lmustream data pack")
     for extra in config.data.add_packs:
         pack, dropped = merge_train(pack, read_pack(extra))
         if dropped and verbose:
@@ -151,3 +175,45 @@ def training_data_from_pack(path, config: TrainConfig, frontend: FbankConfig, ve
     if verbose:
         print(summary)
     return TrainingData(list(pack.labels), train, validation, test, frontend, noise, summary)
+
+
+def _json_roundtrip(value):
+    return json.loads(json.dumps(value))
+
+
+def cap_classes(clips: list, caps: dict, seed: int = 0) -> list:
+    """``clips`` with at most ``caps[label]`` clips of each capped label (a seeded subset, order kept).
+
+    A cap is a count (``2000``) or ``"Kx"``: K times the mean size of the other classes present.
+    Speech Commands' 12-class task folds 25 words into ``_unknown_``; uncapped, that class
+    outnumbers each keyword 25 to 1 and the model learns to answer it.
+    """
+    if not caps:
+        return clips
+    from collections import Counter
+
+    counts = Counter(c.label for c in clips)
+    keep = set(range(len(clips)))
+    for label, cap in caps.items():
+        text = str(cap).strip()
+        try:
+            relative = text.endswith("x")
+            value = float(text[:-1]) if relative else int(text)
+        except ValueError:
+            value = -1
+        if value <= 0:
+            raise ConfigError(f"data.class_caps: {label!r}: expected a count (2000) or a ratio (3x), got {cap!r}")
+        if relative:
+            others = [n for other, n in counts.items() if other != label]
+            value = max(1, round(value * sum(others) / len(others))) if others else counts[label]
+        members = [i for i, c in enumerate(clips) if c.label == label]
+        if len(members) > value:
+            rng = np.random.default_rng([seed, zlib_crc(label)])
+            keep -= set(rng.choice(members, len(members) - int(value), replace=False).tolist())
+    return [c for i, c in enumerate(clips) if i in keep]
+
+
+def zlib_crc(text: str) -> int:
+    import zlib
+
+    return zlib.crc32(text.encode("utf-8"))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from lmustream.data.pack import (QUANT_STEP, FeaturePack, cap_label, dequantize, merge_train, quantize,
+from lmustream.data.pack import (QUANT_STEP, FeaturePack, dequantize, merge_train, quantize,
                                  read_pack, write_pack)
 from lmustream.errors import ConfigError
 
@@ -79,14 +79,18 @@ def test_merge_keeps_only_known_labels():
         merge_train(base, make_pack(frames=6))
 
 
-def test_cap_absolute_and_relative():
-    pack = make_pack()  # 4, 4, 20 per split
-    capped = cap_label(pack, "_unknown_", 6)
-    assert np.bincount(capped.splits["train"][1]).tolist() == [4, 4, 6]
-    relative = cap_label(pack, "_unknown_", 1.5, relative=True)
-    assert np.bincount(relative.splits["validation"][1]).tolist() == [4, 4, 6]
-    with pytest.raises(ConfigError, match="labels"):
-        cap_label(pack, "zzz", 3)
+def test_class_caps():
+    from lmustream.data.clips import Clip
+    from lmustream.train.data import cap_classes
+
+    clips = [Clip(path=f"{lab}{i}.wav", label=lab, speaker="s") for lab, n in (("a", 4), ("b", 4), ("u", 20))
+             for i in range(n)]
+    capped = cap_classes(clips, {"u": 6})
+    assert [c.label for c in capped].count("u") == 6 and len(capped) == 14
+    assert cap_classes(clips, {"u": 6}) == capped  # deterministic
+    assert [c.label for c in cap_classes(clips, {"u": "1.5x"})].count("u") == 6
+    with pytest.raises(ConfigError, match="class_caps"):
+        cap_classes(clips, {"u": "lots"})
 
 
 def test_trainer_reads_a_pack(tmp_path):
@@ -107,3 +111,23 @@ def test_trainer_reads_a_pack(tmp_path):
     bad = load_config(None, [f"data.path={path}", "data.frames=30"])
     with pytest.raises(ConfigError, match="frames"):
         prepare_data(bad, verbose=False)
+
+
+def test_pack_must_match_the_data_section_it_stands_for(tmp_path):
+    import dataclasses
+
+    from lmustream.audio.features import FbankConfig
+    from lmustream.train.config import load_config
+    from lmustream.train.data import pack_source, prepare_data
+
+    rng = np.random.default_rng(0)
+    splits = {s: (quantize(rng.uniform(-0.8, 1.2, (4, 20, 128)))[0], np.arange(4) % 2) for s in ("train", "validation")}
+    settings = ["data.path=/somewhere/words", "data.frames=20", "data.validation_speakers=2"]
+    made_with = load_config(None, settings)
+    pack = FeaturePack(["x", "y"], 20, dataclasses.asdict(FbankConfig()), splits, None, "", pack_source(made_with))
+    path = write_pack(pack, tmp_path / "p.npz")
+    same = load_config(None, settings + [f"data.pack={path}", "data.cache_dir=/tmp/elsewhere"])
+    assert len(prepare_data(same, verbose=False).train) == 4
+    other = load_config(None, settings[:2] + ["data.validation_speakers=3", f"data.pack={path}"])
+    with pytest.raises(ConfigError, match="validation_speakers"):
+        prepare_data(other, verbose=False)
