@@ -19,7 +19,7 @@ def add_to_confusion(confusion: torch.Tensor, y: torch.Tensor, pred: torch.Tenso
 def evaluate_artifact(artifact: ModelArtifact, data_path: str, split: str = "test", *, kind: str = "auto",
                       task: str | None = None, pattern: str | None = None, label_map: dict | None = None,
                       frames: int | None = None, cache_dir: str | None = None, seed: int = 0,
-                      batch_size: int = 256) -> dict:
+                      batch_size: int = 256, noise_dir: str | None = None) -> dict:
     """Evaluate ``artifact`` on ``split`` of the dataset at ``data_path``; returns a JSON-ready dict."""
     from lmustream.data.datasets import open_dataset
     from lmustream.data.feature_dataset import FeatureDataset
@@ -30,9 +30,11 @@ def evaluate_artifact(artifact: ModelArtifact, data_path: str, split: str = "tes
     if split_args:  # the data the model was trained on: reproduce its speaker split exactly
         kind, pattern = split_args.pop("kind"), split_args.pop("pattern") or pattern
         label_map = split_args.pop("label_map") or label_map
+    if noise_dir is not None:
+        split_args["noise_dir"] = noise_dir
     index = open_dataset(data_path, kind=kind, task=task, pattern=pattern, label_map=label_map,
                          seed=split_args.pop("seed", seed), **split_args)
-    clips = index.splits.get(split) or []
+    clips = [c for part in index.splits.values() for c in part] if split == "all" else index.splits.get(split) or []
     if not clips:
         raise ConfigError(f"{data_path}: split {split!r} is empty (splits: "
                           f"{', '.join(f'{k}={len(v)}' for k, v in index.splits.items())})")
