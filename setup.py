@@ -32,7 +32,7 @@ def package_version() -> str:
 def kernel_sources() -> list[str]:
     # Relative paths: setuptools wants them relative to the project root, which is the
     # working directory of every pip build.
-    sources = sorted(glob("csrc/*.cc")) + sorted(glob("csrc/python/*.cc"))
+    sources = sorted(glob("csrc/*.cc")) + sorted(glob("csrc/kernels/*.cc")) + sorted(glob("csrc/python/*.cc"))
     if not sources:
         raise RuntimeError(f"no C++ sources under csrc/ (run the build from {HERE})")
     return sources
@@ -61,7 +61,7 @@ ParallelCompile("LMUSTREAM_BUILD_JOBS", default=0).install()
 kernel = Pybind11Extension(
     "lmustream._kernel",
     sources=kernel_sources(),
-    depends=sorted(glob("csrc/*.h")),  # rebuild on header edits; ships them in the sdist
+    depends=sorted(glob("csrc/*.h") + glob("csrc/kernels/*.h")),  # rebuild on header edits; ships them in the sdist
     include_dirs=["csrc"],
     define_macros=[("VERSION_INFO", package_version())],
     cxx_std=17,

@@ -55,8 +55,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
     info = kernel_info()
     rows.append(("C++ kernel", "loaded" if info.get("loaded") else f"NOT loaded ({info.get('error')})"))
     if info.get("loaded"):
-        rows.append(("kernel SIMD level", str(info.get("simd"))))
+        rows.append(("kernel SIMD level", f"{info.get('simd')} (the path in use, chosen at run time; this CPU "
+                                          f"runs: {info.get('simd_levels')})"))
         rows.append(("kernel compiler", str(info.get("compiler"))))
+    from lmustream.stream.backend import default_backend_note
+    rows.append(("detection backend", default_backend_note()))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
@@ -158,12 +161,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.early_exit:
         from lmustream.stream.early_exit_report import run_cli
         return run_cli(args)
-    if args.split == "all":
-        raise LmuStreamError("--split all is only available with --early-exit")
     artifact = load_model(resolve_model(args.model))
     label_map = dict(kv.split("=", 1) for kv in args.label_map.split(",")) if args.label_map else None
     result = evaluate_artifact(artifact, args.data, args.split, kind=args.kind, task=args.task,
-                               pattern=args.pattern, label_map=label_map, cache_dir=args.cache_dir)
+                               pattern=args.pattern, label_map=label_map, cache_dir=args.cache_dir,
+                               noise_dir=args.noise_dir)
     if args.plot:
         plot_confusion(result, args.plot)
     if args.json:
@@ -253,10 +255,11 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", required=True, help="model file or shipped model name")
     ev.add_argument("--data", required=True, help="dataset path")
     ev.add_argument("--split", default="test", choices=["train", "validation", "test", "all"],
-                    help="split to evaluate (all: every clip, for data the model never trained on; "
-                         "--early-exit only)")
+                    help="split to evaluate (all: every clip, for data the model never trained on)")
     ev.add_argument("--kind", default="auto", choices=["auto", "speech_commands", "folders", "manifest", "pattern"])
     ev.add_argument("--task", choices=["35", "12"], help="Speech Commands task (default: from the model's labels)")
+    ev.add_argument("--noise-dir", help="task 12: background-noise folder to cut _silence_ clips from "
+                                        "(default: the dataset's _background_noise_)")
     ev.add_argument("--pattern", help="filename pattern, e.g. '{label}_{speaker}_{index}.wav'")
     ev.add_argument("--label-map", help="e.g. 0=zero,1=one")
     ev.add_argument("--cache-dir", help="feature cache folder")

@@ -17,6 +17,12 @@ source scripts/lib.sh  # (the working directory is the repository root, see abov
 
 install_system_packages() {
     local wanted=(g++ make libportaudio2)  # libportaudio2: microphone input through sounddevice
+    # A PulseAudio server with a virtual source (tests/detect: `lmustream listen` on a real audio
+    # server); libasound2-plugins routes PortAudio's ALSA devices to it.
+    wanted+=(pulseaudio pulseaudio-utils libasound2-plugins)
+    # The C++ kernel's tests: an aarch64 cross compiler and qemu to run its NEON build, clang
+    # with libFuzzer for the model-file parser's fuzzer (tests/kernel, scripts/cross_aarch64.sh).
+    wanted+=(g++-aarch64-linux-gnu qemu-user clang libclang-rt-dev)
     if ! "$PYTHON" -c 'import sysconfig, os, sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")))'; then
         wanted+=(python3-dev)
     fi

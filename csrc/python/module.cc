@@ -4,11 +4,13 @@
 
 #include <string>
 
+#include "../kernels/kernels.h"
 #include "../lmu_memory.h"
 
 namespace py = pybind11;
 
 void bind_lmu_memory(py::module_& m);  // bind_lmu_memory.cc
+void bind_kernel(py::module_& m);      // bind_kernel.cc
 
 namespace {
 
@@ -30,10 +32,11 @@ build clearly. Functions: lmu_memory_scan, build_info.
 
 constexpr const char* kBuildInfoDoc = R"doc(build_info() -> dict
 
-How this extension was built: {"version": lmustream version baked in at build time,
-"simd": widest SIMD set the compiler was allowed to use ("avx512f", "avx2+fma", "avx2",
-"avx", "sse2", "neon" or "scalar"), "compiler": compiler and version, "cxx_standard":
-e.g. "C++17"}.
+How this extension was built and what it runs: {"version": lmustream version baked in at
+build time, "simd": the SIMD path the engine uses on this CPU, chosen at run time ("avx512",
+"avx2", "neon" or "scalar"), "simd_levels": every path this CPU can run, best first,
+"compiled_simd": the widest set the compiler could use for the baseline code ("sse2",
+"neon", ...), "compiler": compiler and version, "cxx_standard": e.g. "C++17"}.
 )doc";
 
 std::string compiler_name() {
@@ -76,11 +79,14 @@ PYBIND11_MODULE(_kernel, m) {
         [] {
             py::dict info;
             info["version"] = kVersion;
-            info["simd"] = lmustream::simd_level();
+            info["simd"] = lmustream::kernels::select("auto")->name;
+            info["simd_levels"] = lmustream::kernels::supported_levels();
+            info["compiled_simd"] = lmustream::simd_level();
             info["compiler"] = compiler_name();
             info["cxx_standard"] = cxx_standard();
             return info;
         },
         kBuildInfoDoc);
     bind_lmu_memory(m);
+    bind_kernel(m);
 }

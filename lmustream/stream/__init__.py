@@ -5,6 +5,6 @@ extension at import time; import ``lmustream.stream.step``, ``.verify`` and ``.o
 directly.
 """
 
-from lmustream.stream.kernel import kernel_available, kernel_info, lmu_memory_scan
+from lmustream.stream.kernel import Kernel, KernelStream, kernel_available, kernel_info, lmu_memory_scan
 
-__all__ = ["kernel_available", "kernel_info", "lmu_memory_scan"]
+__all__ = ["Kernel", "KernelStream", "kernel_available", "kernel_info", "lmu_memory_scan"]

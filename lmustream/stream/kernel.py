@@ -1,5 +1,9 @@
 """The typed Python face of the C++ kernel (``lmustream._kernel``, built from csrc/).
 
+:class:`Kernel` runs a model file on audio frame by frame (see docs/kernel.md);
+``lmu_memory_scan`` exposes the Legendre memory update alone; ``kernel_info`` says what was
+built and which SIMD path runs.
+
 Importing this module never fails: when the extension is missing or broken,
 ``kernel_available()`` is False, ``kernel_info()["error"]`` says why, and the compute
 functions raise a RuntimeError that tells how to build it. torch is not imported here;
@@ -8,11 +12,13 @@ tensors are recognised by their ``detach`` method.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import lmustream
+from lmustream.errors import AudioError, CheckpointError
 
 try:
     from lmustream import _kernel
@@ -85,3 +91,161 @@ def lmu_memory_scan(A: Any, B: Any, u: Any, m0: Any = None) -> tuple[np.ndarray,
         raise RuntimeError(f"lmustream C++ kernel is not built: {_IMPORT_ERROR}; {_BUILD_HINT}")
     return _kernel.lmu_memory_scan(_as_array(A), _as_array(B), _as_array(u),
                                    None if m0 is None else _as_array(m0))
+
+
+# -- the streaming engine ----------------------------------------------------------------------
+
+SPIKE_PATHS = ("add-only", "dense")
+
+
+def _require_kernel() -> None:
+    if _kernel is None:
+        raise RuntimeError(f"lmustream C++ kernel is not built: {_IMPORT_ERROR}; {_BUILD_HINT}")
+
+
+def _resolve_model(name_or_path) -> Path:
+    """lmustream.models.registry.resolve_model without importing lmustream.models (and so torch):
+    a deployed kernel process stays small."""
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    models_dir = Path(__file__).resolve().parents[2] / "models"
+    shipped = models_dir / f"{name_or_path}.safetensors"
+    if shipped.is_file():
+        return shipped
+    names = sorted(p.name[:-len(".safetensors")] for p in models_dir.glob("*.safetensors")) if models_dir.is_dir() else []
+    raise CheckpointError(f"no model file {str(name_or_path)!r} and no shipped model of that name "
+                          f"(shipped: {', '.join(names) or 'none in this installation'})")
+
+
+class Kernel:
+    """A model loaded into the C++ streaming engine: audio in, per-frame logits out, no torch.
+
+    ``Kernel(path_or_shipped_name, int8=False)`` reads the model file itself (safetensors
+    tensors + JSON header), folds the batch norms and packs the weights; ``open()`` starts a
+    stream. One Kernel serves any number of streams, from any number of threads (one thread
+    per stream at a time).
+
+    Args:
+        path_or_name: a model file, or the name of a shipped model in ``models/``.
+        int8: int8 weights with per-output-channel scales (activations quantized per frame);
+            about 4x fewer bytes per frame than float32.
+        simd: force a SIMD path ("scalar", "avx2", "avx512", "neon"); default: the best this CPU runs.
+        spike_path: spiking models only: "add-only" (sum the weight columns of the inputs that
+            spiked) or "dense" (multiply by the 0/1 spikes); both give the same bits.
+
+    Attributes: ``labels`` (class names in logit order), ``lookahead`` (frames of future audio
+    each output waits for), ``sample_rate`` (Hz the samples must have), ``simd`` (the SIMD path
+    in use), ``hop_length`` (samples per frame), ``config`` (the model's shape).
+
+    Raises:
+        CheckpointError: the file is missing, truncated, corrupt or inconsistent (the message
+            names the problem).
+        ValueError: an unknown ``simd`` or ``spike_path``.
+    """
+
+    def __init__(self, path_or_name, int8: bool = False, *, simd: str | None = None,
+                 spike_path: str = "add-only"):
+        _require_kernel()
+        if spike_path not in SPIKE_PATHS:
+            raise ValueError(f"spike_path must be one of {SPIKE_PATHS}, got {spike_path!r}")
+        self.path = _resolve_model(path_or_name)
+        self._engine = _kernel.Engine(str(self.path), bool(int8), simd or "auto", spike_path == "add-only")
+        self.labels: list[str] = list(self._engine.labels)
+        self.lookahead: int = self._engine.lookahead
+        self.sample_rate: int = self._engine.sample_rate
+        self.hop_length: int = self._engine.hop_length
+        self.simd: str = self._engine.simd
+        self.int8: bool = self._engine.int8
+        self.config: dict = self._engine.config
+
+    @property
+    def spiking(self) -> bool:
+        return bool(self.config["spiking"])
+
+    @property
+    def weight_bytes(self) -> int:
+        """Bytes of weights one frame reads (the Legendre A included)."""
+        return self._engine.weight_bytes
+
+    @property
+    def macs_per_frame(self) -> int:
+        return self._engine.macs_per_frame
+
+    def open(self) -> "KernelStream":
+        """A fresh stream (silence before its first sample)."""
+        return KernelStream(self, self._engine.open())
+
+    def push_many(self, streams: list["KernelStream"], blocks: list) -> list[np.ndarray]:
+        """Advance many streams of this kernel in one call: ``blocks[i]`` (1-D float32 or int16
+        samples, any length) goes to ``streams[i]``. Frames of all streams at the same position
+        are computed together (each weight read once for the whole batch). Returns each
+        stream's per-frame logits ``[n_i, classes]``, as ``push`` would."""
+        if len(streams) != len(blocks):
+            raise AudioError(f"push_many: {len(streams)} streams but {len(blocks)} sample blocks")
+        natives = []
+        for i, s in enumerate(streams):
+            if not isinstance(s, KernelStream) or s.kernel is not self:
+                raise ValueError(f"push_many: streams[{i}] is not a stream opened by this kernel")
+            natives.append(s._native)
+        return _kernel.push_many(self._engine, natives, [np.asarray(b) for b in blocks])
+
+    def __repr__(self) -> str:
+        kind = "spiking " if self.spiking else ""
+        weights = "int8" if self.int8 else "float32"
+        return (f"Kernel({str(self.path)!r}, {kind}dim {self.config['dim']}, {len(self.labels)} classes, "
+                f"{weights} weights, simd={self.simd})")
+
+
+class KernelStream:
+    """One audio stream on a :class:`Kernel` (create with ``kernel.open()``).
+
+    ``push(samples)`` takes 1-D float32 samples in [-1, 1] (other float widths are converted)
+    or int16 PCM, of any length, at ``kernel.sample_rate``, and returns the float32 per-frame
+    logits ``[n, classes]`` of every frame these samples completed (the step form's
+    ``per_frame``; a frame's output waits for ``kernel.lookahead`` frames of future audio).
+    ``running`` holds the logits of the running mean since the last reset (the step form's
+    ``running``). ``flush()`` ends the utterance (pads like the parallel model and returns the
+    remaining frames' logits); the next ``push`` starts a new one. ``reset()`` forgets everything.
+    Raises AudioError for non-1-D, non-finite or wrongly typed samples.
+    """
+
+    def __init__(self, kernel: Kernel, native):
+        self.kernel = kernel
+        self._native = native
+
+    def push(self, samples) -> np.ndarray:
+        return self._native.push(samples if isinstance(samples, np.ndarray) else np.asarray(samples))
+
+    def push_features(self, features) -> np.ndarray:
+        """Log-mel frames ``[n, n_mels]`` (normalized, as StreamingFbank(normalized=True) gives)
+        instead of audio: the model alone."""
+        return self._native.push_features(np.asarray(features))
+
+    def flush(self) -> np.ndarray:
+        return self._native.flush()
+
+    def reset(self) -> None:
+        self._native.reset()
+
+    @property
+    def running(self) -> np.ndarray:
+        return self._native.running
+
+    @property
+    def frames_emitted(self) -> int:
+        """Frames whose logits were returned since the last reset or flush."""
+        return self._native.frames_emitted
+
+    def spike_rates(self) -> dict[str, float]:
+        """Spiking models: fraction of neuron-frames that spiked, per LIF layer, since the last reset."""
+        return {name: spikes / frames if frames else 0.0
+                for name, (spikes, frames) in self._native.spike_counts().items()}
+
+    def record_spikes(self, on: bool = True) -> None:
+        """Keep every LIF layer's spikes of each frame until :meth:`take_spikes` (for verification)."""
+        self._native.record_spikes(bool(on))
+
+    def take_spikes(self) -> dict[str, np.ndarray]:
+        """The recorded spikes: layer name (as the step form names them) -> uint8 ``[frames, size]``."""
+        return self._native.take_spikes()

@@ -91,6 +91,7 @@ class TrainConfig:
     checkpoint_every: int = 200  # steps between mid-epoch checkpoints (0: epoch ends only)
     amp: bool = True  # bf16 autocast on CUDA
     device: str = "auto"  # auto | cpu | cuda | cuda:N
+    init_from: str | None = None  # start from this model file's weights (same shapes and labels), e.g. ANN -> SNN
 
     def validate(self) -> "TrainConfig":
         if self.epochs < 1 or self.batch_size < 1:
@@ -156,9 +157,15 @@ def _typed(value: Any, annotation: str) -> Any:
     import yaml
 
     try:
-        return yaml.safe_load(value)
+        parsed = yaml.safe_load(value)
     except yaml.YAMLError as e:
         raise ConfigError(f"cannot parse override value {value!r}: {e}") from e
+    if annotation.replace(" ", "") in ("float", "float|None") and isinstance(parsed, str):
+        try:  # YAML 1.1 reads 5e-3 (no dot) as text
+            return float(parsed)
+        except ValueError:
+            raise ConfigError(f"expected a number, got {value!r}") from None
+    return parsed
 
 
 def apply_override(tree: dict, assignment: str) -> None:

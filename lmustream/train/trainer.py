@@ -22,12 +22,13 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from lmustream.errors import LmuStreamError
+from lmustream.errors import ConfigError, LmuStreamError
 from lmustream.models import LMUFormer, get_config
 from lmustream.models.artifact import ModelArtifact, atomic_write_bytes, save_model
 from lmustream.train.augment import FeatureAugmenter
 from lmustream.train.config import TrainConfig
 from lmustream.train.distributed import share_batch_statistics
+from lmustream.train.early_exit_loss import model_outputs, prefix_loss
 from lmustream.train.evaluate import add_to_confusion
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -144,6 +145,26 @@ def load_checkpoint(path: Path) -> dict:
     return state
 
 
+def _initialize_from(model: LMUFormer, path: str, labels) -> None:
+    """Start from another model's weights (e.g. a spiking model from its trained non-spiking twin).
+
+    Every tensor must exist with the same shape in both; the labels must be the same, in order.
+    """
+    from lmustream.models.artifact import load_model
+    from lmustream.models.registry import resolve_model
+
+    source = load_model(resolve_model(path))
+    if list(source.labels) != list(labels):
+        raise ConfigError(f"init_from {path}: its labels {source.labels} differ from the data's {list(labels)}")
+    ours, theirs = model.state_dict(), source.model.state_dict()
+    mismatched = sorted(k for k in set(ours) | set(theirs)
+                        if k not in ours or k not in theirs or ours[k].shape != theirs[k].shape)
+    if mismatched:
+        raise ConfigError(f"init_from {path}: the models differ in {len(mismatched)} tensor(s), e.g. "
+                          f"{', '.join(mismatched[:4])}; use the same dim, memory_size and layer counts")
+    model.load_state_dict(theirs)
+
+
 def train(config: TrainConfig, resume: bool = False, data=None, progress: bool = True) -> Path:
     """Train per ``config``; returns the path of the best model file (``<out>/model.safetensors``).
 
@@ -171,6 +192,8 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
     model_config = get_config(config.model, n_classes=len(data.labels), frames=config.data.frames,
                               **config.model_overrides)
     model = LMUFormer(model_config).to(device)
+    if config.init_from and not resume:
+        _initialize_from(model, config.init_from, data.labels)
     train_model = model
     if ddp.world > 1:
         share_batch_statistics(model)  # global-batch statistics, as a single process would compute
@@ -225,8 +248,11 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
                 for group in optimizer.param_groups:
                     group["lr"] = config.optim.lr * lr_factor(config, epoch + step_in_epoch / steps_per_epoch)
                 with _autocast(device, config.amp):
-                    logits = train_model(x)
+                    logits, prefixes = model_outputs(train_model, x, config.prefix_loss)
                 loss = _loss(logits.float(), target, config)
+                if prefixes is not None:  # early-exit training: also a loss on the running-mean prefixes
+                    loss = loss + prefix_loss(prefixes.float(), target, lambda z, t: _loss(z, t, config),
+                                              config.prefix_loss, g)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if config.optim.grad_clip > 0:

@@ -178,3 +178,29 @@ def test_committed_configs_parse():
 def test_missing_data_path_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="data.path"):
         train(load_config(None, [f"out={tmp_path}"]), progress=False)
+
+
+def test_float_override_without_a_dot_is_a_number():
+    assert load_config(None, ["optim.lr=5e-3"]).optim.lr == 0.005
+    with pytest.raises(ConfigError, match="number"):
+        load_config(None, ["optim.lr=fast"])
+
+
+def test_init_from_checks_labels_and_shapes(tone_dataset, tmp_path):
+    """init_from copies weights of an identical architecture and refuses anything else."""
+    from lmustream.models import get_config
+    from lmustream.models.artifact import ModelArtifact, save_model
+    from lmustream.train.trainer import _initialize_from
+
+    config = get_config("lmuformer-tiny", n_classes=3, dim=16, memory_size=8, embed_convs=1, mlp_ratio=1)
+    source = LMUFormer(config)
+    save_model(tmp_path / "src.safetensors", ModelArtifact(source, list(LABELS)))
+    target = LMUFormer(config)
+    _initialize_from(target, str(tmp_path / "src.safetensors"), LABELS)
+    for k, v in source.state_dict().items():
+        assert torch.equal(target.state_dict()[k], v)
+    with pytest.raises(ConfigError, match="labels"):
+        _initialize_from(target, str(tmp_path / "src.safetensors"), ("a", "b", "c"))
+    other = LMUFormer(get_config("lmuformer-tiny", n_classes=3, dim=32, memory_size=8, embed_convs=1, mlp_ratio=1))
+    with pytest.raises(ConfigError, match="differ"):
+        _initialize_from(other, str(tmp_path / "src.safetensors"), LABELS)

@@ -1,0 +1,238 @@
+"""AFLoRA against LoRA, VeRA, head-only and full fine-tuning: teaching a model words it never saw.
+
+    python benchmarks/adapters_experiment.py [--parts asc,english] [--methods aflora,lora,lora:4,vera,head,full]
+        [--asc-backbone PATH] [--asc-json PATH] [--english-model NAME] [--english-replay DIR]
+        [--epochs N] [--threads N] [--fa-threshold P] [--work DIR] [--json OUT]
+
+(a) asc: a backbone trained on 30 Arabic Speech Commands keywords (default: the file named by
+    --asc-backbone, ../data/backbones/asc30-lmuformer.safetensors) learns the other 10 from 10
+    clips per word by 2 enrollment speakers; new-word accuracy on the held-out speakers' clips of
+    the 10 words, old-word accuracy on their clips of the 30 (before / after). Replay: 10 clips
+    per old word from the backbone's training speakers.
+(b) english: the shipped English model (sc12-lmuformer) learns the ten FSDD digits from 10 clips
+    per digit by two FSDD speakers, tested on the other two; old-word accuracy on the real clips
+    of speech_commands_v0.01_sample (its digits left out: they are the new words); replay:
+    synthetic clips of the old words (--english-replay, a `lmustream data synth` corpus).
+
+Every run is one `lmustream finetune ... --json --no-cache` process, so its wall time and peak
+memory are those of the command a user runs (features computed, not read from a cache).
+False alarms per hour of the old keywords: the detector (threshold --fa-threshold) on
+../shared/data/spoken_sentences (real English sentences), before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parent), str(Path(__file__).resolve().parents[1])]  # checkout first
+
+import adapters_data as data  # noqa: E402
+
+REPO = data.REPO
+METHODS = ("aflora", "lora", "vera", "head", "full")
+SENTENCES = data.SHARED / "data" / "spoken_sentences"
+SC_SAMPLE = data.SHARED / "data" / "speech_commands_v0.01_sample"
+DEFAULT_ASC_BACKBONE = REPO.parent / "data" / "backbones" / "asc30-lmuformer.safetensors"
+DEFAULT_ENGLISH_REPLAY = REPO.parent / "data" / "synth35"
+
+
+def run_finetune(model: Path, folders: dict, run: str, out: Path, args) -> dict:
+    """One ``lmustream finetune`` process; ``run`` is a method, or "method:rank"."""
+    method, _, rank = run.partition(":")
+    command = [sys.executable, "-m", "lmustream", "finetune", "--model", str(model), "--new-words",
+               str(folders["new_words"]), "--method", method, "--out", str(out), "--eval-new", str(folders["eval_new"]),
+               "--json", "--no-cache", "--no-progress", "--epochs", str(args.epochs), "--seed", str(args.seed)]
+    if rank:
+        command += ["--rank", rank]
+    for key, option in (("eval_old", "--eval-old"), ("replay", "--replay")):
+        if folders.get(key):
+            command += [option, str(folders[key])]
+    if args.threads:
+        command += ["--threads", str(args.threads)]
+    if args.balance is not None:
+        command += ["--balance", str(args.balance)]
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    if done.returncode != 0:
+        raise SystemExit(f"finetune {run} failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["process_seconds"] = time.perf_counter() - started  # interpreter start and imports included
+    return result
+
+
+def enrolled_accuracy(runs: dict, outs: dict, folder: Path) -> None:
+    """New-word accuracy on the enrollment speakers' other clips (a device taught by its user)."""
+    from lmustream.adapters.data import list_clips, load_clip_set
+    from lmustream.adapters.evaluate import accuracy
+    from lmustream.models.artifact import load_model
+
+    clips = None
+    for method, path in outs.items():
+        artifact = load_model(path)
+        clips = clips or load_clip_set(list_clips(folder, "enrolled"), artifact.frontend, artifact.model.config.frames)
+        runs[method]["new_accuracy_enrolled"] = accuracy(artifact.model, clips, artifact.labels)
+
+
+def false_alarm_rates(models: dict[str, Path], base: Path, keywords: list[str], threshold: float) -> dict:
+    from lmustream.adapters.evaluate import false_alarms
+    from lmustream.models.artifact import load_model
+
+    files = sorted(SENTENCES.glob("*.flac")) + sorted(SENTENCES.glob("*.wav"))
+    rates = {"before": false_alarms(load_model(base), files, keywords, threshold)}
+    for method, path in models.items():
+        rates[method] = false_alarms(load_model(path), files, keywords, threshold)
+    return {k: {"per_hour": v.per_hour, "alarms": v.alarms, "hours": v.hours} for k, v in rates.items()}
+
+
+def asc_part(args) -> dict:
+    from lmustream.models.artifact import load_model
+
+    backbone = Path(args.asc_backbone)
+    if not backbone.is_file():
+        return {"skipped": f"no backbone at {backbone}"}
+    split = data.asc_split(args.asc_json)
+    labels = load_model(backbone).labels
+    if sorted(labels) != sorted(split.old_words):
+        raise SystemExit(f"{backbone}: labels {labels} are not the split's 30 old words {split.old_words}")
+    folders = data.asc_folders(split, Path(args.work) / "asc", clips_per_word=10, replay_per_word=10, seed=args.seed)
+    setup = (f"backbone {backbone.name}; new words {', '.join(split.new_words)}; enrollment speakers "
+             f"{', '.join(split.enroll_speakers)} (10 clips per word); test speakers {', '.join(split.test_speakers)}")
+    return run_part("asc", backbone, folders, split.old_words, setup, args)
+
+
+def english_folders(model_labels: list[str], work: Path, replay_corpus: Path, seed: int) -> dict:
+    folders = data.fsdd_folders(work, ("george", "jackson"), clips_per_word=10, seed=seed)
+    keywords = [w for w in model_labels if not w.startswith("_")]
+    other = "_unknown_" if "_unknown_" in model_labels else None
+
+    def words_of(root: Path) -> dict[str, list[str]]:
+        found = {}
+        for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("_")):
+            if folder.name in data.DIGITS:
+                continue  # the new words
+            label = folder.name if folder.name in keywords else other
+            if label:
+                found.setdefault(label, []).extend(sorted(str(f) for f in folder.glob("*.wav")))
+        return found
+
+    old = words_of(SC_SAMPLE)
+    old = {label: files for label, files in old.items() if files}
+    folders["eval_old"] = data.link_folders(old, work / "eval_old")
+    if replay_corpus.is_dir():
+        replay = {label: data.rank(files, seed)[:10] for label, files in words_of(replay_corpus).items()}
+        folders["replay"] = data.link_folders(replay, work / "replay")
+    return folders
+
+
+def english_part(args) -> dict:
+    from lmustream.models.artifact import load_model
+    from lmustream.models.registry import resolve_model
+
+    try:
+        model = resolve_model(args.english_model)
+    except Exception as e:  # not shipped yet
+        return {"skipped": str(e)}
+    labels = load_model(model).labels
+    folders = english_folders(labels, Path(args.work) / "english", Path(args.english_replay), args.seed)
+    keywords = [w for w in labels if not w.startswith("_")]
+    setup = (f"model {args.english_model}; new words: the FSDD digits, enrollment george + jackson (10 clips per "
+             f"digit), test theo + yweweler; old words: speech_commands_v0.01_sample; replay: "
+             f"{'synthetic clips from ' + str(args.english_replay) if folders.get('replay') else 'none'}")
+    return run_part("english", model, folders, keywords, setup, args)
+
+
+def run_part(name: str, model: Path, folders: dict, keywords: list[str], setup: str, args) -> dict:
+    print(f"\n## ({name}) {setup}", flush=True)
+    runs, outs = {}, {}
+    for method in args.methods:
+        outs[method] = Path(args.work) / name / f"{method.replace(':', '-r')}.safetensors"
+        runs[method] = run_finetune(model, folders, method, outs[method], args)
+        r = runs[method]
+        print(f"  {method}: new {r['new_accuracy']:.4f}, old {r['old_accuracy_before']:.4f} -> "
+              f"{r['old_accuracy_after']:.4f}, {r['seconds']:.1f} s, {r['peak_memory_mb']:.0f} MB", flush=True)
+    if folders.get("eval_enrolled"):
+        enrolled_accuracy(runs, outs, folders["eval_enrolled"])
+    fa = false_alarm_rates(outs, model, keywords, args.fa_threshold) if SENTENCES.is_dir() else {}
+    print(table(runs, fa, args.fa_threshold))
+    print(targets(runs))
+    return {"setup": setup, "runs": runs, "false_alarms": fa}
+
+
+def table(runs: dict, fa: dict, threshold: float) -> str:
+    lines = [f"| method | new-word acc (held-out speakers) | new-word acc (enrolled speakers) | old-word acc "
+             f"before -> after | avg trainable params: adapter (with head) | train s | run s | peak MB | FA/h @ "
+             f"{threshold} before -> after |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for method, r in runs.items():
+        fa_text = f"{fa['before']['per_hour']:.1f} -> {fa[method]['per_hour']:.1f}" if fa else "n/a"
+        enrolled = f"{r['new_accuracy_enrolled']:.4f}" if "new_accuracy_enrolled" in r else "n/a"
+        lines.append(f"| {method} | {r['new_accuracy']:.4f} | {enrolled} | {r['old_accuracy_before']:.4f} -> "
+                     f"{r['old_accuracy_after']:.4f} | {r['avg_trainable_adapter_params']:,.0f} "
+                     f"({r['avg_trainable_params']:,.0f}) | {r['train_seconds']:.1f} | {r['seconds']:.1f} | "
+                     f"{r['peak_memory_mb']:.0f} | {fa_text} |")
+    return "\n".join(lines)
+
+
+def targets(runs: dict) -> str:
+    if "aflora" not in runs:
+        return ""
+    a = runs["aflora"]
+    lines = []
+    for name in [m for m in runs if m.startswith("lora")]:
+        b = runs[name]
+        lines += [f"targets (aflora vs {name}):",
+                  f"  new-word accuracy within 0.5%: {a['new_accuracy']:.4f} vs {b['new_accuracy']:.4f} "
+                  f"({'met' if a['new_accuracy'] >= b['new_accuracy'] - 0.005 else 'NOT met'})",
+                  f"  average trainable params <= 1/5: adapter {a['avg_trainable_adapter_params']:,.0f} vs "
+                  f"{b['avg_trainable_adapter_params']:,.0f} = 1/"
+                  f"{b['avg_trainable_adapter_params'] / max(a['avg_trainable_adapter_params'], 1):.1f}; with the head "
+                  f"1/{b['avg_trainable_params'] / a['avg_trainable_params']:.1f}",
+                  f"  wall time >= 1.3x less: training {b['train_seconds'] / a['train_seconds']:.2f}x, whole run "
+                  f"{b['seconds'] / a['seconds']:.2f}x"]
+    lines.append(f"old-word accuracy drop <= 1% (aflora): "
+                 f"{100 * (a['old_accuracy_before'] - a['old_accuracy_after']):.2f}%")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--parts", default="asc,english")
+    parser.add_argument("--methods", default="aflora,lora,lora:4,vera,head,full",
+                        help="runs: a method, or method:rank (default: %(default)s)")
+    parser.add_argument("--asc-backbone", default=str(DEFAULT_ASC_BACKBONE))
+    parser.add_argument("--asc-json", default=str(data.BACKBONE_JSON))
+    parser.add_argument("--english-model", default="sc12-lmuformer")
+    parser.add_argument("--english-replay", default=str(DEFAULT_ENGLISH_REPLAY))
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--threads", type=int, help="CPU threads of each run (default: torch's choice)")
+    parser.add_argument("--fa-threshold", type=float, default=0.9)
+    parser.add_argument("--balance", type=float, help="finetune --balance (default: finetune's)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work", default="/tmp/lmustream-adapters-experiment")
+    parser.add_argument("--json", help="also write every figure to this JSON file")
+    args = parser.parse_args()
+    args.methods = [m for m in args.methods.split(",") if m]
+    unknown = sorted({m.partition(":")[0] for m in args.methods} - set(METHODS))
+    if unknown:
+        parser.error(f"unknown methods {unknown}")
+    print(f"machine: {platform.machine()}, {os.cpu_count()} CPU cores, load average "
+          f"{', '.join(f'{x:.1f}' for x in os.getloadavg())}; epochs {args.epochs}, threads {args.threads or 'default'}")
+    results = {}
+    for part in [p for p in args.parts.split(",") if p]:
+        result = {"asc": asc_part, "english": english_part}[part](args)
+        if "skipped" in result:
+            print(f"\n## ({part}) skipped: {result['skipped']}")
+        results[part] = result
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Where a fine-tuning step's time goes: seconds per step of each method on the paper-size LMUFormer.
+
+    python benchmarks/adapters_step_time.py [--config lmuformer] [--batch 32] [--steps 3] [--repeats 3]
+
+Forward + backward + Adam step on a batch of 128-frame clips (backbone frozen, batch norms in
+eval mode, as `lmustream finetune` trains), for LoRA, AFLoRA before and after its A and B
+matrices froze, VeRA, the head alone and full fine-tuning. Methods are interleaved and the best
+of the repeats is kept, so that load from other processes affects them alike. The adapters'
+own arithmetic is a few percent of a step: the backward pass through the frozen backbone (needed
+by every method that adapts the lowest layers) is what costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from lmustream.adapters import adapter_layers, add_adapter, count_parameters, make_config  # noqa: E402
+from lmustream.models import LMUFormer, get_config  # noqa: E402
+
+
+def variants(base):
+    def make(method, frozen=False, **fields):
+        model = add_adapter(copy.deepcopy(base), make_config(method, **fields))
+        if frozen:  # AFLoRA at the end of its schedule: every A and B frozen, the vectors training
+            for layer in adapter_layers(model).values():
+                for p in layer.matrices().values():
+                    p.requires_grad_(False)
+        return model
+
+    return {"lora r=8": make("lora", rank=8), "lora r=4": make("lora", rank=4), "aflora r=4": make("aflora", rank=4),
+            "aflora r=4, A B frozen": make("aflora", frozen=True, rank=4), "vera r=64": make("vera", rank=64),
+            "head only": make("head"), "full": make("full")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", default="lmuformer")
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    base = LMUFormer(get_config(args.config, n_classes=40)).eval()
+    x, y = torch.randn(args.batch, 128, 128), torch.randint(0, 40, (args.batch,))
+    models = variants(base)
+    best = {name: float("inf") for name in models}
+    for _ in range(args.repeats):
+        for name, model in models.items():
+            optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+            start = time.perf_counter()
+            for _ in range(args.steps):
+                loss = F.cross_entropy(model(x), y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            best[name] = min(best[name], (time.perf_counter() - start) / args.steps)
+    print(f"{args.config}, batch {args.batch} x 128 frames, {torch.get_num_threads()} thread(s), load average "
+          f"{os.getloadavg()[0]:.1f}; best of {args.repeats} x {args.steps} steps")
+    print(f"\n| method | trainable params | s / step | vs lora r=8 |\n|---|---|---|---|")
+    for name, model in models.items():
+        print(f"| {name} | {count_parameters(model)[0]:,} | {best[name]:.3f} | {best['lora r=8'] / best[name]:.2f}x |")
+
+
+if __name__ == "__main__":
+    main()

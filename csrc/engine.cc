@@ -1,0 +1,885 @@
+#include "engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "legendre.h"
+
+namespace lmustream {
+namespace {
+
+using kernels::kPanel;
+using kernels::kPanel64;
+
+constexpr float kBatchNormEps = 1e-5f;  // torch.nn.BatchNorm1d's default, not stored in the file
+
+int panels_for(int out, int width) { return (out + width - 1) / width; }
+
+const std::vector<float>& tensor(const Artifact& art, const std::string& name) {
+    auto it = art.tensors.find(name);
+    if (it == art.tensors.end()) throw ArtifactError("tensor '" + name + "' is missing");
+    return it->second.values;
+}
+
+// Eval-mode batch norm as y = scale * x + shift, in float32 step by step as step.py's fold_bn.
+Affine fold_bn(const Artifact& art, const std::string& prefix) {
+    const auto& weight = tensor(art, prefix + ".weight");
+    const auto& bias = tensor(art, prefix + ".bias");
+    const auto& mean = tensor(art, prefix + ".running_mean");
+    const auto& var = tensor(art, prefix + ".running_var");
+    Affine a;
+    a.scale.resize(weight.size());
+    a.shift.resize(weight.size());
+    for (std::size_t c = 0; c < weight.size(); ++c) {
+        const float denom = std::sqrt(var[c] + kBatchNormEps);
+        if (!(denom > 0.0f) || !std::isfinite(denom)) {
+            throw ArtifactError("batch norm '" + prefix + "' has a non-positive running_var + eps at channel " +
+                                std::to_string(c));
+        }
+        a.scale[c] = weight[c] / denom;
+        const float moved = mean[c] * a.scale[c];
+        a.shift[c] = bias[c] - moved;
+    }
+    return a;
+}
+
+// Dense [out][in] float32 weights and bias (BN folded when given), before packing.
+struct Dense {
+    int in = 0, out = 0;
+    std::vector<float> w, b;
+};
+
+void fold_into(Dense& d, const Affine* bn) {
+    if (!bn) return;
+    for (int o = 0; o < d.out; ++o) {
+        for (int i = 0; i < d.in; ++i) d.w[std::size_t(o) * d.in + i] = d.w[std::size_t(o) * d.in + i] * bn->scale[o];
+        const float scaled = d.b[o] * bn->scale[o];
+        d.b[o] = scaled + bn->shift[o];
+    }
+}
+
+// A convolution [out, in, k] as a map of the window [k][in] (oldest frame first).
+Dense conv_dense(const Artifact& art, const std::string& name, int k) {
+    const Tensor& t = art.tensors.at(name);
+    Dense d;
+    d.out = int(t.shape[0]);
+    const int cin = int(t.shape[1]);
+    d.in = cin * k;
+    d.w.resize(std::size_t(d.out) * d.in);
+    d.b.assign(d.out, 0.0f);
+    for (int o = 0; o < d.out; ++o) {
+        for (int c = 0; c < cin; ++c) {
+            for (int j = 0; j < k; ++j) {
+                d.w[std::size_t(o) * d.in + std::size_t(j) * cin + c] = t.values[(std::size_t(o) * cin + c) * k + j];
+            }
+        }
+    }
+    return d;
+}
+
+Dense linear_dense(const Artifact& art, const std::string& prefix) {
+    const Tensor& t = art.tensors.at(prefix + ".weight");
+    Dense d;
+    d.out = int(t.shape[0]);
+    d.in = int(t.shape[1]);  // [out, in] or [out, in, 1]
+    d.w = t.values;
+    d.b = tensor(art, prefix + ".bias");
+    return d;
+}
+
+Layer pack(const Dense& d, bool int8, bool spike_input, bool add_only) {
+    Layer L;
+    L.in = d.in;
+    L.out = d.out;
+    L.spike_input = spike_input;
+    L.panels = panels_for(d.out, kPanel);
+    L.bias.assign(std::size_t(L.panels) * kPanel, 0.0f);
+    std::copy(d.b.begin(), d.b.end(), L.bias.begin());
+    L.int8 = int8;
+    if (!int8) {
+        L.w32.assign(std::size_t(L.panels) * d.in * kPanel, 0.0f);
+        for (int o = 0; o < d.out; ++o) {
+            const int p = o / kPanel, l = o % kPanel;
+            for (int i = 0; i < d.in; ++i) {
+                L.w32[(std::size_t(p) * d.in + i) * kPanel + l] = d.w[std::size_t(o) * d.in + i];
+            }
+        }
+        return L;
+    }
+    // Symmetric per-output-channel quantization to [-127, 127] (never -128, which the AVX2
+    // sign trick and the exact int16 products rely on).
+    L.scale.assign(std::size_t(L.panels) * kPanel, 0.0f);
+    std::vector<std::int8_t> q(std::size_t(d.out) * d.in);
+    for (int o = 0; o < d.out; ++o) {
+        float peak = 0.0f;
+        for (int i = 0; i < d.in; ++i) peak = std::max(peak, std::fabs(d.w[std::size_t(o) * d.in + i]));
+        const float s = peak > 0.0f ? peak / 127.0f : 1.0f;
+        L.scale[o] = s;
+        for (int i = 0; i < d.in; ++i) {
+            const float v = std::nearbyint(d.w[std::size_t(o) * d.in + i] / s);
+            q[std::size_t(o) * d.in + i] = std::int8_t(std::max(-127.0f, std::min(127.0f, v)));
+        }
+    }
+    L.columns = spike_input && add_only;
+    if (L.columns) {
+        L.w8.assign(std::size_t(L.panels) * d.in * kPanel, 0);
+        for (int o = 0; o < d.out; ++o) {
+            for (int i = 0; i < d.in; ++i) {
+                L.w8[(std::size_t(o / kPanel) * d.in + i) * kPanel + o % kPanel] = q[std::size_t(o) * d.in + i];
+            }
+        }
+        return L;
+    }
+    L.in4 = (d.in + 3) / 4 * 4;
+    L.w8.assign(std::size_t(L.panels) * L.in4 * kPanel, 0);
+    L.rowsum.assign(std::size_t(L.panels) * kPanel, 0);
+    for (int o = 0; o < d.out; ++o) {
+        const int p = o / kPanel, l = o % kPanel;
+        for (int i = 0; i < d.in; ++i) {
+            const std::int8_t v = q[std::size_t(o) * d.in + i];
+            L.w8[((std::size_t(p) * (L.in4 / 4) + i / 4) * kPanel + l) * 4 + i % 4] = v;
+            L.rowsum[o] += v;
+        }
+    }
+    return L;
+}
+
+}  // namespace
+
+Layer make_layer(int in, int out, const std::vector<float>& w, const std::vector<float>& b, bool int8,
+                 bool spike_input, bool add_only) {
+    if (in < 1 || out < 1 || w.size() != std::size_t(in) * out || b.size() != std::size_t(out)) {
+        throw std::invalid_argument("make_layer: sizes do not match");
+    }
+    Dense d;
+    d.in = in;
+    d.out = out;
+    d.w = w;
+    d.b = b;
+    return pack(d, int8, spike_input, add_only);
+}
+
+namespace {
+
+kernels::F32Matrix f32_view(const Layer& L) { return {L.w32.data(), L.bias.data(), L.in, L.out, L.panels}; }
+
+inline float relu(float x) { return x > 0.0f ? x : 0.0f; }
+// erf as x P(x^2) / Q(x^2) on [-4, 4] (erf(4) = 1 - 1.5e-8), a rational least-squares fit
+// made for this kernel: within 3.4e-7 of erf in float32 arithmetic, and free of library calls,
+// so the channel mixer's GELU loop vectorises (std::erf per element cost ~8% of an int8 frame).
+inline float erf_rational(float x) {
+    const float a = std::min(std::max(x, -4.0f), 4.0f);
+    const float z = a * a;
+    float p = 1.985685230465606e-06f;
+    p = p * z + 2.858951047528535e-04f;
+    p = p * z + 3.921344876289368e-03f;
+    p = p * z + 5.3214624524116516e-02f;
+    p = p * z + 1.9436807930469513e-01f;
+    p = p * z + 1.1283791065216064f;
+    float q = 3.7480513128684834e-05f;
+    q = q * z + 1.1958053801208735e-03f;
+    q = q * z + 1.5280695632100105e-02f;
+    q = q * z + 1.1569470912218094e-01f;
+    q = q * z + 5.055861473083496e-01f;
+    q = q * z + 1.0f;
+    return std::min(std::max(a * p / q, -1.0f), 1.0f);
+}
+
+inline float gelu(float x) { return 0.5f * x * (1.0f + erf_rational(x * 0.70710678118654752440f)); }
+
+}  // namespace
+
+std::size_t Layer::weight_bytes() const {
+    return int8 ? std::size_t(in) * out : std::size_t(in) * out * sizeof(float);
+}
+
+Engine::Engine(const Artifact& art, const EngineOptions& options)
+    : config_(art.config),
+      frontend_config_(art.frontend),
+      options_(options),
+      labels_(art.labels),
+      fbank_(art.frontend),
+      table_(kernels::select(options.simd.c_str())) {
+    if (!table_) {
+        throw std::invalid_argument("SIMD path '" + options.simd + "' is not available here (this CPU and build support: " +
+                                    kernels::supported_levels() + ")");
+    }
+    const ModelConfig& c = config_;
+    const bool q = options.int8, spk = c.spiking, add = options.add_only;
+    const int E = c.embed_convs;
+    for (int i = 0; i < E; ++i) {
+        const std::string p = "embed.convs." + std::to_string(i);
+        Dense d = conv_dense(art, p + ".weight", c.kernel_size);
+        Affine bn = fold_bn(art, "embed.bns." + std::to_string(i));
+        if (spk && i < E - 1) fold_into(d, &bn);  // conv_i -> BN_i -> LIF: the BN folds in
+        else embed_bn_.push_back(bn);              // after a ReLU, or feeding the residual too
+        embed_.push_back(pack(d, q, spk && i > 0, add));
+    }
+    embed_.push_back(pack(conv_dense(art, "embed.rpe.weight", c.kernel_size), q, spk, add));
+    for (int b = 0; b < c.depth; ++b) {
+        const std::string p = "blocks." + std::to_string(b) + ".";
+        BlockWeights w;
+        Dense Wu = linear_dense(art, p + "lmu.W_u"), Wh = linear_dense(art, p + "lmu.W_h");
+        Dense proj = linear_dense(art, p + "lmu.proj"), fc1 = linear_dense(art, p + "ffn.fc1");
+        Dense fc2 = linear_dense(art, p + "ffn.fc2");
+        Affine proj_bn = fold_bn(art, p + "lmu.proj_bn");
+        fold_into(proj, &proj_bn);
+        if (!spk) {
+            Affine fc1_bn = fold_bn(art, p + "ffn.fc1_bn"), fc2_bn = fold_bn(art, p + "ffn.fc2_bn");
+            fold_into(fc1, &fc1_bn);
+            fold_into(fc2, &fc2_bn);
+        } else {
+            w.in_bn = fold_bn(art, p + "lmu.input_bn");
+            w.m_bn = fold_bn(art, p + "lmu.bn_m");
+            w.fc1_bn = fold_bn(art, p + "ffn.fc1_bn");
+            Affine bn_u = fold_bn(art, p + "lmu.bn_u"), bn_h = fold_bn(art, p + "lmu.bn_h");
+            Affine fc2_bn = fold_bn(art, p + "ffn.fc2_bn");
+            fold_into(Wu, &bn_u);
+            fold_into(Wh, &bn_h);
+            fold_into(fc1, &fc2_bn);  // BN -> LIF -> fc1 -> BN -> LIF: fc1 folds with the second BN
+        }
+        w.Wu = pack(Wu, false, spk, add);  // one output: kept in float32
+        w.Wh = pack(Wh, q, spk, add);
+        if (q && !spk) {
+            const int M = c.memory_size, C = c.dim;
+            Dense m_part, z_part;
+            m_part.in = M;
+            z_part.in = C;
+            m_part.out = z_part.out = C;
+            m_part.b = Wh.b;
+            z_part.b.assign(C, 0.0f);
+            for (int o = 0; o < C; ++o) {
+                const float* row = &Wh.w[std::size_t(o) * (M + C)];
+                m_part.w.insert(m_part.w.end(), row, row + M);
+                z_part.w.insert(z_part.w.end(), row + M, row + M + C);
+            }
+            w.split_h = true;
+            w.Wh_m = pack(m_part, true, false, false);
+            w.Wh_z = pack(z_part, true, false, false);
+            w.Wh = Layer{};  // not used in this mode; keeps the sizes for the byte and MAC counts
+            w.Wh.in = M + C;
+            w.Wh.out = C;
+            w.Wh.int8 = true;
+        }
+        w.proj = pack(proj, q, spk, add);
+        w.fc1 = pack(fc1, q, spk, add);
+        w.fc2 = pack(fc2, q, spk, add);
+        blocks_.push_back(std::move(w));
+    }
+    if (spk) head_bn_ = fold_bn(art, "head_bn");
+    head_ = pack(linear_dense(art, "head"), false, false, false);  // also takes the running mean: dense
+
+    const auto state_space = legendre_state_space(c.memory_size, c.theta);
+    const StateSpace& space = *state_space;
+    const int M = c.memory_size, panels64 = panels_for(M, kPanel64), panels32 = panels_for(M, kPanel);
+    if (!q) {
+        A64_.assign(std::size_t(panels64) * M * kPanel64, 0.0);
+        for (int i = 0; i < M; ++i) {
+            for (int j = 0; j < M; ++j) {
+                A64_[(std::size_t(i / kPanel64) * M + j) * kPanel64 + i % kPanel64] = space.A[std::size_t(i) * M + j];
+            }
+        }
+        B64_ = space.B;
+    } else {
+        A32_.assign(std::size_t(panels32) * M * kPanel, 0.0f);
+        for (int i = 0; i < M; ++i) {
+            for (int j = 0; j < M; ++j) {
+                A32_[(std::size_t(i / kPanel) * M + j) * kPanel + i % kPanel] = float(space.A[std::size_t(i) * M + j]);
+            }
+        }
+        B32_.assign(space.B.begin(), space.B.end());
+        zero_bias_.assign(std::size_t(panels32) * kPanel, 0.0f);
+    }
+    if (spk) {
+        for (int i = 0; i < E; ++i) {
+            lif_names_.push_back("embed" + std::to_string(i));
+            lif_sizes_.push_back(c.dim);
+        }
+        for (int b = 0; b < c.depth; ++b) {
+            const std::string p = "block" + std::to_string(b) + ".";
+            for (auto [n, s] : {std::pair<const char*, int>{"in", c.dim}, {"u", 1}, {"m", c.memory_size}, {"h", c.dim},
+                                {"fc1", c.dim}, {"fc2", c.hidden()}}) {
+                lif_names_.push_back(p + n);
+                lif_sizes_.push_back(s);
+            }
+        }
+        lif_names_.push_back("head");
+        lif_sizes_.push_back(c.dim);
+    }
+    for (const Layer& L : embed_) max_in_ = std::max(max_in_, L.in);
+    for (const BlockWeights& w : blocks_) {
+        for (const Layer* L : {&w.Wu, &w.Wh, &w.proj, &w.fc1, &w.fc2}) max_in_ = std::max(max_in_, L->in);
+    }
+    max_in_ = std::max(max_in_, head_.in);
+}
+
+std::size_t Engine::weight_bytes() const {
+    std::size_t total = head_.weight_bytes();
+    for (const Layer& L : embed_) total += L.weight_bytes();
+    for (const BlockWeights& w : blocks_) {
+        for (const Layer* L : {&w.Wu, &w.Wh, &w.proj, &w.fc1, &w.fc2}) total += L->weight_bytes();
+    }
+    const std::size_t M = std::size_t(config_.memory_size);
+    total += blocks_.size() * M * M * (options_.int8 ? sizeof(float) : sizeof(double));
+    return total;
+}
+
+std::int64_t Engine::macs_per_frame() const {
+    std::int64_t total = std::int64_t(head_.in) * head_.out;
+    for (const Layer& L : embed_) total += std::int64_t(L.in) * L.out;
+    for (const BlockWeights& w : blocks_) {
+        for (const Layer* L : {&w.Wu, &w.Wh, &w.proj, &w.fc1, &w.fc2}) total += std::int64_t(L->in) * L->out;
+        total += std::int64_t(config_.memory_size) * config_.memory_size + config_.memory_size;
+    }
+    return total;
+}
+
+// y[b] = W x[b] + bias for the batch, in the layer's format; spiking inputs take the add-only
+// form when enabled. Scratch comes from each stream, so distinct streams never share memory.
+void Engine::apply(const Layer& L, Stream* const* s, const float* const* x, float* const* y, int batch) const {
+    const bool add_only = L.spike_input && options_.add_only;
+    if (add_only) {
+        for (int b = 0; b < batch; ++b) {
+            std::int32_t* active = s[b]->active_.data();
+            int n = 0;
+            for (int i = 0; i < L.in; ++i) {
+                if (x[b][i] != 0.0f) active[n++] = i;
+            }
+            if (L.int8) {
+                const kernels::I8Columns m{L.w8.data(), L.scale.data(), L.bias.data(), L.in, L.out, L.panels};
+                table_->i8_columns(m, active, n, y[b]);
+            } else {
+                table_->f32_columns(f32_view(L), active, n, y[b]);
+            }
+        }
+        return;
+    }
+    if (!L.int8) {
+        table_->f32_dense(f32_view(L), x, batch, y);
+        return;
+    }
+    // int8 activations: spikes go in as they are (0/1, scale 1, so the dense and add-only
+    // forms agree bit for bit); real inputs are quantized per call with a symmetric scale.
+    constexpr int kMaxBatch = 64;
+    const std::int8_t* xq[kMaxBatch];
+    float x_scale[kMaxBatch];
+    const kernels::I8Matrix m{L.w8.data(), L.scale.data(), L.bias.data(), L.rowsum.data(), L.in, L.in4, L.out, L.panels};
+    for (int b0 = 0; b0 < batch; b0 += kMaxBatch) {
+        const int nb = std::min(kMaxBatch, batch - b0);
+        for (int j = 0; j < nb; ++j) {
+            Stream* st = s[b0 + j];
+            std::int8_t* qv = st->q_.data();
+            const float* xv = x[b0 + j];
+            if (L.spike_input) {
+                for (int i = 0; i < L.in; ++i) qv[i] = xv[i] != 0.0f ? 1 : 0;
+                x_scale[j] = 1.0f;
+            } else {
+                const float peak = table_->absmax(xv, L.in);
+                if (peak > 1e-30f) {  // (127 / peak must stay finite)
+                    // |x * (127 / peak)| <= 127 (1 + 2^-23) rounds to at most 127: no clamp needed
+                    table_->quantize(xv, L.in, 127.0f / peak, qv);
+                    x_scale[j] = peak / 127.0f;
+                } else {
+                    std::memset(qv, 0, std::size_t(L.in));
+                    x_scale[j] = 1.0f;
+                }
+            }
+            std::memset(qv + L.in, 0, std::size_t(L.in4 - L.in));
+            xq[j] = qv;
+        }
+        table_->i8_dense(m, xq, x_scale, nb, y + b0);
+    }
+}
+
+namespace {
+
+// LIF update of step.py's _lif / lif_update, float32 step by step:
+//   h = v + (x - v) / tau; s = (h - v_th >= 0); v = s ? 0 : h   (only where `valid`).
+// Spikes go to `spikes` as 0/1 floats; returns the number of spikes.
+inline int lif(const float* x, float* v, float* spikes, int n, float tau, float threshold) {
+    int fired = 0;
+    for (int i = 0; i < n; ++i) {
+        const float diff = x[i] - v[i];
+        const float h = v[i] + diff / tau;
+        const bool s = (h - threshold) >= 0.0f;
+        spikes[i] = s ? 1.0f : 0.0f;
+        v[i] = s ? 0.0f : h;
+        fired += s;
+    }
+    return fired;
+}
+
+inline void affine(const Affine& a, const float* x, float* y, int n) {
+    for (int i = 0; i < n; ++i) {
+        const float scaled = x[i] * a.scale[i];
+        y[i] = scaled + a.shift[i];
+    }
+}
+
+inline void shift_in(std::vector<float>& window, const float* x, int cin) {
+    std::memmove(window.data(), window.data() + cin, (window.size() - std::size_t(cin)) * sizeof(float));
+    std::memcpy(window.data() + window.size() - std::size_t(cin), x, std::size_t(cin) * sizeof(float));
+}
+
+}  // namespace
+
+void Engine::step(Stream* const* s, const float* const* frames, int batch) const {
+    const ModelConfig& c = config_;
+    const int E = c.embed_convs, C = c.dim, k = c.kernel_size, pad = c.pad();
+    const float tau = float(c.lif_tau), th = float(c.lif_threshold);
+    constexpr int kChunk = 64;
+    const float* xin[kChunk];
+    float* yout[kChunk];
+    for (int b0 = 0; b0 < batch; b0 += kChunk) {
+        const int nb = std::min(kChunk, batch - b0);
+        Stream* const* S = s + b0;
+        for (int j = 0; j < nb; ++j) {
+            Stream& st = *S[j];
+            const bool padding = frames[b0 + j] == nullptr;
+            if (!padding) ++st.n_real_;
+            for (int i = 0; i <= E; ++i) {
+                const std::int64_t index = st.t_ - std::int64_t(pad) * (i + 1);
+                st.valid_[i] = index >= 0 && index < st.n_real_;
+            }
+            shift_in(st.windows_[0], padding ? st.zeros_.data() : frames[b0 + j], c.n_mels);
+        }
+        // patch embedding
+        for (int i = 0; i < E; ++i) {
+            for (int j = 0; j < nb; ++j) {
+                xin[j] = S[j]->windows_[i].data();
+                yout[j] = S[j]->y_.data();
+            }
+            apply(embed_[i], S, xin, yout, nb);
+            for (int j = 0; j < nb; ++j) {
+                Stream& st = *S[j];
+                const bool valid = st.valid_[i];
+                float* y = st.y_.data();
+                if (!valid) std::fill(y, y + C, 0.0f);
+                float* next = st.feat_.data();  // the next layer's input frame
+                if (!c.spiking) {
+                    const Affine& bn = embed_bn_[i];
+                    if (valid) {
+                        for (int o = 0; o < C; ++o) {
+                            const float scaled = relu(y[o]) * bn.scale[o];
+                            next[o] = scaled + bn.shift[o];
+                        }
+                    } else {
+                        std::fill(next, next + C, 0.0f);
+                    }
+                } else {
+                    const float* lif_x = y;
+                    if (i == E - 1) {
+                        affine(embed_bn_[0], y, st.lif_in_.data(), C);
+                        lif_x = st.lif_in_.data();
+                        // y waits `pad` frames in a delay line to meet the rpe's output
+                        if (pad > 0) {
+                            std::memcpy(st.y_last_.data(), st.delay_.data(), std::size_t(C) * sizeof(float));
+                            shift_in(st.delay_, y, C);
+                        } else {
+                            std::memcpy(st.y_last_.data(), y, std::size_t(C) * sizeof(float));
+                        }
+                    }
+                    if (valid) {
+                        const int fired = lif(lif_x, st.embed_v_[i].data(), next, C, tau, th);
+                        st.spikes_[i] += fired;
+                        st.neuron_frames_[i] += C;
+                        if (st.recording_) {
+                            auto& log = st.spike_log_[i];
+                            for (int o = 0; o < C; ++o) log.push_back(next[o] != 0.0f);
+                        }
+                    } else {
+                        std::fill(next, next + C, 0.0f);
+                    }
+                }
+                shift_in(st.windows_[i + 1], next, C);
+            }
+        }
+        // the residual "rpe" convolution, then z
+        for (int j = 0; j < nb; ++j) {
+            xin[j] = S[j]->windows_[E].data();
+            yout[j] = S[j]->y_.data();
+        }
+        apply(embed_[E], S, xin, yout, nb);
+        Stream* ready[kChunk];
+        int n_ready = 0;
+        for (int j = 0; j < nb; ++j) {
+            Stream& st = *S[j];
+            ++st.t_;
+            if (!st.valid_[E]) continue;
+            const float* r = st.y_.data();
+            const float* base = c.spiking ? st.y_last_.data() : st.windows_[E].data() + std::size_t(k - 1 - pad) * C;
+            for (int o = 0; o < C; ++o) st.z_[o] = base[o] + r[o];
+            ready[n_ready++] = &st;
+        }
+        if (n_ready > 0) run_blocks(ready, n_ready);
+    }
+}
+
+void Engine::memory_step(Stream* const* S, int nb, int block) const {
+    // m_t = A m_{t-1} + B u_t: float64 with float32 weights (as step.py), float32 with int8 weights.
+    const int M = config_.memory_size;
+    if (!options_.int8) {
+        const double* x[64] = {};
+        double* y[64] = {};
+        for (int j = 0; j < nb; ++j) {
+            x[j] = S[j]->m_[block].data();
+            y[j] = S[j]->m_next_.data();
+        }
+        const kernels::F64Matrix A{A64_.data(), M, M, panels_for(M, kPanel64)};
+        table_->f64_dense(A, x, nb, y);
+        for (int j = 0; j < nb; ++j) {
+            Stream& st = *S[j];
+            const double u = double(st.u_[0]);
+            for (int i = 0; i < M; ++i) {
+                const double driven = u * B64_[i];
+                st.m_[block][i] = st.m_next_[i] + driven;
+                st.m32_[i] = float(st.m_[block][i]);
+            }
+        }
+        return;
+    }
+    const float* x[64] = {};
+    float* y[64] = {};
+    for (int j = 0; j < nb; ++j) {
+        Stream& st = *S[j];
+        for (int i = 0; i < M; ++i) st.m32_[i] = float(st.m_[block][i]);
+        x[j] = st.m32_.data();
+        y[j] = st.tmp_.data();
+    }
+    const kernels::F32Matrix A{A32_.data(), zero_bias_.data(), M, M, panels_for(M, kPanel)};
+    table_->f32_dense(A, x, nb, y);
+    for (int j = 0; j < nb; ++j) {
+        Stream& st = *S[j];
+        const float u = st.u_[0];
+        for (int i = 0; i < M; ++i) {
+            const float driven = u * B32_[i];
+            st.m32_[i] = st.tmp_[i] + driven;
+            st.m_[block][i] = st.m32_[i];
+        }
+    }
+}
+
+void Engine::run_blocks(Stream* const* S, int nb) const {
+    const ModelConfig& c = config_;
+    const int C = c.dim, M = c.memory_size, H = c.hidden(), K = c.n_classes, E = c.embed_convs;
+    const float tau = float(c.lif_tau), th = float(c.lif_threshold), th_in = float(c.lmu_input_threshold);
+    const float* xin[64];
+    float* yout[64];
+    auto run = [&](const Layer& L, std::vector<float> Stream::*in, std::vector<float> Stream::*out) {
+        for (int j = 0; j < nb; ++j) {
+            xin[j] = (S[j]->*in).data();
+            yout[j] = (S[j]->*out).data();
+        }
+        apply(L, S, xin, yout, nb);
+    };
+    auto spike = [&](Stream& st, int layer, const float* x, float* v, float* out, int n, float threshold) {
+        const int fired = lif(x, v, out, n, tau, threshold);
+        st.spikes_[layer] += fired;
+        st.neuron_frames_[layer] += n;
+        if (st.recording_) {
+            auto& log = st.spike_log_[layer];
+            for (int o = 0; o < n; ++o) log.push_back(out[o] != 0.0f);
+        }
+    };
+    for (int b = 0; b < c.depth; ++b) {
+        const BlockWeights& w = blocks_[b];
+        const int lif0 = E + 6 * b;  // this block's first LIF layer in lif_names_
+        if (!c.spiking) {
+            run(w.Wu, &Stream::z_, &Stream::u_);
+            for (int j = 0; j < nb; ++j) S[j]->u_[0] = relu(S[j]->u_[0]);
+            memory_step(S, nb, b);
+            for (int j = 0; j < nb; ++j) {
+                Stream& st = *S[j];
+                std::memcpy(st.hin_.data(), st.m32_.data(), std::size_t(M) * sizeof(float));
+                std::memcpy(st.hin_.data() + M, st.z_.data(), std::size_t(C) * sizeof(float));
+            }
+            if (w.split_h) {
+                run(w.Wh_m, &Stream::m32_, &Stream::h_);
+                run(w.Wh_z, &Stream::z_, &Stream::tmp_);
+                for (int j = 0; j < nb; ++j) {
+                    float* h = S[j]->h_.data();
+                    const float* t = S[j]->tmp_.data();
+                    for (int o = 0; o < C; ++o) h[o] = relu(h[o] + t[o]);
+                }
+            } else {
+                run(w.Wh, &Stream::hin_, &Stream::h_);
+                for (int j = 0; j < nb; ++j) {
+                    float* h = S[j]->h_.data();
+                    for (int o = 0; o < C; ++o) h[o] = relu(h[o]);
+                }
+            }
+            run(w.proj, &Stream::h_, &Stream::tmp_);
+            for (int j = 0; j < nb; ++j) {
+                Stream& st = *S[j];
+                for (int o = 0; o < C; ++o) st.z_[o] += st.tmp_[o];
+            }
+            run(w.fc1, &Stream::z_, &Stream::f_);
+            for (int j = 0; j < nb; ++j) {
+                float* f = S[j]->f_.data();
+                for (int o = 0; o < H; ++o) f[o] = gelu(f[o]);
+            }
+            run(w.fc2, &Stream::f_, &Stream::tmp_);
+            for (int j = 0; j < nb; ++j) {
+                Stream& st = *S[j];
+                for (int o = 0; o < C; ++o) st.z_[o] += relu(st.tmp_[o]);
+            }
+            continue;
+        }
+        // spiking block: s = LIF_0.5(BN(z)); u = LIF(W_u s); m = A m + B u; h = LIF(W_h [LIF(BN(m)); s]) ...
+        for (int j = 0; j < nb; ++j) {
+            Stream& st = *S[j];
+            affine(w.in_bn, st.z_.data(), st.lif_in_.data(), C);
+            spike(st, lif0, st.lif_in_.data(), st.bs_[b].v_in.data(), st.hin_.data() + M, C, th_in);
+        }
+        for (int j = 0; j < nb; ++j) {
+            xin[j] = S[j]->hin_.data() + M;
+            yout[j] = S[j]->tmp_.data();
+        }
+        apply(w.Wu, S, xin, yout, nb);
+        for (int j = 0; j < nb; ++j) {
+            Stream& st = *S[j];
+            spike(st, lif0 + 1, st.tmp_.data(), st.bs_[b].v_u.data(), st.u_.data(), 1, th);
+        }
+        memory_step(S, nb, b);
+        for (int j = 0; j < nb; ++j) {
+            Stream& st = *S[j];
+            affine(w.m_bn, st.m32_.data(), st.m32_.data(), M);
+            spike(st, lif0 + 2, st.m32_.data(), st.bs_[b].v_m.data(), st.hin_.data(), M, th);
+        }
+        run(w.Wh, &Stream::hin_, &Stream::tmp_);
+        for (int j = 0; j < nb; ++j) {
+            Stream& st = *S[j];
+            spike(st, lif0 + 3, st.tmp_.data(), st.bs_[b].v_h.data(), st.h_.data(), C, th);
+        }
+        run(w.proj, &Stream::h_, &Stream::tmp_);
+        for (int j = 0; j < nb; ++j) {
+            Stream& st = *S[j];
+            for (int o = 0; o < C; ++o) st.z_[o] += st.tmp_[o];
+            affine(w.fc1_bn, st.z_.data(), st.lif_in_.data(), C);
+            spike(st, lif0 + 4, st.lif_in_.data(), st.bs_[b].v_fc1.data(), st.h_.data(), C, th);
+        }
+        run(w.fc1, &Stream::h_, &Stream::f_);
+        for (int j = 0; j < nb; ++j) {
+            Stream& st = *S[j];
+            spike(st, lif0 + 5, st.f_.data(), st.bs_[b].v_fc2.data(), st.f2_.data(), H, th);
+        }
+        run(w.fc2, &Stream::f2_, &Stream::tmp_);
+        for (int j = 0; j < nb; ++j) {
+            Stream& st = *S[j];
+            for (int o = 0; o < C; ++o) st.z_[o] += st.tmp_[o];
+        }
+    }
+    // head: per-frame logits, and logits of the running mean of the head's input
+    for (int j = 0; j < nb; ++j) {
+        Stream& st = *S[j];
+        if (c.spiking) {
+            affine(head_bn_, st.z_.data(), st.lif_in_.data(), C);
+            spike(st, int(lif_names_.size()) - 1, st.lif_in_.data(), st.head_v_.data(), st.feat_.data(), C, th);
+        } else {
+            std::memcpy(st.feat_.data(), st.z_.data(), std::size_t(C) * sizeof(float));
+        }
+        ++st.count_;
+        for (int o = 0; o < C; ++o) {
+            st.sum_[o] += st.feat_[o];
+            st.mean_[o] = float(st.sum_[o] / double(st.count_));
+        }
+    }
+    for (int j = 0; j < nb; ++j) {
+        xin[j] = S[j]->feat_.data();
+        yout[j] = S[j]->logits_.data();
+    }
+    apply(head_, S, xin, yout, nb);
+    for (int j = 0; j < nb; ++j) {
+        xin[j] = S[j]->mean_.data();
+        yout[j] = S[j]->running_.data();
+    }
+    table_->f32_dense(f32_view(head_), xin, nb, yout);
+    for (int j = 0; j < nb; ++j) {
+        Stream& st = *S[j];
+        st.outputs_.insert(st.outputs_.end(), st.logits_.begin(), st.logits_.begin() + K);
+        ++st.emitted_;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+Stream::Stream(const Engine& engine) : engine_(engine) {
+    const ModelConfig& c = engine.config();
+    const int C = c.dim, M = c.memory_size, H = c.hidden(), k = c.kernel_size, E = c.embed_convs;
+    windows_.resize(E + 1);
+    windows_[0].resize(std::size_t(k) * c.n_mels);
+    for (int i = 1; i <= E; ++i) windows_[i].resize(std::size_t(k) * C);
+    valid_.resize(E + 1);
+    if (c.spiking) {
+        embed_v_.assign(E, std::vector<float>(C));
+        delay_.resize(std::size_t(std::max(c.pad(), 1)) * C);
+        bs_.resize(c.depth);
+        for (BlockState& b : bs_) {
+            b.v_in.resize(C);
+            b.v_u.resize(1);
+            b.v_m.resize(M);
+            b.v_h.resize(C);
+            b.v_fc1.resize(C);
+            b.v_fc2.resize(H);
+        }
+        head_v_.resize(C);
+    }
+    m_.assign(c.depth, std::vector<double>(M));
+    m_next_.resize(M);
+    const int width = std::max({C, M + C, H, c.n_classes, c.n_mels});
+    for (auto* v : {&y_, &y_last_, &z_, &u_, &m32_, &hin_, &h_, &tmp_, &f_, &f2_, &feat_, &mean_, &logits_, &lif_in_}) {
+        v->assign(std::size_t(width) + kernels::kPanel, 0.0f);
+    }
+    zeros_.assign(c.n_mels, 0.0f);
+    sum_.resize(C);
+    running_.assign(c.n_classes, 0.0f);
+    q_.resize(std::size_t(engine.max_in_) + 4);
+    active_.resize(std::size_t(engine.max_in_));
+    spikes_.assign(engine.lif_names().size(), 0);
+    neuron_frames_.assign(engine.lif_names().size(), 0);
+    spike_log_.resize(engine.lif_names().size());
+}
+
+void Stream::reset() {
+    fbank_.reset();
+    staged_.clear();
+    t_ = n_real_ = emitted_ = count_ = 0;
+    for (auto& w : windows_) std::fill(w.begin(), w.end(), 0.0f);
+    for (auto& v : embed_v_) std::fill(v.begin(), v.end(), 0.0f);
+    std::fill(delay_.begin(), delay_.end(), 0.0f);
+    for (auto& m : m_) std::fill(m.begin(), m.end(), 0.0);
+    for (BlockState& b : bs_) {
+        for (auto* v : {&b.v_in, &b.v_u, &b.v_m, &b.v_h, &b.v_fc1, &b.v_fc2}) std::fill(v->begin(), v->end(), 0.0f);
+    }
+    std::fill(head_v_.begin(), head_v_.end(), 0.0f);
+    std::fill(sum_.begin(), sum_.end(), 0.0);
+    std::fill(running_.begin(), running_.end(), 0.0f);
+    std::fill(spikes_.begin(), spikes_.end(), 0);
+    std::fill(neuron_frames_.begin(), neuron_frames_.end(), 0);
+    for (auto& log : spike_log_) log.clear();
+}
+
+int Stream::step_loop(const float* frames, std::size_t n, std::vector<float>& out) {
+    outputs_.clear();
+    Stream* self = this;
+    const int n_mels = engine_.config().n_mels;
+    for (std::size_t f = 0; f < n; ++f) {
+        const float* frame = frames + f * std::size_t(n_mels);
+        engine_.step(&self, &frame, 1);
+    }
+    const int K = engine_.config().n_classes;
+    out.insert(out.end(), outputs_.begin(), outputs_.end());
+    return int(outputs_.size() / std::size_t(K));
+}
+
+// Long pushes go through the frontend a slice at a time, so the features waiting for the
+// model never exceed about 10 s worth, however much audio one call brings.
+template <class Sample>
+int Stream::push_samples(const Sample* samples, std::size_t n, std::vector<float>& out) {
+    const std::size_t slice = std::size_t(engine_.frontend_config().sample_rate) * 10;
+    const std::size_t n_mels = std::size_t(engine_.config().n_mels);
+    int frames = 0;
+    std::size_t done = 0;
+    do {
+        const std::size_t take = std::min(slice, n - done);
+        staged_.clear();
+        fbank_.push(engine_.fbank(), samples + done, take, staged_);
+        frames += step_loop(staged_.data(), staged_.size() / n_mels, out);
+        done += take;
+    } while (done < n);
+    return frames;
+}
+
+int Stream::push(const float* samples, std::size_t n, std::vector<float>& out) { return push_samples(samples, n, out); }
+
+int Stream::push(const std::int16_t* samples, std::size_t n, std::vector<float>& out) {
+    return push_samples(samples, n, out);
+}
+
+int Stream::push_features(const float* frames, std::size_t n, std::vector<float>& out) {
+    return step_loop(frames, n, out);
+}
+
+int Stream::flush(std::vector<float>& out) {
+    outputs_.clear();
+    Stream* self = this;
+    const float* padding = nullptr;
+    for (int i = 0; i < engine_.config().lookahead(); ++i) engine_.step(&self, &padding, 1);
+    out.insert(out.end(), outputs_.begin(), outputs_.end());
+    const int n = int(outputs_.size() / std::size_t(engine_.config().n_classes));
+    const std::vector<float> final_running = running_;
+    const std::vector<std::uint64_t> spikes = spikes_, frames = neuron_frames_;
+    std::vector<std::vector<std::uint8_t>> log;
+    log.swap(spike_log_);
+    reset();
+    spike_log_.swap(log);  // recorded spikes stay until take_spikes()
+    running_ = final_running;
+    spikes_ = spikes;  // rates stay readable for the utterance just ended
+    neuron_frames_ = frames;
+    return n;
+}
+
+void Stream::record_spikes(bool on) {
+    recording_ = on;
+    if (!on) {
+        for (auto& log : spike_log_) log.clear();
+    }
+}
+
+std::vector<std::vector<std::uint8_t>> Stream::take_spikes() {
+    std::vector<std::vector<std::uint8_t>> out(spike_log_.size());
+    out.swap(spike_log_);
+    spike_log_.resize(out.size());
+    return out;
+}
+
+int Stream::frontend_push(const float* samples, std::size_t n) {
+    staged_.clear();
+    return fbank_.push(engine_.fbank(), samples, n, staged_);
+}
+
+int Stream::frontend_push(const std::int16_t* samples, std::size_t n) {
+    staged_.clear();
+    return fbank_.push(engine_.fbank(), samples, n, staged_);
+}
+
+const float* Stream::staged_frame(int i) const {
+    return staged_.data() + std::size_t(i) * std::size_t(engine_.config().n_mels);
+}
+
+void Stream::take_outputs(std::vector<float>& out) {
+    out.insert(out.end(), outputs_.begin(), outputs_.end());
+    outputs_.clear();
+}
+
+void push_many(const Engine& engine, Stream* const* streams, const void* const* blocks, const std::size_t* lengths,
+               const bool* int16, int count, std::vector<float>* outs) {
+    std::vector<int> frames(count);
+    int rounds = 0;
+    for (int b = 0; b < count; ++b) {
+        Stream& st = *streams[b];
+        st.outputs_.clear();
+        frames[b] = int16[b] ? st.frontend_push(static_cast<const std::int16_t*>(blocks[b]), lengths[b])
+                             : st.frontend_push(static_cast<const float*>(blocks[b]), lengths[b]);
+        rounds = std::max(rounds, frames[b]);
+    }
+    std::vector<Stream*> batch;
+    std::vector<const float*> inputs;
+    for (int r = 0; r < rounds; ++r) {
+        batch.clear();
+        inputs.clear();
+        for (int b = 0; b < count; ++b) {
+            if (frames[b] > r) {
+                batch.push_back(streams[b]);
+                inputs.push_back(streams[b]->staged_frame(r));
+            }
+        }
+        engine.step(batch.data(), inputs.data(), int(batch.size()));
+    }
+    for (int b = 0; b < count; ++b) {
+        streams[b]->take_outputs(outs[b]);
+        streams[b]->clear_staged();
+    }
+}
+
+}  // namespace lmustream

@@ -1,0 +1,360 @@
+// AVX-512 (F, BW, VL, VNNI) implementation of the primitives (see kernels.h for the contracts).
+// Only compiled for x86-64; the target attributes enable the instructions for this file's
+// functions alone, and dispatch.cc calls them only on CPUs that report these features.
+#include "kernels.h"
+
+#if defined(__x86_64__) || defined(_M_X64)
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,fma"))), \
+                             apply_to = function)
+#elif defined(__GNUC__)
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,fma")
+// GCC's own intrinsic headers trip these (an intentionally undefined register in them).
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+#include <immintrin.h>
+
+namespace lmustream {
+namespace kernels {
+namespace {
+
+// The accumulators of a block must live in registers: ask for the constant-trip loops over
+// panels and streams to be unrolled completely (GCC keeps them as loops otherwise, spilling
+// every accumulator to the stack on each input).
+#define LMU_UNROLL _Pragma("GCC unroll 16")
+
+constexpr int P = kPanel;
+constexpr int kPrefetch = 32;  // inputs ahead (1 kB per panel)
+
+inline __mmask16 tail_mask(int panel, int out) {
+    const int left = out - panel * P;
+    return left >= P ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u);
+}
+
+// G panels (16 G outputs) for NB streams at once: NB * G accumulators stay in registers and
+// each weight vector loaded serves all NB streams.
+template <int NB, int G>
+inline void f32_block(const F32Matrix& m, int p0, const float* const* x, float* const* y) {
+    __m512 acc[NB][G];
+    const float* w[G];
+    LMU_UNROLL
+    for (int g = 0; g < G; ++g) {
+        w[g] = m.w + static_cast<long>(p0 + g) * m.in * P;
+        const __m512 bias = _mm512_loadu_ps(m.bias + (p0 + g) * P);
+        LMU_UNROLL
+        for (int b = 0; b < NB; ++b) acc[b][g] = bias;
+    }
+    for (int i = 0; i < m.in; ++i) {
+        __m512 xi[NB];
+        LMU_UNROLL
+        for (int b = 0; b < NB; ++b) xi[b] = _mm512_set1_ps(x[b][i]);
+        LMU_UNROLL
+        for (int g = 0; g < G; ++g) {
+            // Weights stream from L3 or memory at batch 1: fetch well ahead of use.
+            _mm_prefetch(reinterpret_cast<const char*>(w[g] + (i + kPrefetch) * P), _MM_HINT_T0);
+            const __m512 wv = _mm512_loadu_ps(w[g] + i * P);
+            LMU_UNROLL
+            for (int b = 0; b < NB; ++b) acc[b][g] = _mm512_fmadd_ps(wv, xi[b], acc[b][g]);
+        }
+    }
+    LMU_UNROLL
+    for (int g = 0; g < G; ++g) {
+        const __mmask16 mask = tail_mask(p0 + g, m.out);
+        LMU_UNROLL
+        for (int b = 0; b < NB; ++b) _mm512_mask_storeu_ps(y[b] + (p0 + g) * P, mask, acc[b][g]);
+    }
+}
+
+template <int NB, int G>
+void f32_panels(const F32Matrix& m, const float* const* x, float* const* y) {
+    int p = 0;
+    for (; p + G <= m.panels; p += G) f32_block<NB, G>(m, p, x, y);
+    for (; p < m.panels; ++p) f32_block<NB, 1>(m, p, x, y);
+}
+
+void f32_dense(const F32Matrix& m, const float* const* x, int batch, float* const* y) {
+    int b = 0;
+    for (; b + 4 <= batch; b += 4) f32_panels<4, 4>(m, x + b, y + b);
+    switch (batch - b) {
+        case 3: f32_panels<3, 4>(m, x + b, y + b); break;
+        case 2: f32_panels<2, 6>(m, x + b, y + b); break;
+        case 1: f32_panels<1, 8>(m, x + b, y + b); break;
+        default: break;
+    }
+}
+
+template <int G>
+inline void f32_columns_block(const F32Matrix& m, int p0, const std::int32_t* active, int n_active, float* y) {
+    __m512 acc[G];
+    const float* w[G];
+    LMU_UNROLL
+    for (int g = 0; g < G; ++g) {
+        w[g] = m.w + static_cast<long>(p0 + g) * m.in * P;
+        acc[g] = _mm512_loadu_ps(m.bias + (p0 + g) * P);
+    }
+    for (int a = 0; a < n_active; ++a) {
+        const long offset = static_cast<long>(active[a]) * P;
+        LMU_UNROLL
+        for (int g = 0; g < G; ++g) acc[g] = _mm512_add_ps(acc[g], _mm512_loadu_ps(w[g] + offset));
+    }
+    LMU_UNROLL
+    for (int g = 0; g < G; ++g) _mm512_mask_storeu_ps(y + (p0 + g) * P, tail_mask(p0 + g, m.out), acc[g]);
+}
+
+void f32_columns(const F32Matrix& m, const std::int32_t* active, int n_active, float* y) {
+    int p = 0;
+    for (; p + 8 <= m.panels; p += 8) f32_columns_block<8>(m, p, active, n_active, y);
+    for (; p < m.panels; ++p) f32_columns_block<1>(m, p, active, n_active, y);
+}
+
+inline void i8_epilogue(const I8Matrix& m, int p, __m512i acc, float x_scale, float* y) {
+    // Inputs went in as x + 128 (unsigned); take 128 * rowsum back out: exact in int32.
+    const __mmask16 mask = tail_mask(p, m.out);
+    const __m512i rowsum = _mm512_maskz_loadu_epi32(mask, m.rowsum + p * P);
+    acc = _mm512_sub_epi32(acc, _mm512_slli_epi32(rowsum, 7));
+    const __m512 scale = _mm512_mul_ps(_mm512_set1_ps(x_scale), _mm512_maskz_loadu_ps(mask, m.scale + p * P));
+    const __m512 out = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), scale),
+                                     _mm512_maskz_loadu_ps(mask, m.bias + p * P));
+    _mm512_mask_storeu_ps(y + p * P, mask, out);
+}
+
+template <int NB, int G>
+inline void i8_block(const I8Matrix& m, int p0, const std::int8_t* const* xq, const float* x_scale,
+                     float* const* y) {
+    const int groups = m.in4 / 4;
+    __m512i acc[NB][G];
+    const std::int8_t* w[G];
+    LMU_UNROLL
+    for (int g = 0; g < G; ++g) {
+        w[g] = m.w + static_cast<long>(p0 + g) * groups * P * 4;
+        LMU_UNROLL
+        for (int b = 0; b < NB; ++b) acc[b][g] = _mm512_setzero_si512();
+    }
+    const __m512i flip = _mm512_set1_epi32(static_cast<int>(0x80808080u));
+    for (int k = 0; k < groups; ++k) {
+        __m512i x4[NB];
+        LMU_UNROLL
+        for (int b = 0; b < NB; ++b) {
+            std::int32_t packed;
+            __builtin_memcpy(&packed, xq[b] + 4 * k, 4);
+            x4[b] = _mm512_xor_si512(_mm512_set1_epi32(packed), flip);  // int8 x -> uint8 x + 128
+        }
+        LMU_UNROLL
+        for (int g = 0; g < G; ++g) {
+            _mm_prefetch(reinterpret_cast<const char*>(w[g] + static_cast<long>(k + kPrefetch) * P * 4), _MM_HINT_T0);
+            const __m512i wv = _mm512_loadu_si512(w[g] + static_cast<long>(k) * P * 4);
+            LMU_UNROLL
+            for (int b = 0; b < NB; ++b) acc[b][g] = _mm512_dpbusd_epi32(acc[b][g], x4[b], wv);
+        }
+    }
+    LMU_UNROLL
+    for (int g = 0; g < G; ++g) {
+        LMU_UNROLL
+        for (int b = 0; b < NB; ++b) i8_epilogue(m, p0 + g, acc[b][g], x_scale[b], y[b]);
+    }
+}
+
+template <int NB, int G>
+void i8_panels(const I8Matrix& m, const std::int8_t* const* xq, const float* x_scale, float* const* y) {
+    int p = 0;
+    for (; p + G <= m.panels; p += G) i8_block<NB, G>(m, p, xq, x_scale, y);
+    for (; p < m.panels; ++p) i8_block<NB, 1>(m, p, xq, x_scale, y);
+}
+
+void i8_dense(const I8Matrix& m, const std::int8_t* const* xq, const float* x_scale, int batch, float* const* y) {
+    int b = 0;
+    for (; b + 4 <= batch; b += 4) i8_panels<4, 4>(m, xq + b, x_scale + b, y + b);
+    switch (batch - b) {
+        case 3: i8_panels<3, 4>(m, xq + b, x_scale + b, y + b); break;
+        case 2: i8_panels<2, 6>(m, xq + b, x_scale + b, y + b); break;
+        case 1: i8_panels<1, 8>(m, xq + b, x_scale + b, y + b); break;
+        default: break;
+    }
+}
+
+template <int G>
+inline void i8_columns_block(const I8Columns& m, int p0, const std::int32_t* active, int n_active, float* y) {
+    __m512i acc[G];
+    const std::int8_t* w[G];
+    LMU_UNROLL
+    for (int g = 0; g < G; ++g) {
+        w[g] = m.w + static_cast<long>(p0 + g) * m.in * P;
+        acc[g] = _mm512_setzero_si512();
+    }
+    for (int a = 0; a < n_active; ++a) {
+        const long offset = static_cast<long>(active[a]) * P;
+        LMU_UNROLL
+        for (int g = 0; g < G; ++g) {
+            const __m128i col = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[g] + offset));
+            acc[g] = _mm512_add_epi32(acc[g], _mm512_cvtepi8_epi32(col));
+        }
+    }
+    LMU_UNROLL
+    for (int g = 0; g < G; ++g) {
+        const int p = p0 + g;
+        const __mmask16 mask = tail_mask(p, m.out);
+        const __m512 scale = _mm512_mul_ps(_mm512_set1_ps(1.0f), _mm512_maskz_loadu_ps(mask, m.scale + p * P));
+        const __m512 out = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc[g]), scale),
+                                         _mm512_maskz_loadu_ps(mask, m.bias + p * P));
+        _mm512_mask_storeu_ps(y + p * P, mask, out);
+    }
+}
+
+void i8_columns(const I8Columns& m, const std::int32_t* active, int n_active, float* y) {
+    int p = 0;
+    for (; p + 8 <= m.panels; p += 8) i8_columns_block<8>(m, p, active, n_active, y);
+    for (; p < m.panels; ++p) i8_columns_block<1>(m, p, active, n_active, y);
+}
+
+template <int NB, int G>
+inline void f64_block(const F64Matrix& m, int p0, const double* const* x, double* const* y) {
+    constexpr int Q = kPanel64;
+    __m512d acc[NB][G];
+    const double* w[G];
+    LMU_UNROLL
+    for (int g = 0; g < G; ++g) {
+        w[g] = m.w + static_cast<long>(p0 + g) * m.in * Q;
+        LMU_UNROLL
+        for (int b = 0; b < NB; ++b) acc[b][g] = _mm512_setzero_pd();
+    }
+    for (int i = 0; i < m.in; ++i) {
+        __m512d xi[NB];
+        LMU_UNROLL
+        for (int b = 0; b < NB; ++b) xi[b] = _mm512_set1_pd(x[b][i]);
+        LMU_UNROLL
+        for (int g = 0; g < G; ++g) {
+            const __m512d wv = _mm512_loadu_pd(w[g] + static_cast<long>(i) * Q);
+            LMU_UNROLL
+            for (int b = 0; b < NB; ++b) acc[b][g] = _mm512_fmadd_pd(wv, xi[b], acc[b][g]);
+        }
+    }
+    LMU_UNROLL
+    for (int g = 0; g < G; ++g) {
+        const int left = m.out - (p0 + g) * Q;
+        const __mmask8 mask = left >= Q ? __mmask8(0xFF) : __mmask8((1u << left) - 1u);
+        LMU_UNROLL
+        for (int b = 0; b < NB; ++b) _mm512_mask_storeu_pd(y[b] + (p0 + g) * Q, mask, acc[b][g]);
+    }
+}
+
+template <int NB, int G>
+void f64_panels(const F64Matrix& m, const double* const* x, double* const* y) {
+    int p = 0;
+    for (; p + G <= m.panels; p += G) f64_block<NB, G>(m, p, x, y);
+    for (; p < m.panels; ++p) f64_block<NB, 1>(m, p, x, y);
+}
+
+void f64_dense(const F64Matrix& m, const double* const* x, int batch, double* const* y) {
+    int b = 0;
+    for (; b + 4 <= batch; b += 4) f64_panels<4, 4>(m, x + b, y + b);
+    switch (batch - b) {
+        case 3: f64_panels<3, 4>(m, x + b, y + b); break;
+        case 2: f64_panels<2, 6>(m, x + b, y + b); break;
+        case 1: f64_panels<1, 8>(m, x + b, y + b); break;
+        default: break;
+    }
+}
+
+float absmax(const float* x, int n) {
+    __m512 peak = _mm512_setzero_ps();
+    int i = 0;
+    for (; i + 16 <= n; i += 16) peak = _mm512_max_ps(peak, _mm512_abs_ps(_mm512_loadu_ps(x + i)));
+    if (i < n) {
+        const __mmask16 mask = __mmask16((1u << (n - i)) - 1u);
+        peak = _mm512_max_ps(peak, _mm512_abs_ps(_mm512_maskz_loadu_ps(mask, x + i)));
+    }
+    return _mm512_reduce_max_ps(peak);
+}
+
+void quantize(const float* x, int n, float inv, std::int8_t* q) {
+    const __m512 scale = _mm512_set1_ps(inv);
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + i), scale));  // nearest, ties even
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i), _mm512_cvtsepi32_epi8(v));
+    }
+    if (i < n) {
+        const __mmask16 mask = __mmask16((1u << (n - i)) - 1u);
+        const __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(mask, x + i), scale));
+        _mm_mask_storeu_epi8(q + i, mask, _mm512_cvtsepi32_epi8(v));
+    }
+}
+
+double fma_loop(long iterations, float* sink) {
+    constexpr int K = 16;  // 4-cycle latency x 2 ports x 2 for headroom
+    __m512 acc[K];
+    LMU_UNROLL
+    for (int k = 0; k < K; ++k) acc[k] = _mm512_set1_ps(float(k));
+    const __m512 a = _mm512_set1_ps(0.999f), b = _mm512_set1_ps(0.001f);
+    for (long r = 0; r < iterations; ++r) {
+        LMU_UNROLL
+        for (int k = 0; k < K; ++k) acc[k] = _mm512_fmadd_ps(acc[k], a, b);
+    }
+    __m512 total = acc[0];
+    for (int k = 1; k < K; ++k) total = _mm512_add_ps(total, acc[k]);
+    *sink = _mm512_reduce_add_ps(total);
+    return double(iterations) * K * 16;
+}
+
+double dot_i8_loop(long iterations, std::int32_t* sink) {
+    constexpr int K = 16;
+    __m512i acc[K];
+    LMU_UNROLL
+    for (int k = 0; k < K; ++k) acc[k] = _mm512_set1_epi32(k);
+    const __m512i a = _mm512_set1_epi32(0x01020304), b = _mm512_set1_epi32(0x05060708);
+    for (long r = 0; r < iterations; ++r) {
+        LMU_UNROLL
+        for (int k = 0; k < K; ++k) acc[k] = _mm512_dpbusd_epi32(acc[k], a, b);
+    }
+    __m512i total = acc[0];
+    for (int k = 1; k < K; ++k) total = _mm512_add_epi32(total, acc[k]);
+    *sink = _mm512_reduce_add_epi32(total);
+    return double(iterations) * K * 64;
+}
+
+float read_sum(const float* data, long n) {
+    const long part = n / 8;
+    __m512 acc[8];
+    LMU_UNROLL
+    for (int s = 0; s < 8; ++s) acc[s] = _mm512_setzero_ps();
+    for (long i = 0; i < part; i += 16) {
+        LMU_UNROLL
+        for (int s = 0; s < 8; ++s) {
+            _mm_prefetch(reinterpret_cast<const char*>(data + s * part + i + kPrefetch * P), _MM_HINT_T0);
+            acc[s] = _mm512_add_ps(acc[s], _mm512_loadu_ps(data + s * part + i));
+        }
+    }
+    __m512 total = acc[0];
+    for (int s = 1; s < 8; ++s) total = _mm512_add_ps(total, acc[s]);
+    return _mm512_reduce_add_ps(total);
+}
+
+const Table kTable = {"avx512", f32_dense, f32_columns, i8_dense, i8_columns, f64_dense, absmax, quantize,
+                      fma_loop, dot_i8_loop, read_sum};
+
+}  // namespace
+
+const Table* avx512_table() { return &kTable; }
+
+}  // namespace kernels
+}  // namespace lmustream
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#elif defined(__GNUC__)
+#pragma GCC pop_options
+#endif
+
+#else  // not x86-64
+
+namespace lmustream {
+namespace kernels {
+const Table* avx512_table() { return nullptr; }
+}  // namespace kernels
+}  // namespace lmustream
+
+#endif

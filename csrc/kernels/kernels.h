@@ -1,0 +1,100 @@
+// The compute primitives of the kernel, one implementation per instruction set:
+//   scalar.cc  portable C++ (the reference, always built)
+//   avx2.cc    x86-64 AVX2 + FMA            (compiled with function-level target attributes,
+//   avx512.cc  x86-64 AVX-512 F/BW/VL/VNNI   so the rest of the build stays baseline)
+//   neon.cc    aarch64 Advanced SIMD
+// dispatch.cc picks one table at load time from what the CPU supports.
+//
+// Weights are packed in panels of output channels so that every primitive streams its
+// weights contiguously, never needs a horizontal sum, and reads each weight once per call
+// however many streams the batch holds. Summation over inputs is sequential per output
+// (one accumulator chain per output), so a spiking layer's dense product with 0/1 inputs
+// and its add-only sum of active columns give the same bits.
+//
+// These files hold plain data and functions only (no templates from the standard library),
+// so that nothing compiled for a wide instruction set can be shared with baseline code.
+#pragma once
+
+#include <cstdint>
+
+namespace lmustream {
+namespace kernels {
+
+constexpr int kPanel = 16;   // float32 / int8 output channels per panel
+constexpr int kPanel64 = 8;  // float64 output channels per panel
+
+// float32 weights: w[panels][in][16], bias[panels * 16] (zero past `out`).
+struct F32Matrix {
+    const float* w;
+    const float* bias;
+    int in, out, panels;
+};
+
+// int8 weights with per-output-channel scales, for dense products:
+// w[panels][in4 / 4][16][4] (groups of 4 inputs per output: the VNNI layout), in4 = in
+// rounded up to 4 (padding is zero); rowsum[o] = sum_i w[o][i] (for the unsigned-input form).
+struct I8Matrix {
+    const std::int8_t* w;
+    const float* scale;
+    const float* bias;
+    const std::int32_t* rowsum;
+    int in, in4, out, panels;
+};
+
+// int8 weights by column, for the add-only product with spikes: w[panels][in][16].
+struct I8Columns {
+    const std::int8_t* w;
+    const float* scale;
+    const float* bias;
+    int in, out, panels;
+};
+
+// float64 matrix without bias: w[panels][in][8].
+struct F64Matrix {
+    const double* w;
+    int in, out, panels;
+};
+
+struct Table {
+    const char* name;
+    // y[b] = bias + W x[b] for b < batch (x[b]: in floats, y[b]: out floats).
+    void (*f32_dense)(const F32Matrix& m, const float* const* x, int batch, float* const* y);
+    // y = bias + sum of the columns W[:, i] for i in active[0 .. n_active): W s for spikes s.
+    void (*f32_columns)(const F32Matrix& m, const std::int32_t* active, int n_active, float* y);
+    // y[b] = bias + scale * x_scale[b] * (W_q xq[b]), integer accumulation (exact), xq[b]:
+    // in4 int8 values with zeros past `in`. The float epilogue is float(acc) * (x_scale[b] * scale[o])
+    // + bias[o], rounded step by step, so every table gives the same bits.
+    void (*i8_dense)(const I8Matrix& m, const std::int8_t* const* xq, const float* x_scale, int batch,
+                     float* const* y);
+    // y = bias + scale * (sum of the int8 columns in active): the spiking add-only form (x_scale = 1).
+    void (*i8_columns)(const I8Columns& m, const std::int32_t* active, int n_active, float* y);
+    // y[b] = W x[b] in float64.
+    void (*f64_dense)(const F64Matrix& m, const double* const* x, int batch, double* const* y);
+    // max |x[i]| over n floats.
+    float (*absmax)(const float* x, int n);
+    // q[i] = x[i] * inv rounded to the nearest integer, ties to even, for |x[i] * inv| <= 127.
+    void (*quantize)(const float* x, int n, float inv, std::int8_t* q);
+
+    // Micro-benchmarks of the machine (benchmarks/kernel_speed.py derives the speed floor):
+    // `iterations` rounds of independent float32 FMA chains; returns the multiply-adds done.
+    double (*fma_loop)(long iterations, float* sink);
+    // the same with int8 dot products (VNNI where the path has it); returns the multiply-adds.
+    double (*dot_i8_loop)(long iterations, std::int32_t* sink);
+    // reads n floats (n a multiple of 128) as 8 interleaved streams, as the dense products do.
+    float (*read_sum)(const float* data, long n);
+};
+
+const Table& scalar_table();
+const Table* avx2_table();    // nullptr where not built (non-x86)
+const Table* avx512_table();  // nullptr where not built (non-x86)
+const Table* neon_table();    // nullptr where not built (non-aarch64)
+
+// What this CPU can run: e.g. "avx512 avx2 scalar" (best first).
+const char* supported_levels();
+
+// The table for `request`: "auto" (the best the CPU supports), "scalar", "avx2", "avx512" or
+// "neon". Returns nullptr when the request is unknown or the CPU / build cannot run it.
+const Table* select(const char* request);
+
+}  // namespace kernels
+}  // namespace lmustream

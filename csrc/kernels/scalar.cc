@@ -1,0 +1,175 @@
+// Portable reference implementation of the primitives (see kernels.h for the contracts).
+#include "kernels.h"
+
+namespace lmustream {
+namespace kernels {
+namespace {
+
+constexpr int P = kPanel;
+
+int lanes_of(int panel, int out) {
+    const int left = out - panel * P;
+    return left < P ? left : P;
+}
+
+void f32_dense(const F32Matrix& m, const float* const* x, int batch, float* const* y) {
+    for (int b = 0; b < batch; ++b) {
+        const float* xb = x[b];
+        for (int p = 0; p < m.panels; ++p) {
+            float acc[P];
+            for (int l = 0; l < P; ++l) acc[l] = m.bias[p * P + l];
+            const float* w = m.w + static_cast<long>(p) * m.in * P;
+            for (int i = 0; i < m.in; ++i) {
+                const float xi = xb[i];
+                for (int l = 0; l < P; ++l) acc[l] += w[i * P + l] * xi;
+            }
+            const int n = lanes_of(p, m.out);
+            for (int l = 0; l < n; ++l) y[b][p * P + l] = acc[l];
+        }
+    }
+}
+
+void f32_columns(const F32Matrix& m, const std::int32_t* active, int n_active, float* y) {
+    for (int p = 0; p < m.panels; ++p) {
+        float acc[P];
+        for (int l = 0; l < P; ++l) acc[l] = m.bias[p * P + l];
+        const float* w = m.w + static_cast<long>(p) * m.in * P;
+        for (int a = 0; a < n_active; ++a) {
+            const float* col = w + static_cast<long>(active[a]) * P;
+            for (int l = 0; l < P; ++l) acc[l] += col[l];
+        }
+        const int n = lanes_of(p, m.out);
+        for (int l = 0; l < n; ++l) y[p * P + l] = acc[l];
+    }
+}
+
+void i8_dense(const I8Matrix& m, const std::int8_t* const* xq, const float* x_scale, int batch, float* const* y) {
+    const int groups = m.in4 / 4;
+    for (int b = 0; b < batch; ++b) {
+        for (int p = 0; p < m.panels; ++p) {
+            std::int32_t acc[P] = {};
+            const std::int8_t* w = m.w + static_cast<long>(p) * groups * P * 4;
+            for (int g = 0; g < groups; ++g) {
+                const std::int8_t* x4 = xq[b] + g * 4;
+                const std::int8_t* wg = w + g * P * 4;
+                for (int l = 0; l < P; ++l) {
+                    acc[l] += wg[l * 4 + 0] * x4[0] + wg[l * 4 + 1] * x4[1] + wg[l * 4 + 2] * x4[2] +
+                              wg[l * 4 + 3] * x4[3];
+                }
+            }
+            const int n = lanes_of(p, m.out);
+            for (int l = 0; l < n; ++l) {
+                const int o = p * P + l;
+                const float s = x_scale[b] * m.scale[o];
+                y[b][o] = static_cast<float>(acc[l]) * s + m.bias[o];
+            }
+        }
+    }
+}
+
+void i8_columns(const I8Columns& m, const std::int32_t* active, int n_active, float* y) {
+    for (int p = 0; p < m.panels; ++p) {
+        std::int32_t acc[P] = {};
+        const std::int8_t* w = m.w + static_cast<long>(p) * m.in * P;
+        for (int a = 0; a < n_active; ++a) {
+            const std::int8_t* col = w + static_cast<long>(active[a]) * P;
+            for (int l = 0; l < P; ++l) acc[l] += col[l];
+        }
+        const int n = lanes_of(p, m.out);
+        for (int l = 0; l < n; ++l) {
+            const int o = p * P + l;
+            const float s = 1.0f * m.scale[o];
+            y[o] = static_cast<float>(acc[l]) * s + m.bias[o];
+        }
+    }
+}
+
+void f64_dense(const F64Matrix& m, const double* const* x, int batch, double* const* y) {
+    constexpr int Q = kPanel64;
+    for (int b = 0; b < batch; ++b) {
+        for (int p = 0; p < m.panels; ++p) {
+            double acc[Q] = {};
+            const double* w = m.w + static_cast<long>(p) * m.in * Q;
+            for (int i = 0; i < m.in; ++i) {
+                const double xi = x[b][i];
+                for (int l = 0; l < Q; ++l) acc[l] += w[i * Q + l] * xi;
+            }
+            const int left = m.out - p * Q;
+            const int n = left < Q ? left : Q;
+            for (int l = 0; l < n; ++l) y[b][p * Q + l] = acc[l];
+        }
+    }
+}
+
+float absmax(const float* x, int n) {
+    float peak = 0.0f;
+    for (int i = 0; i < n; ++i) {
+        const float a = x[i] < 0.0f ? -x[i] : x[i];
+        peak = a > peak ? a : peak;
+    }
+    return peak;
+}
+
+void quantize(const float* x, int n, float inv, std::int8_t* q) {
+    // Adding and subtracting 1.5 * 2^23 rounds to the nearest integer (ties to even) in the
+    // default rounding mode, exactly as the SIMD conversions do.
+    constexpr float kRound = 12582912.0f;
+    for (int i = 0; i < n; ++i) {
+        const float scaled = x[i] * inv;
+        const float shifted = scaled + kRound;
+        q[i] = static_cast<std::int8_t>(static_cast<int>(shifted - kRound));
+    }
+}
+
+double fma_loop(long iterations, float* sink) {
+    float acc[16];
+    for (int l = 0; l < 16; ++l) acc[l] = float(l);
+    for (long r = 0; r < iterations; ++r) {
+        for (int l = 0; l < 16; ++l) acc[l] = acc[l] * 0.999f + 0.001f;
+    }
+    float total = 0.0f;
+    for (float v : acc) total += v;
+    *sink = total;
+    return double(iterations) * 16;
+}
+
+double dot_i8_loop(long iterations, std::int32_t* sink) {
+    std::int32_t acc[16] = {};
+    std::int8_t a[64], b[64];
+    for (int l = 0; l < 64; ++l) {
+        a[l] = std::int8_t(l - 32);
+        b[l] = std::int8_t(3 - l % 7);
+    }
+    for (long r = 0; r < iterations; ++r) {
+        for (int l = 0; l < 16; ++l) {
+            acc[l] += a[4 * l] * b[4 * l] + a[4 * l + 1] * b[4 * l + 1] + a[4 * l + 2] * b[4 * l + 2] +
+                      a[4 * l + 3] * b[4 * l + 3];
+        }
+        a[r % 64] ^= 1;
+    }
+    std::int32_t total = 0;
+    for (std::int32_t v : acc) total += v;
+    *sink = total;
+    return double(iterations) * 64;
+}
+
+float read_sum(const float* data, long n) {
+    const long part = n / 8;
+    float acc[8] = {};
+    for (long i = 0; i < part; ++i) {
+        for (int s = 0; s < 8; ++s) acc[s] += data[s * part + i];
+    }
+    float total = 0.0f;
+    for (float v : acc) total += v;
+    return total;
+}
+
+const Table kTable = {"scalar", f32_dense, f32_columns, i8_dense, i8_columns, f64_dense, absmax, quantize,
+                      fma_loop, dot_i8_loop, read_sum};
+
+}  // namespace
+
+const Table& scalar_table() { return kTable; }
+
+}  // namespace kernels
+}  // namespace lmustream

@@ -1,0 +1,374 @@
+// The kernel's C++ test program (no Python): unit tests of the parser, the primitives of every
+// SIMD path this CPU runs, the frontend and the engine; and the golden-file runner that checks a
+// build (e.g. aarch64 under qemu) against outputs exported from another (x86-64).
+//
+//   kernel_test unit [MODEL.safetensors ...]   unit tests (models: parser and engine tests)
+//   kernel_test golden DIR                     DIR/cases.txt, one case a line:
+//        MODEL INT8(0|1) CHUNK INPUT.f32 EXPECTED.f32 TOLERANCE
+//     (paths relative to DIR; raw little-endian float32 files: samples, and the per-frame
+//     logits [frames, classes] of pushing INPUT in chunks of CHUNK samples, then flush)
+//
+// Prints one line per check and ends with "N passed, M failed"; exits non-zero on a failure.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "artifact.h"
+#include "engine.h"
+#include "frontend.h"
+#include "json.h"
+#include "kernels/kernels.h"
+#include "legendre.h"
+
+using namespace lmustream;
+
+namespace {
+
+int passed = 0, failed = 0;
+
+void check(bool ok, const std::string& what) {
+    (ok ? passed : failed) += 1;
+    std::printf("%s  %s\n", ok ? "ok  " : "FAIL", what.c_str());
+}
+
+template <class E, class F>
+bool throws(F&& f) {
+    try {
+        f();
+    } catch (const E&) {
+        return true;
+    } catch (...) {
+        return false;
+    }
+    return false;
+}
+
+std::vector<std::uint8_t> read_file(const std::string& path) {
+    std::ifstream f(path, std::ios::binary);
+    return std::vector<std::uint8_t>((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+}
+
+std::vector<float> read_f32(const std::string& path) {
+    const auto bytes = read_file(path);
+    std::vector<float> v(bytes.size() / 4);
+    if (!v.empty()) std::memcpy(v.data(), bytes.data(), v.size() * 4);
+    return v;
+}
+
+// --- JSON ---------------------------------------------------------------------------------
+void test_json() {
+    const std::string doc = R"( {"a": [1, -2.5e3, true, null, "x\u00e9\ud83d\ude00"], "b": {}} )";
+    const Json j = parse_json(doc.data(), doc.size());
+    check(j.is_object() && j.find("a")->items.size() == 5 && j.find("a")->items[1].number == -2500.0 &&
+              j.find("a")->items[4].text == "x\xc3\xa9\xf0\x9f\x98\x80",
+          "json: a valid document parses (numbers, literals, escapes, surrogate pairs)");
+    const char* bad[] = {"", "{", "[1,]", "{\"a\":1,}", "01", "1.", ".5", "-", "nan", "Infinity", "\"\\x\"",
+                         "\"a", "{\"a\" 1}", "[1 2]", "tru", "{\"a\":1,\"a\":2}", "\"\\ud800\"", "1e999",
+                         "[1]x", "\"\x01\"", "\"\xff\"", "\"\xc0\xaf\"", "\"\xed\xa0\x80\"", "\"\xe2\x82\""};
+    int rejected = 0;
+    for (const char* text : bad) rejected += throws<JsonError>([&] { parse_json(text, std::strlen(text)); });
+    check(rejected == int(sizeof(bad) / sizeof(bad[0])), "json: " + std::to_string(rejected) + " malformed documents rejected");
+    const std::string deep(100000, '[');
+    check(throws<JsonError>([&] { parse_json(deep.data(), deep.size()); }), "json: 100000 nested arrays rejected (depth limit)");
+}
+
+// --- the Legendre state space ---------------------------------------------------------------
+void test_legendre() {
+    const std::vector<double> diag = {1.0, 0.0, 0.0, 2.0};
+    const auto e = matrix_exp(diag, 2);
+    check(std::fabs(e[0] - std::exp(1.0)) < 1e-14 && std::fabs(e[3] - std::exp(2.0)) < 1e-13 && e[1] == 0.0,
+          "matrix_exp: diagonal matrix");
+    const std::vector<double> big = {0.0, 30.0, -30.0, 0.0};  // rotation by 30 rad: needs scaling and squaring
+    const auto r = matrix_exp(big, 2);
+    check(std::fabs(r[0] - std::cos(30.0)) < 1e-12 && std::fabs(r[1] - std::sin(30.0)) < 1e-12,
+          "matrix_exp: rotation by 30 rad (scaling and squaring)");
+    const StateSpace& s = *legendre_state_space(64, 64.0);
+    double row = 0.0;
+    for (double v : s.B) row += std::fabs(v);
+    check(s.A.size() == 64 * 64 && std::isfinite(row) && row > 0.0, "legendre_state_space(64): finite A and B");
+}
+
+// --- primitives: every SIMD path against the scalar reference ---------------------------------
+void test_primitives() {
+    std::mt19937 gen(7);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    const kernels::Table& ref = kernels::scalar_table();
+    for (const char* name : {"scalar", "avx2", "avx512", "neon"}) {
+        const kernels::Table* t = kernels::select(name);
+        if (!t) continue;
+        for (auto [in, out] : {std::pair<int, int>{1, 1}, {7, 3}, {33, 17}, {384, 64}, {130, 35}}) {
+            std::vector<float> w(std::size_t(in) * out), b(out);
+            for (float& v : w) v = normal(gen);
+            for (float& v : b) v = normal(gen);
+            const Layer L = make_layer(in, out, w, b, false, false, false);
+            const Layer Q = make_layer(in, out, w, b, true, false, false);
+            const Layer QC = make_layer(in, out, w, b, true, true, true);
+            const kernels::F32Matrix m{L.w32.data(), L.bias.data(), in, out, L.panels};
+            const kernels::I8Matrix qm{Q.w8.data(), Q.scale.data(), Q.bias.data(), Q.rowsum.data(), in, Q.in4, out, Q.panels};
+            const kernels::I8Columns qc{QC.w8.data(), QC.scale.data(), QC.bias.data(), in, out, QC.panels};
+            constexpr int B = 5;
+            std::vector<std::vector<float>> x(B, std::vector<float>(in)), spikes(B, std::vector<float>(in));
+            std::vector<std::vector<std::int8_t>> xq(B, std::vector<std::int8_t>(Q.in4, 0));
+            for (int bi = 0; bi < B; ++bi) {
+                for (int i = 0; i < in; ++i) {
+                    x[bi][i] = normal(gen);
+                    spikes[bi][i] = normal(gen) > 0.8f ? 1.0f : 0.0f;
+                    xq[bi][i] = std::int8_t(std::max(-127, std::min(127, int(std::lround(40 * x[bi][i])))));
+                }
+            }
+            const float* xp[B];
+            const float* sp[B];
+            const std::int8_t* qp[B];
+            float xs[B];
+            std::vector<std::vector<float>> y(B, std::vector<float>(out)), yr(B, std::vector<float>(out));
+            float* yp[B];
+            float* yrp[B];
+            for (int bi = 0; bi < B; ++bi) {
+                xp[bi] = x[bi].data();
+                sp[bi] = spikes[bi].data();
+                qp[bi] = xq[bi].data();
+                xs[bi] = 0.025f + 0.001f * bi;
+                yp[bi] = y[bi].data();
+                yrp[bi] = yr[bi].data();
+            }
+            const std::string tag = std::string(name) + " " + std::to_string(out) + "x" + std::to_string(in);
+            // float32 dense: FMA or not, the sums agree to float rounding
+            t->f32_dense(m, xp, B, yp);
+            ref.f32_dense(m, xp, B, yrp);
+            double err = 0.0, scale = 1e-30;
+            for (int bi = 0; bi < B; ++bi) {
+                for (int o = 0; o < out; ++o) {
+                    err = std::max(err, double(std::fabs(y[bi][o] - yr[bi][o])));
+                    scale = std::max(scale, double(std::fabs(yr[bi][o])));
+                }
+            }
+            check(err <= 1e-5 * scale * std::sqrt(double(in)), tag + " f32_dense vs scalar");
+            // a batch gives the same bits as its streams one at a time
+            bool same = true;
+            for (int bi = 0; bi < B; ++bi) {
+                std::vector<float> one(out);
+                float* op = one.data();
+                t->f32_dense(m, &xp[bi], 1, &op);
+                same = same && one == y[bi];
+            }
+            check(same, tag + " f32_dense batch == one stream at a time (bitwise)");
+            // spikes: add-only columns == dense product with 0/1 inputs, bit for bit
+            t->f32_dense(m, sp, B, yp);
+            same = true;
+            for (int bi = 0; bi < B; ++bi) {
+                std::vector<std::int32_t> active;
+                for (int i = 0; i < in; ++i) {
+                    if (spikes[bi][i] != 0.0f) active.push_back(i);
+                }
+                std::vector<float> cols(out);
+                t->f32_columns(m, active.data(), int(active.size()), cols.data());
+                same = same && cols == y[bi];
+                std::vector<std::int8_t> sq(Q.in4, 0);
+                for (int i = 0; i < in; ++i) sq[i] = std::int8_t(spikes[bi][i]);
+                const std::int8_t* sqp = sq.data();
+                const float one = 1.0f;
+                std::vector<float> dense8(out), cols8(out);
+                float* d8 = dense8.data();
+                t->i8_dense(qm, &sqp, &one, 1, &d8);
+                t->i8_columns(qc, active.data(), int(active.size()), cols8.data());
+                same = same && dense8 == cols8;
+            }
+            check(same, tag + " spikes: add-only == dense (float32 and int8, bitwise)");
+            // int8: integer accumulation, so every path gives the same bits
+            t->i8_dense(qm, qp, xs, B, yp);
+            ref.i8_dense(qm, qp, xs, B, yrp);
+            check(y == yr, tag + " i8_dense == scalar (bitwise)");
+            // float64
+            std::vector<double> A(std::size_t(in) * in);
+            for (double& v : A) v = normal(gen);
+            std::vector<double> packed(std::size_t((in + 7) / 8) * in * 8, 0.0);
+            for (int i = 0; i < in; ++i) {
+                for (int j = 0; j < in; ++j) packed[(std::size_t(i / 8) * in + j) * 8 + i % 8] = A[std::size_t(i) * in + j];
+            }
+            std::vector<double> v(in), r1(in), r2(in);
+            for (double& e : v) e = normal(gen);
+            const double* vp = v.data();
+            double* p1 = r1.data();
+            double* p2 = r2.data();
+            const kernels::F64Matrix fm{packed.data(), in, in, (in + 7) / 8};
+            t->f64_dense(fm, &vp, 1, &p1);
+            ref.f64_dense(fm, &vp, 1, &p2);
+            double e64 = 0.0;
+            for (int i = 0; i < in; ++i) e64 = std::max(e64, std::fabs(r1[i] - r2[i]));
+            check(e64 < 1e-12 * in, tag + " f64_dense vs scalar");
+        }
+    }
+}
+
+// --- frontend --------------------------------------------------------------------------------
+void test_frontend() {
+    FrontendConfig config;
+    Fbank fbank(config);
+    std::vector<float> wave(16000);
+    for (std::size_t i = 0; i < wave.size(); ++i) wave[i] = 0.3f * std::sin(2.0f * 3.14159265f * 1000.0f * float(i) / 16000.0f);
+    FbankStream whole, bits;
+    std::vector<float> a, b;
+    whole.push(fbank, wave.data(), wave.size(), a);
+    for (std::size_t i = 0; i < wave.size(); i += 7) bits.push(fbank, wave.data() + i, std::min<std::size_t>(7, wave.size() - i), b);
+    check(a.size() == std::size_t(98 * 128) && a == b, "frontend: 98 frames from 1 s, chunks of 7 samples == one push (bitwise)");
+    int peak = 0;
+    for (int m = 1; m < 128; ++m) {
+        if (a[m] > a[peak]) peak = m;
+    }
+    const double mel_1k = 1127.0 * std::log1p(1000.0 / 700.0), lo = 1127.0 * std::log1p(20.0 / 700.0),
+                 hi = 1127.0 * std::log1p(8000.0 / 700.0);
+    const int expected = int(std::lround((mel_1k - lo) / ((hi - lo) / 129.0))) - 1;
+    check(std::abs(peak - expected) <= 1, "frontend: a 1 kHz tone peaks in mel bin " + std::to_string(peak) +
+                                              " (expected " + std::to_string(expected) + ")");
+    FrontendConfig odd = config;
+    odd.round_to_power_of_two = false;  // direct DFT of 400 points; same spectrum, finer bins
+    Fbank direct(odd);
+    FbankStream s;
+    std::vector<float> c;
+    s.push(direct, wave.data(), wave.size(), c);
+    check(c.size() == a.size() && std::all_of(c.begin(), c.end(), [](float v) { return std::isfinite(v); }),
+          "frontend: non-power-of-two FFT size runs");
+}
+
+// --- artifact parser on real files -----------------------------------------------------------
+void test_artifact(const std::string& path) {
+    const auto bytes = read_file(path);
+    const Artifact art = parse_artifact(bytes.data(), bytes.size(), path);
+    check(!art.tensors.empty() && int(art.labels.size()) == art.config.n_classes, "artifact: " + path + " parses");
+    std::uint64_t header = 0;
+    for (int i = 7; i >= 0; --i) header = (header << 8) | bytes[i];
+    int rejected = 0, tried = 0;
+    // every truncation inside the header, and a spread of them through the tensor data
+    std::vector<std::size_t> cuts;
+    for (std::size_t n = 0; n < std::min<std::size_t>(bytes.size(), 8 + header + 16); ++n) cuts.push_back(n);
+    for (std::size_t n = 8 + header; n < bytes.size(); n += std::max<std::size_t>(1, bytes.size() / 97)) cuts.push_back(n);
+    cuts.push_back(bytes.size() - 1);
+    for (std::size_t n : cuts) {
+        ++tried;
+        rejected += throws<ArtifactError>([&] { parse_artifact(bytes.data(), n, "cut"); });
+    }
+    check(rejected == tried, "artifact: " + std::to_string(rejected) + "/" + std::to_string(tried) + " truncations rejected");
+    std::mt19937 gen(3);
+    int crashes_avoided = 0;
+    for (int trial = 0; trial < 300; ++trial) {
+        std::vector<std::uint8_t> copy(bytes.begin(), bytes.begin() + std::min<std::size_t>(bytes.size(), 8 + header + 4096));
+        copy.resize(bytes.size());
+        std::memcpy(copy.data(), bytes.data(), bytes.size());
+        const std::size_t at = gen() % (8 + header);
+        copy[at] = std::uint8_t(gen());
+        try {
+            parse_artifact(copy.data(), copy.size(), "flip");
+        } catch (const ArtifactError&) {
+        }
+        ++crashes_avoided;
+    }
+    check(crashes_avoided == 300, "artifact: 300 corrupted headers parse or raise ArtifactError");
+}
+
+// --- engine on real files --------------------------------------------------------------------
+std::vector<float> run_stream(const Engine& e, const std::vector<float>& wave, std::size_t chunk) {
+    Stream s(e);
+    std::vector<float> out;
+    for (std::size_t i = 0; i < wave.size(); i += chunk) s.push(wave.data() + i, std::min(chunk, wave.size() - i), out);
+    s.flush(out);
+    return out;
+}
+
+void test_engine(const std::string& path) {
+    const Artifact art = read_artifact(path);
+    std::mt19937 gen(11);
+    std::normal_distribution<float> normal(0.0f, 0.1f);
+    std::vector<float> wave(16000 * 2);
+    for (std::size_t i = 0; i < wave.size(); ++i) wave[i] = 0.3f * std::sin(0.05f * float(i) * (1.0f + float(i) / 40000.0f)) + normal(gen);
+    EngineOptions scalar_opts;
+    scalar_opts.simd = "scalar";
+    const Engine scalar(art, scalar_opts), best(art, EngineOptions{});
+    const auto a = run_stream(scalar, wave, 16000), b = run_stream(best, wave, 16000);
+    double err = a.size() == b.size() ? 0.0 : 1e9;
+    for (std::size_t i = 0; i < a.size() && i < b.size(); ++i) err = std::max(err, double(std::fabs(a[i] - b[i])));
+    const int frames = int(a.size()) / art.config.n_classes;
+    check(frames == 198 && err < 1e-4, "engine " + path + ": " + std::string(best.simd()) + " vs scalar over " +
+                                           std::to_string(frames) + " frames, max |diff| " + std::to_string(err));
+    check(run_stream(best, wave, 1) == b, "engine: pushing 1 sample at a time == 1 s chunks (bitwise)");
+    Stream s(best);
+    std::vector<float> junk;
+    s.push(wave.data(), 5000, junk);
+    s.reset();
+    std::vector<float> again;
+    s.push(wave.data(), wave.size(), again);
+    s.flush(again);
+    check(again == b, "engine: reset() gives a fresh stream");
+    EngineOptions q;
+    q.int8 = true;
+    const Engine int8(art, q);
+    const auto c = run_stream(int8, wave, 4000);
+    check(c.size() == b.size() && std::all_of(c.begin(), c.end(), [](float v) { return std::isfinite(v); }),
+          "engine: int8 weights run");
+}
+
+// --- golden files ----------------------------------------------------------------------------
+int golden(const std::string& dir) {
+    std::ifstream cases(dir + "/cases.txt");
+    if (!cases) {
+        std::printf("FAIL  no %s/cases.txt\n", dir.c_str());
+        return 1;
+    }
+    std::string line;
+    while (std::getline(cases, line)) {
+        if (line.empty() || line[0] == '#') continue;
+        std::istringstream in(line);
+        std::string model, input, expected;
+        int int8 = 0;
+        std::size_t chunk = 0;
+        double tolerance = 0.0;
+        in >> model >> int8 >> chunk >> input >> expected >> tolerance;
+        EngineOptions options;
+        options.int8 = int8 != 0;
+        const Engine engine(read_artifact(dir + "/" + model), options);
+        const auto wave = read_f32(dir + "/" + input);
+        const auto want = read_f32(dir + "/" + expected);
+        const auto got = run_stream(engine, wave, chunk == 0 ? 1 : chunk);
+        double err = got.size() == want.size() ? 0.0 : INFINITY;
+        for (std::size_t i = 0; i < got.size() && i < want.size(); ++i) err = std::max(err, double(std::fabs(got[i] - want[i])));
+        char text[512];
+        std::snprintf(text, sizeof text, "golden %s int8=%d chunk=%zu (%s): %zu logits, max |diff| %.3g <= %.3g", model.c_str(),
+                      int8, chunk, engine.simd(), got.size(), err, tolerance);
+        check(err <= tolerance, text);
+    }
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    const std::string mode = argc > 1 ? argv[1] : "unit";
+    try {
+        if (mode == "unit") {
+            std::printf("SIMD paths on this CPU: %s\n", kernels::supported_levels());
+            test_json();
+            test_legendre();
+            test_primitives();
+            test_frontend();
+            for (int i = 2; i < argc; ++i) {
+                test_artifact(argv[i]);
+                test_engine(argv[i]);
+            }
+        } else if (mode == "golden" && argc == 3) {
+            golden(argv[2]);
+        } else {
+            std::fprintf(stderr, "usage: kernel_test unit [MODEL ...] | kernel_test golden DIR\n");
+            return 2;
+        }
+    } catch (const std::exception& e) {
+        check(false, std::string("uncaught exception: ") + e.what());
+    }
+    std::printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}

@@ -1,0 +1,41 @@
+"""Augmentation of enrollment clips: the trainer's augmenter, with noise mixed at a true SNR.
+
+A clip shorter than the model's input is padded at the end with frames of log energy 0 (the
+training recipe's padding). Those frames would dominate a clip's mean energy whenever the
+speech is quieter than that, and the noise, scaled to an SNR against it, would drown the word.
+Here the SNR is measured on the clip's own frames only and the padding stays as it is, so the
+model keeps seeing the padding it was trained with.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from lmustream.train.augment import FeatureAugmenter
+
+
+class FewShotAugmenter(FeatureAugmenter):
+    """:class:`~lmustream.train.augment.FeatureAugmenter` whose background noise skips the padding."""
+
+    def __call__(self, x, y, g):
+        pad_value = (0.0 - self.frontend.mean) / (2 * self.frontend.std)
+        self._padding = torch.isclose(x, x.new_tensor(pad_value), rtol=0, atol=1e-6).all(dim=2)  # (B, N)
+        return super().__call__(x, y, g)
+
+    def _mix_noise(self, logmel, g):
+        c, (B, N, M) = self.config, logmel.shape
+        T = self.noise.shape[0]
+        starts = torch.randint(0, max(T - N, 1), (B,), generator=g)
+        noise = self.noise[(starts[:, None] + torch.arange(N)[None, :]) % T].to(logmel.device)  # (B, N, M)
+        snr = torch.rand(B, generator=g).to(logmel.device) * (c.snr_db[1] - c.snr_db[0]) + c.snr_db[0]
+        use = (torch.rand(B, generator=g) < c.noise_prob).to(logmel.device)
+        audio = ~self._padding.to(logmel.device)  # (B, N)
+        frames = audio.sum(1).clamp(min=1)
+        # log mean energy of the clip's own frames, and of the noise segment
+        lx = torch.logsumexp(logmel.masked_fill(~audio[:, :, None], -math.inf).flatten(1), 1) - torch.log(frames * M)
+        ln = torch.logsumexp(noise.flatten(1), 1) - math.log(N * M)
+        log_gain = lx - ln - snr * (math.log(10) / 10)  # noise energy = clip energy / 10^(snr/10)
+        mixed = torch.logaddexp(logmel, noise + log_gain[:, None, None])
+        return torch.where((use[:, None] & audio)[:, :, None], mixed, logmel)

@@ -1,0 +1,219 @@
+"""What every adapter kind shares: its config fields, the adapted layer, and choosing targets by name.
+
+An adapted layer keeps the pretrained layer (``W0``, frozen) and adds a parallel low-rank path:
+
+    y = W0 x + b + up(down(x))
+
+``down`` acts like the base layer with ``rank`` output channels: for a Conv1d it has the base
+kernel, padding and causality, so that a kernel-k convolution gets a kernel-k down-projection;
+``up`` is a per-frame linear map ``rank -> out``. The path is therefore one weight delta
+``dW [out, in, k]`` (``[out, in]`` for a Linear) and merges into ``W0`` exactly: after
+:func:`lmustream.adapters.merge` the model is a plain LMUFormer again.
+"""
+
+from __future__ import annotations
+
+import copy
+import fnmatch
+import hashlib
+import re
+from dataclasses import asdict, dataclass, fields
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lmustream.errors import ConfigError
+
+ALL_LAYERS = ("*",)  # every Linear and Conv1d of the model (except modules_to_save)
+REGEX_PREFIX = "re:"
+
+
+@dataclass
+class AdapterConfig:
+    """Fields common to every fine-tuning method.
+
+    target_modules: which layers get an adapter: names or glob patterns of module paths
+      ("blocks.0.lmu.W_h", "embed.convs.*", "fc1" matches every "...fc1"), or "re:<regex>"
+      matched against the whole path. Default: every Linear and Conv1d.
+    exclude_modules: patterns removed from the targets.
+    modules_to_save: modules trained whole and saved with the adapter (the classifier head).
+    seed: draws the adapters' random initial values (independent of the global RNG).
+    """
+
+    method: ClassVar[str] = ""
+    target_modules: tuple = ALL_LAYERS
+    exclude_modules: tuple = ()
+    modules_to_save: tuple = ("head",)
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("target_modules", "exclude_modules", "modules_to_save"):
+            value = getattr(self, name)
+            if isinstance(value, str):
+                value = (value,)
+            if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
+                raise ConfigError(f"{type(self).__name__}.{name} must be a list of module names or patterns, "
+                                  f"got {value!r}")
+            setattr(self, name, tuple(value))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ConfigError(f"{type(self).__name__}.seed must be an integer, got {self.seed!r}")
+
+    def to_dict(self) -> dict:
+        return {"method": self.method, **{k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AdapterConfig":
+        d = {k: v for k, v in d.items() if k != "method"}
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ConfigError(f"unknown {cls.__name__} field(s): {', '.join(unknown)}")
+        return cls(**d)
+
+
+def positive_int(owner: object, name: str) -> None:
+    value = getattr(owner, name)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"{type(owner).__name__}.{name} must be a positive integer, got {value!r}")
+
+
+def layer_generator(seed: int, name: str) -> torch.Generator:
+    """A generator seeded by (seed, layer name): the same adapter whatever else drew random numbers."""
+    digest = hashlib.sha256(f"{seed}\0{name}".encode()).digest()
+    return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & (2**63 - 1))
+
+
+def kaiming_uniform(shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
+    """nn.Linear's default initialisation (Kaiming uniform, a = sqrt(5)) of a [out, in] matrix."""
+    weight = torch.empty(shape)
+    return nn.init.kaiming_uniform_(weight, a=5 ** 0.5, generator=generator)
+
+
+# ------------------------------------------------------------------------------ targets
+
+
+def _matches(name: str, pattern: str) -> bool:
+    if pattern.startswith(REGEX_PREFIX):
+        return re.fullmatch(pattern[len(REGEX_PREFIX):], name) is not None
+    return fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(name, "*." + pattern)
+
+
+def adaptable_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """Every Linear and Conv1d of ``model`` by module path (already adapted layers excluded)."""
+    adapted = [name for name, module in model.named_modules() if isinstance(module, AdaptedLayer)]
+    return {name: module for name, module in model.named_modules()
+            if isinstance(module, (nn.Linear, nn.Conv1d))
+            and not any(name == a or name.startswith(a + ".") for a in adapted)}
+
+
+def select_targets(model: nn.Module, config: AdapterConfig) -> list[str]:
+    """Module paths of the layers ``config`` adapts; a pattern that matches nothing is an error."""
+    candidates = adaptable_layers(model)
+    saved = [n for n in candidates if any(_matches(n, p) for p in config.modules_to_save)]
+    chosen = []
+    for pattern in config.target_modules:
+        hits = [n for n in candidates if _matches(n, pattern)]
+        if not hits:
+            raise ConfigError(f"target module pattern {pattern!r} matches no Linear or Conv1d layer; "
+                              f"the layers are: {', '.join(candidates)}")
+        chosen += [n for n in hits if n not in chosen]
+    for pattern in config.exclude_modules:
+        chosen = [n for n in chosen if not _matches(n, pattern)]
+    chosen = [n for n in chosen if n not in saved]
+    if not chosen:
+        raise ConfigError(f"no layer left to adapt (targets {list(config.target_modules)}, excluded "
+                          f"{list(config.exclude_modules)}, trained whole {list(config.modules_to_save)})")
+    return chosen
+
+
+def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+
+
+def inject(model: nn.Module, config: AdapterConfig, make_layer) -> dict[str, "AdaptedLayer"]:
+    """Replace every target layer of ``config`` by ``make_layer(name, layer)``; returns the new layers."""
+    layers = {}
+    for name in select_targets(model, config):
+        layers[name] = make_layer(name, model.get_submodule(name))
+        replace_module(model, name, layers[name])
+    return layers
+
+
+# ------------------------------------------------------------------------------ the adapted layer
+
+
+class AdaptedLayer(nn.Module):
+    """A frozen ``nn.Linear`` / ``nn.Conv1d`` (``self.base``) plus a parallel low-rank path.
+
+    Subclasses define :meth:`path` (the extra output) and :meth:`delta_weight` (the same path as
+    a weight ``[out, in_features]``, ``in_features`` = in_channels x kernel for a convolution),
+    using the helpers ``down`` (x -> rank channels through a ``[rank, in_features]`` matrix) and
+    ``up`` (rank -> out channels through ``[out, rank]``).
+    """
+
+    method: ClassVar[str] = ""
+
+    def __init__(self, base: nn.Module, rank: int):
+        super().__init__()
+        if isinstance(base, nn.Conv1d):
+            if base.stride != (1,) or base.dilation != (1,) or base.groups != 1 or base.padding_mode != "zeros":
+                raise ConfigError(f"adapters support Conv1d with stride 1, dilation 1, groups 1 and zero "
+                                  f"padding only, got {base}")
+            self.is_conv = True
+            self.kernel = base.kernel_size[0]
+            self.in_features = base.in_channels * self.kernel
+            self.out_features = base.out_channels
+        elif isinstance(base, nn.Linear):
+            self.is_conv = False
+            self.kernel = 1
+            self.in_features, self.out_features = base.in_features, base.out_features
+        else:
+            raise ConfigError(f"adapters wrap nn.Linear or nn.Conv1d layers, got {type(base).__name__}")
+        self.base = base
+        base.requires_grad_(False)  # W0 is never trained by an adapter
+        self.rank = rank
+
+    # -- the path's building blocks ---------------------------------------------------------
+    def down(self, x: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
+        """``A [rank, in_features]`` applied like the base layer: [..., in] -> [..., rank] or [B, in, N] -> [B, rank, N]."""
+        if not self.is_conv:
+            return F.linear(x, A)
+        weight = A.reshape(A.shape[0], self.base.in_channels, self.kernel)
+        if getattr(self.base, "causal", False):  # FrameConv: left padding, no look-ahead
+            return F.conv1d(F.pad(x, (self.kernel - 1, 0)), weight)
+        return F.conv1d(x, weight, padding=self.base.padding)
+
+    def up(self, h: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
+        """``B [out, rank]`` applied per frame."""
+        return F.conv1d(h, B[:, :, None]) if self.is_conv else F.linear(h, B)
+
+    # -- what subclasses define -------------------------------------------------------------
+    def path(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def delta_weight(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def matrices(self) -> dict[str, nn.Parameter]:
+        """The projection matrices that adaptive freezing may freeze (empty for most kinds)."""
+        return {}
+
+    # -- forward and merge ------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.base(x) + self.path(x)
+
+    @torch.no_grad()
+    def merged(self) -> nn.Module:
+        """A copy of the base layer with the path folded into its weight: ``W0 + dW``."""
+        layer = copy.deepcopy(self.base)
+        delta = self.delta_weight().to(layer.weight.dtype)
+        layer.weight.add_(delta.view_as(layer.weight))
+        return layer
+
+    def extra_repr(self) -> str:
+        kind = f"Conv1d k={self.kernel}" if self.is_conv else "Linear"
+        return f"{self.method}, rank={self.rank}, {kind} {self.in_features} -> {self.out_features}"

@@ -1,0 +1,100 @@
+"""Clip sets for fine-tuning: enrollment, replay and evaluation clips as feature tensors."""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lmustream.audio.features import FbankConfig
+from lmustream.data.clips import Clip
+from lmustream.errors import ConfigError
+
+
+@dataclass
+class ClipSet:
+    """Clips as normalized log-mel ``x [n, frames, n_mels]`` (float32) and their label names."""
+
+    x: torch.Tensor
+    names: list[str]  # label of each clip
+    clips: list[Clip]
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @property
+    def labels(self) -> list[str]:
+        """Distinct labels, in first-seen order."""
+        return list(dict.fromkeys(self.names))
+
+    def targets(self, labels: list[str]) -> torch.Tensor:
+        """Class index of each clip in ``labels`` (ConfigError naming any label not in it)."""
+        index = {label: i for i, label in enumerate(labels)}
+        unknown = sorted(set(self.names) - set(index))
+        if unknown:
+            raise ConfigError(f"clip label(s) {unknown} are not classes of the model ({', '.join(labels)})")
+        return torch.tensor([index[n] for n in self.names], dtype=torch.long)
+
+
+def list_clips(spec, what: str) -> list[Clip]:
+    """Every clip of a dataset (labelled folders, CSV manifest, Speech Commands layout), all splits."""
+    from lmustream.data.datasets import open_dataset
+
+    if isinstance(spec, (list, tuple)):
+        return list(spec)
+    path = Path(spec)
+    if not path.exists():
+        raise ConfigError(f"{what}: no such folder or file {str(path)!r}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # split warnings do not apply: every split is used
+        index = open_dataset(path, validation_fraction=0.0, test_fraction=0.0)
+    return index.clips()
+
+
+def rank_clips(clips: list[Clip], seed: int) -> list[Clip]:
+    """A seeded, platform-independent order (sha256 of seed and path)."""
+    return sorted(clips, key=lambda c: hashlib.sha256(f"{seed}\0{c.describe()}".encode()).hexdigest())
+
+
+def load_clip_set(clips: list[Clip], frontend: FbankConfig, frames: int, cache_dir=None,
+                  progress: bool = False, desc: str = "features") -> ClipSet:
+    """Features of ``clips`` (cached on disk like the trainer's; ``cache_dir=False`` disables)."""
+    from lmustream.data.feature_dataset import FeatureDataset
+
+    if not clips:
+        raise ConfigError(f"{desc}: no clips")
+    labels = list(dict.fromkeys(c.label for c in clips))
+    dataset = FeatureDataset(clips, labels, frontend, frames, cache_dir=cache_dir or None, cache=cache_dir is not False)
+    x = torch.empty(len(clips), frames, frontend.n_mels)
+    indices = range(len(clips))
+    if progress:
+        from tqdm import tqdm
+        indices = tqdm(indices, desc=desc, leave=False)
+    for i in indices:
+        x[i] = dataset[i][0]
+    return ClipSet(x, [c.label for c in clips], list(clips))
+
+
+def synthetic_noise(frontend: FbankConfig, seconds: float = 20.0, seed: int = 0) -> torch.Tensor:
+    """Unnormalized log-mel ``[frames, n_mels]`` of white, pink and brown noise (for augmentation).
+
+    Used when no background recordings are given: coloured noise covers the spectral tilts of
+    fans, traffic and room tone well enough to teach robustness to a few enrollment clips.
+    """
+    from lmustream.audio.features import fbank
+
+    rng = np.random.default_rng(seed)
+    n = int(seconds * frontend.sample_rate) // 3
+    white = rng.standard_normal(n)
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    f = np.maximum(np.arange(len(spectrum)), 1)
+    pink = np.fft.irfft(spectrum / np.sqrt(f), n)
+    brown = np.cumsum(rng.standard_normal(n))
+    brown -= np.convolve(brown, np.ones(1601) / 1601, mode="same")  # no DC drift
+    pieces = [p / (np.abs(p).max() + 1e-9) * 0.3 for p in (white, pink, brown)]
+    samples = torch.from_numpy(np.concatenate(pieces).astype(np.float32))
+    return fbank(samples, frontend)

@@ -1,0 +1,363 @@
+"""Teaching a deployed model new keywords from a few clips, on the CPU (``lmustream finetune``).
+
+1. The head grows one row per new word (the old rows kept); each new row starts as a detector of
+   its clips' mean feature, calibrated to the old logits (see :func:`imprint_classes`).
+2. An adapter (AFLoRA by default; LoRA, VeRA, head-only or full fine-tuning) is added, and
+   it and the head are trained on the enrollment clips with augmentation (background noise,
+   time shift, gain, SpecAugment masks) and label smoothing. Batch norms keep the pretrained
+   statistics.
+3. The old task is replayed so that the old keywords are not forgotten: every step mixes
+   old-word clips (``replay``: real or synthetic recordings of the old words, e.g. from
+   ``lmustream data synth``) into the batch, and distils the pretrained model's outputs over the
+   old classes into the new model on every clip (Learning without Forgetting; Li & Hoiem, 2017).
+   Ten clips of a new word are drawn far more often than the replay clips of an old word; a logit
+   adjustment for those sampling rates keeps the new words from stealing old-word clips.
+4. The adapter is merged into the weights: the result is a plain model file (same format,
+   step form, ONNX export), written with the adapter alone beside it.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import resource
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from lmustream.adapters.api import (add_adapter, count_parameters, default_adapter_path, make_config, merge,
+                                    save_adapter)
+from lmustream.adapters.data import ClipSet, list_clips, load_clip_set, rank_clips, synthetic_noise
+from lmustream.adapters.evaluate import accuracy, predict
+from lmustream.adapters.head import grow_head, imprint_classes
+from lmustream.errors import ConfigError
+from lmustream.train.config import AugmentConfig
+
+DEFAULT_RANKS = {"aflora": 4, "lora": 8, "vera": 64}
+DEFAULT_LR = {"aflora": 3e-3, "lora": 3e-3, "vera": 3e-3, "head": 3e-3, "full": 3e-4}  # full: every weight moves
+
+
+def few_shot_augment() -> AugmentConfig:
+    """Augmentation for a few enrollment clips: no mixup (it blurs classes of ten clips), milder masks."""
+    return AugmentConfig(mixup_rate=0.0, freq_mask=24, time_mask=24, time_shift=10, noise_prob=0.6,
+                         snr_db=(5.0, 25.0), gain_db=6.0, feature_noise=0.0)
+
+
+@dataclass
+class FinetuneConfig:
+    """Settings of :func:`finetune` (the CLI's options).
+
+    method: aflora | lora | vera | head | full.   rank: None = the method's default (4, 8, 64).
+    epochs: passes over the enrollment clips.    batch_size: enrollment clips per step (as many
+    replay clips join each step).    lr: Adam learning rate (None: 3e-3, full 3e-4), warmed up
+    linearly over the first ``warmup`` fraction of the steps, then cosine decay to 0.
+    grad_clip: largest gradient norm (0: no clipping).
+    replay_per_class: old-word clips kept per old class from the replay set.
+    distill_weight, distill_temperature: Learning-without-Forgetting term on the old classes.
+    replay_weight: weight of the replay clips' classification loss (0: they are only distilled).
+    label_smoothing: of the classification targets.
+    balance: strength tau of the logit adjustment for how often each class is sampled (0: none,
+      1: fully balanced; see :func:`sampling_log_prior`).
+    aflora_initial_warmup, aflora_final_warmup: AFLoRA's warm-ups as fractions of the run (so that
+      the schedule scales with --epochs); aflora_delta_t: its window in steps (the paper's 10 is
+      for runs of thousands of steps; a few-shot run has a few hundred).
+    target_modules: adapted layers (names or glob patterns; default every Linear and Conv1d).
+    threads: torch CPU threads (None: torch's default).
+    """
+
+    method: str = "aflora"
+    rank: int | None = None
+    epochs: int = 20
+    batch_size: int = 16
+    lr: float | None = None
+    warmup: float = 0.06
+    grad_clip: float = 1.0
+    weight_decay: float = 0.0
+    replay_per_class: int = 10
+    distill_weight: float = 1.0
+    distill_temperature: float = 2.0
+    replay_weight: float = 1.0
+    label_smoothing: float = 0.1
+    balance: float = 1.0
+    aflora_initial_warmup: float = 0.05
+    aflora_final_warmup: float = 0.6
+    aflora_delta_t: int = 2
+    target_modules: tuple = ("*",)
+    augment: AugmentConfig = field(default_factory=few_shot_augment)
+    seed: int = 0
+    threads: int | None = None
+
+    def __post_init__(self):
+        for name in ("epochs", "batch_size", "replay_per_class"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "replay_per_class" else 1):
+                raise ConfigError(f"finetune {name} must be a positive integer, got {value!r}")
+        if self.method not in DEFAULT_LR:
+            raise ConfigError(f"unknown fine-tuning method {self.method!r}; known: {', '.join(DEFAULT_LR)}")
+        if self.lr is None:
+            self.lr = DEFAULT_LR[self.method]
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError(f"finetune lr must be a positive number, got {self.lr!r}")
+        if not 0 <= self.balance <= 1:
+            raise ConfigError(f"finetune balance must be in [0, 1], got {self.balance!r}")
+        if self.distill_weight < 0 or self.distill_temperature <= 0:
+            raise ConfigError("finetune distill_weight must be >= 0 and distill_temperature > 0")
+
+    def adapter_config(self):
+        fields = {"target_modules": tuple(self.target_modules), "seed": self.seed}
+        if self.method in DEFAULT_RANKS:
+            fields["rank"] = self.rank or DEFAULT_RANKS[self.method]
+        elif self.rank is not None:
+            raise ConfigError(f"--rank does not apply to method {self.method!r}")
+        if self.method in ("head", "full"):
+            fields.pop("target_modules")
+        if self.method == "aflora":
+            fields.update(initial_warmup=self.aflora_initial_warmup * self.epochs,
+                          final_warmup=self.aflora_final_warmup * self.epochs, delta_t=self.aflora_delta_t)
+        return make_config(self.method, **fields)
+
+
+@dataclass
+class FinetuneResult:
+    """What a fine-tuning run did and measured (``to_dict`` is the CLI's JSON)."""
+
+    method: str
+    labels: list[str]
+    new_labels: list[str]
+    enrollment_clips: int
+    replay_clips: int
+    steps: int
+    avg_trainable_params: float  # every trainable parameter (adapter + head), averaged over steps
+    avg_trainable_adapter_params: float  # the same without the modules trained whole (the head)
+    trainable_params_start: int
+    total_params: int
+    seconds: float  # the whole run: loading, features, training, merging, saving (evaluation excluded)
+    train_seconds: float
+    peak_memory_mb: float
+    freezes: list[dict] = field(default_factory=list)
+    new_accuracy: float | None = None
+    old_accuracy_before: float | None = None
+    old_accuracy_after: float | None = None
+    eval_seconds: float = 0.0
+    model_path: str | None = None
+    adapter_path: str | None = None
+    artifact: object = field(default=None, repr=False)  # the merged ModelArtifact (not in the JSON)
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k != "artifact"}
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process so far (MB)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 1024 if sys.platform != "darwin" else rss / 2**20
+
+
+def learning_rate_factor(step: int, total: int, warmup: float) -> float:
+    """Linear warm-up over the first ``warmup`` fraction of the steps, then cosine decay to 0."""
+    ramp = max(1, round(warmup * total))
+    if step <= ramp:
+        return step / ramp
+    return 0.5 * (1 + math.cos(math.pi * min((step - ramp) / max(total - ramp, 1), 1.0)))
+
+
+def sampling_log_prior(y_enroll: torch.Tensor, y_replay: torch.Tensor, n_classes: int, per_step: int) -> torch.Tensor:
+    """log of how often each class appears in a training batch (``per_step`` enrollment clips and as
+    many replay clips, each drawn uniformly from its set).
+
+    The few enrollment clips of a new word are seen far more often than the replay clips of an old
+    word, so a plain loss would teach the new classes a bias that steals old-word clips. Adding this
+    log-prior to the logits inside the loss (logit adjustment, Menon et al., ICLR 2021) leaves the
+    deployed logits balanced over the classes.
+    """
+    rate = torch.bincount(y_enroll, minlength=n_classes).double() * per_step / len(y_enroll)
+    rate += torch.bincount(y_replay, minlength=n_classes).double() * per_step / len(y_replay)
+    rate = rate / rate.sum()
+    # A class never sampled (e.g. _silence_ without replay clips of it) is never a target: give it the
+    # rarest sampled class's prior rather than none, so that it stays in the softmax's competition.
+    return torch.log(rate.clamp(min=float(rate[rate > 0].min()))).float()
+
+
+def distillation_loss(student_old: torch.Tensor, teacher_old: torch.Tensor, temperature: float) -> torch.Tensor:
+    """KL(teacher || student) over the old classes at temperature T, times T^2 (Hinton et al.)."""
+    t = temperature
+    return F.kl_div(F.log_softmax(student_old / t, dim=1), F.softmax(teacher_old / t, dim=1),
+                    reduction="batchmean") * t * t
+
+
+def finetune(model, new_words, *, config: FinetuneConfig | None = None, out: str | Path | None = None,
+             adapter_out: str | Path | None = None, replay=None, eval_new=None, eval_old=None,
+             noise_dirs=(), cache_dir=None, progress: bool = True, log=None) -> FinetuneResult:
+    """Teach ``model`` (a model file, shipped name or ModelArtifact) the words in ``new_words``.
+
+    ``new_words``, ``replay``, ``eval_new``, ``eval_old``: labelled folders (one folder per word),
+    CSV manifests, or lists of :class:`~lmustream.data.clips.Clip`. Enrollment words that are
+    already classes of the model are adapted rather than added. Writes the merged model to
+    ``out`` and the adapter to ``adapter_out`` (default: beside ``out``) when given.
+    ``log(line)`` receives progress lines (every AFLoRA freeze included).
+    """
+    from lmustream.models.artifact import ModelArtifact, load_model, save_model
+    from lmustream.models.registry import resolve_model
+    from lmustream.adapters.augment import FewShotAugmenter
+
+    config = config or FinetuneConfig()
+    adapter_cfg = config.adapter_config()  # validates method / rank before any work
+    log = log or (lambda line: None)
+    started = time.perf_counter()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    base_name = None if isinstance(model, ModelArtifact) else str(model)
+    artifact = model if isinstance(model, ModelArtifact) else load_model(resolve_model(model))
+    teacher = artifact.model.eval()  # the model as deployed: never changed here
+    old_labels = list(artifact.labels)
+    frames, frontend = teacher.config.frames, artifact.frontend
+
+    enroll = load_clip_set(list_clips(new_words, "new words"), frontend, frames, cache_dir, progress, "enrollment")
+    new_labels = [w for w in enroll.labels if w not in old_labels]
+    labels = old_labels + new_labels
+    replay_set = _replay_set(replay, old_labels, config, frontend, frames, cache_dir, progress, log)
+    log(f"{len(enroll)} enrollment clips of {len(enroll.labels)} word(s) ({len(new_labels)} new: "
+        f"{', '.join(new_labels) or 'none'}); {len(replay_set) if replay_set else 0} replay clips")
+
+    model = copy.deepcopy(teacher)
+    if new_labels:
+        grow_head(model, len(labels))
+    y_enroll = enroll.targets(labels)
+    imprint_classes(model, enroll.x, y_enroll, [labels.index(w) for w in new_labels])
+    add_adapter(model, adapter_cfg)
+    model.eval()  # batch norms keep the pretrained statistics (a few clips cannot estimate them)
+
+    # The teacher's view of every training clip, clean: the target the augmented student must keep.
+    x_train = torch.cat([enroll.x, replay_set.x]) if replay_set else enroll.x
+    y_train = torch.cat([y_enroll, replay_set.targets(labels)]) if replay_set else y_enroll
+    teacher_logits = predict(teacher, x_train)
+    n_enroll, n_old = len(enroll), len(old_labels)
+
+    noise = synthetic_noise(frontend, seed=config.seed)
+    if noise_dirs:
+        from lmustream.train.data import noise_logmel
+        recorded = noise_logmel([Path(d) for d in noise_dirs], frontend)
+        noise = noise if recorded is None else torch.cat([recorded, noise])
+    augmenter = FewShotAugmenter(config.augment, frontend, noise)
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    steps_per_epoch = math.ceil(n_enroll / config.batch_size)
+    total_steps = config.epochs * steps_per_epoch
+    freezer = None
+    if config.method == "aflora":
+        from lmustream.adapters.aflora import AFLoRAFreezer
+        freezer = AFLoRAFreezer(model, adapter_cfg, steps_per_epoch, total_steps,
+                                on_freeze=lambda event: log(event.describe()))
+    total_params = count_parameters(model)[1]
+    head_params = sum(p.numel() for p in model.head.parameters())
+    trainable_start = count_parameters(model)[0]
+
+    log_prior = None  # without replay the old words are never sampled: nothing to balance them against
+    if config.balance and replay_set:
+        log_prior = config.balance * sampling_log_prior(y_enroll, replay_set.targets(labels), len(labels),
+                                                        config.batch_size)
+    train_started = time.perf_counter()
+    trainable_sum = epoch_loss = 0.0
+    generator = torch.Generator().manual_seed(config.seed)
+    bar = range(1, total_steps + 1)
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(bar, desc=f"fine-tuning ({config.method})", leave=False, dynamic_ncols=True)
+    order = torch.empty(0, dtype=torch.long)
+    for step in bar:
+        if len(order) < config.batch_size:  # a new epoch's shuffle of the enrollment clips
+            order = torch.cat([order, torch.randperm(n_enroll, generator=generator)])
+        idx, order = order[:config.batch_size], order[config.batch_size:]
+        if replay_set:
+            idx = torch.cat([idx, n_enroll + torch.randint(len(replay_set), (config.batch_size,), generator=generator)])
+        x, target = augmenter(x_train[idx], F.one_hot(y_train[idx], len(labels)).float(), generator)
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * learning_rate_factor(step, total_steps, config.warmup)
+        logits = model(x)
+        if log_prior is not None:  # logit adjustment: the loss sees each class at its sampling rate
+            logits = logits + log_prior
+        if config.label_smoothing > 0:
+            target = target * (1 - config.label_smoothing) + config.label_smoothing / len(labels)
+        per_clip = -(target * F.log_softmax(logits, dim=1)).sum(1)
+        weight = torch.ones_like(per_clip)
+        weight[config.batch_size:] = config.replay_weight  # replay clips follow the enrollment clips
+        loss = (per_clip * weight).sum() / weight.sum().clamp(min=1e-12)
+        if config.distill_weight > 0:  # on the old classes, whose prior is one constant: no adjustment needed
+            loss = loss + config.distill_weight * distillation_loss(
+                logits[:, :n_old], teacher_logits[idx], config.distill_temperature)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if freezer is not None:
+            freezer.step(step)  # reads this step's gradients before clipping rescales them
+        if config.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
+        trainable_sum += count_parameters(model)[0]
+        optimizer.step()
+        epoch_loss += loss.item()
+        if step % steps_per_epoch == 0:
+            log(f"epoch {step // steps_per_epoch}/{config.epochs}: loss {epoch_loss / steps_per_epoch:.4f}")
+            epoch_loss = 0.0
+        if progress:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    train_seconds = time.perf_counter() - train_started
+    steps = max(total_steps, 1)
+    avg_trainable = trainable_sum / steps
+    avg_adapter = avg_trainable - (head_params if any(p.requires_grad for p in model.head.parameters()) else 0)
+    if config.method == "full":
+        avg_adapter = avg_trainable
+
+    model.eval()
+    extra = {"finetune": {"base": base_name, "method": config.method, "adapter": adapter_cfg.to_dict(), "new_words": new_labels,
+                          "enrollment_clips": n_enroll, "epochs": config.epochs,
+                          "freezes": [asdict(e) for e in freezer.events] if freezer else []}}
+    adapter_path = None
+    if out is not None or adapter_out is not None:
+        adapter_path = Path(adapter_out) if adapter_out else default_adapter_path(out)
+        save_adapter(adapter_path, model, labels, extra)
+    merged = merge(model).eval()
+    merged_artifact = ModelArtifact(merged, labels, frontend, {**artifact.extra, **extra})
+    if out is not None:
+        save_model(out, merged_artifact)
+    seconds = time.perf_counter() - started
+    result = FinetuneResult(
+        method=config.method, labels=labels, new_labels=new_labels, enrollment_clips=n_enroll,
+        replay_clips=len(replay_set) if replay_set else 0, steps=total_steps, avg_trainable_params=avg_trainable,
+        avg_trainable_adapter_params=avg_adapter, trainable_params_start=trainable_start, total_params=total_params,
+        seconds=seconds, train_seconds=train_seconds, peak_memory_mb=peak_memory_mb(),
+        freezes=[asdict(e) for e in freezer.events] if freezer else [],
+        model_path=str(out) if out is not None else None,
+        adapter_path=str(adapter_path) if adapter_path is not None else None, artifact=merged_artifact)
+
+    eval_started = time.perf_counter()
+    if eval_new is not None:
+        clips = load_clip_set(list_clips(eval_new, "--eval-new"), frontend, frames, cache_dir, progress, "eval (new)")
+        result.new_accuracy = accuracy(merged, clips, labels)
+    if eval_old is not None:
+        clips = load_clip_set(list_clips(eval_old, "--eval-old"), frontend, frames, cache_dir, progress, "eval (old)")
+        result.old_accuracy_before = accuracy(teacher, clips, old_labels)
+        result.old_accuracy_after = accuracy(merged, clips, labels)
+    result.eval_seconds = time.perf_counter() - eval_started
+    result.peak_memory_mb = peak_memory_mb()
+    return result
+
+
+def _replay_set(replay, old_labels, config, frontend, frames, cache_dir, progress, log) -> ClipSet | None:
+    if replay is None or config.replay_per_class == 0:
+        return None
+    clips = list_clips(replay, "replay")
+    ignored = sorted({c.label for c in clips} - set(old_labels))
+    if ignored:
+        log(f"replay: ignoring clips of {', '.join(ignored)} (not classes of the model)")
+    kept, per_class = [], {}
+    for clip in rank_clips([c for c in clips if c.label in old_labels], config.seed):
+        if per_class.get(clip.label, 0) < config.replay_per_class:
+            per_class[clip.label] = per_class.get(clip.label, 0) + 1
+            kept.append(clip)
+    if not kept:
+        raise ConfigError(f"replay: no clip of any of the model's classes ({', '.join(old_labels)})")
+    return load_clip_set(kept, frontend, frames, cache_dir, progress, "replay")

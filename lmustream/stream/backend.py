@@ -1,0 +1,174 @@
+"""Which engine runs a model for detection: the C++ kernel when it is built, else PyTorch.
+
+``open_kernel(model, backend)`` returns an object with the kernel API (``labels``,
+``lookahead``, ``open()`` -> a stream with ``push`` / ``flush`` / ``reset``):
+
+  * ``"kernel"``: the C++ kernel, ``lmustream.stream.kernel.Kernel`` (no torch at inference);
+    an error when it is not available;
+  * ``"torch"``: :class:`lmustream.stream.torch_stream.TorchKernel`, the PyTorch step form;
+  * ``"auto"`` (default): the C++ kernel when it imports and loads this model, else PyTorch.
+    ``kernel.backend_note`` says which one was chosen and, on fallback, why.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+from lmustream.errors import CheckpointError, ConfigError
+
+BACKENDS = ("auto", "kernel", "torch")
+_SAFETENSORS_HEADER_LIMIT = 100 * 1024 * 1024  # the JSON header of a sane model file is far smaller
+
+
+def _cpp_kernel_class():
+    """``(Kernel class, None)`` or ``(None, why it is unavailable)``."""
+    try:
+        from lmustream.stream import kernel as kernel_module
+    except Exception as e:  # a broken build must never stop detection
+        return None, f"{type(e).__name__}: {e}"
+    cls = getattr(kernel_module, "Kernel", None)
+    if cls is None:
+        return None, "this build's lmustream.stream.kernel has no streaming Kernel"
+    available = getattr(kernel_module, "kernel_available", lambda: True)
+    if not available():
+        info = getattr(kernel_module, "kernel_info", lambda: {})()
+        return None, f"the C++ extension is not loaded ({info.get('error')})"
+    return cls, None
+
+
+def default_backend_note() -> str:
+    """What ``backend="auto"`` runs models on here (``lmustream info``)."""
+    cls, why = _cpp_kernel_class()
+    return "C++ kernel (lmustream.stream.kernel.Kernel)" if cls is not None else f"PyTorch step form ({why})"
+
+
+def open_kernel(model: Any, backend: str = "auto", threads: int | None = None):
+    """Load ``model`` (file path, shipped name, or a ModelArtifact: torch only) on a backend.
+
+    The returned object carries ``backend`` ("kernel" or "torch") and ``backend_note``.
+    """
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    from lmustream.models.registry import resolve_model
+
+    is_artifact = type(model).__name__ == "ModelArtifact"
+    note = None
+    if backend in ("auto", "kernel") and not is_artifact:
+        path = resolve_model(model)
+        cls, why = _cpp_kernel_class()
+        if cls is not None:
+            try:
+                kernel = cls(str(path))
+            except Exception as e:  # e.g. a model kind the C++ kernel does not support yet
+                why = f"the C++ kernel could not load {path.name}: {type(e).__name__}: {e}"
+            else:
+                simd = getattr(kernel, "simd", None)
+                _set_note(kernel, "kernel", f"C++ kernel ({simd})" if simd else "C++ kernel")
+                return kernel
+        if backend == "kernel":
+            raise ConfigError(f"backend 'kernel' requested but {why}")
+        note = f"PyTorch step form (C++ kernel unavailable: {why})"
+    elif backend == "kernel":
+        raise ConfigError("backend 'kernel' needs a model file, not an in-memory ModelArtifact")
+    from lmustream.stream.torch_stream import TorchKernel
+
+    kernel = TorchKernel(model, threads=threads)
+    _set_note(kernel, "torch", note or "PyTorch step form")
+    return kernel
+
+
+def _set_note(kernel, backend: str, note: str) -> None:
+    for name, value in (("backend", backend), ("backend_note", note)):
+        try:
+            setattr(kernel, name, value)
+        except AttributeError:  # a C++ class without a __dict__: keep the note aside
+            _NOTES[id(kernel)] = (backend, note)
+
+
+_NOTES: dict[int, tuple[str, str]] = {}
+
+
+def backend_of(kernel) -> tuple[str, str]:
+    """``(backend, note)`` of a kernel returned by :func:`open_kernel`."""
+    if id(kernel) in _NOTES:
+        return _NOTES[id(kernel)]
+    return getattr(kernel, "backend", "unknown"), getattr(kernel, "backend_note", "unknown")
+
+
+def read_model_header(path: str | os.PathLike) -> dict:
+    """The ``lmustream`` JSON header of a model file, read without torch (or safetensors).
+
+    A safetensors file starts with an 8-byte little-endian header length and a JSON header
+    whose ``__metadata__`` holds our header as a JSON string (docs/model-format.md).
+    """
+    name = os.fspath(path)
+    try:
+        with open(name, "rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise CheckpointError(f"{name!r} is too short to be a model file")
+            (size,) = struct.unpack("<Q", head)
+            if size > min(_SAFETENSORS_HEADER_LIMIT, os.path.getsize(name) - 8):
+                raise CheckpointError(f"{name!r}: header length {size} does not fit the file")
+            outer = json.loads(f.read(size))
+        header = json.loads(outer["__metadata__"]["lmustream"])
+    except OSError as e:
+        raise CheckpointError(f"cannot read model file {name!r}: {e}") from e
+    except (ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"{name!r} is not an lmustream model file: {type(e).__name__}: {e}") from e
+    if not isinstance(header, dict) or "labels" not in header:
+        raise CheckpointError(f"{name!r}: the lmustream header has no labels")
+    return header
+
+
+def model_training_loss(model: Any) -> str | None:
+    """The loss the model was trained with (``extra.recipe.optim.loss``: "bce" or "ce"), or None."""
+    if type(model).__name__ == "ModelArtifact":
+        extra = model.extra
+    else:
+        from lmustream.models.registry import resolve_model
+
+        extra = read_model_header(resolve_model(model)).get("extra") or {}
+    loss = ((extra.get("recipe") or {}).get("optim") or {}).get("loss") if isinstance(extra, dict) else None
+    return loss if isinstance(loss, str) else None
+
+
+def kernel_training_loss(kernel) -> str | None:
+    """:func:`model_training_loss` of the model an opened kernel runs (None when it cannot tell)."""
+    source = getattr(kernel, "artifact", None) or getattr(kernel, "path", None)
+    if source is None:
+        return None
+    try:
+        return model_training_loss(source)
+    except (CheckpointError, OSError):
+        return None
+
+
+def model_detector_defaults(model: Any) -> dict:
+    """The detector settings a model ships with (``extra.detector`` of its header), or ``{}``.
+
+    Looked up, in order: the model file's header, then a ``<model>.detector.json`` file beside
+    it (written by ``lmustream calibrate --out``), so a calibration can ship without rewriting
+    the model file.
+    """
+    if type(model).__name__ == "ModelArtifact":
+        return dict(model.extra.get("detector", {}))
+    from lmustream.models.registry import MODEL_SUFFIX, resolve_model
+
+    path = Path(resolve_model(model))
+    header = read_model_header(path)
+    found = dict((header.get("extra") or {}).get("detector", {}))
+    stem = path.name[: -len(MODEL_SUFFIX)] if path.name.endswith(MODEL_SUFFIX) else path.stem
+    sidecar = path.with_name(f"{stem}.detector.json")
+    if not found and sidecar.is_file():
+        try:
+            found = json.loads(sidecar.read_text())
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"{sidecar}: not a readable detector calibration: {e}") from e
+        if not isinstance(found, dict):
+            raise ConfigError(f"{sidecar}: expected a JSON object")
+    return found

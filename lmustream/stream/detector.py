@@ -1,0 +1,738 @@
+"""Keyword detection on a stream: per-frame logits -> smoothed posteriors -> events.
+
+The models are trained on one-second clips (98 frames, padded to 128) with the clip's
+logit the *mean of the per-frame logits*; the Legendre memory spans theta = 128 frames. So
+a stream is scored the way a clip is: at every frame t the detector averages the last
+``window`` seconds of per-frame logits (1 s = the training clip), turns the average into
+posteriors the way the model was trained to (``posterior``: the sigmoid of each logit for a
+model trained with binary cross-entropy, the paper's loss; the softmax over all classes for
+cross-entropy, where ``_unknown_`` and ``_silence_`` absorb probability mass), and averages
+those posteriors over the last ``smoothing`` seconds::
+
+    avg_t  = mean(logits[t - W + 1 .. t])               W = window / 10 ms
+    post_t = sigmoid(avg_t) or softmax(avg_t)
+    p_t    = mean(post[t - S + 1 .. t])                 S = smoothing / 10 ms
+
+A keyword k fires at frame t when ``p_t[k] >= threshold[k]``, the trigger is armed (p[k]
+went below its threshold since k last fired) and k last fired at least ``refractory``
+seconds ago. The event is emitted when p[k] has passed its peak, or ``hold`` seconds after
+the crossing, whichever comes first; its confidence is that peak. Labels starting with
+``_`` are never reported.
+
+Times are seconds of the input stream since it started (or since :meth:`Detector.reset`):
+frame t covers samples ``[160 t, 160 t + 400)`` at 16 kHz; an event's ``detected_at`` is the
+end of the audio the decision needed (frame t plus the model's look-ahead), i.e. the
+earliest stream time at which a live detector can report it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Mapping
+
+import numpy as np
+
+from lmustream.errors import AudioError, ConfigError
+
+DEFAULT_WINDOW_S = 1.0  # the training clip: 98 frames of per-frame logits averaged
+DEFAULT_SMOOTHING_S = 0.1
+DEFAULT_THRESHOLD = 0.5
+DEFAULT_REFRACTORY_S = 1.0
+DEFAULT_HOLD_S = 0.1
+POSTERIORS = ("auto", "sigmoid", "softmax")
+DEFAULT_ISOLATION_S = 0.0  # (set below, after the measurement: see docs/detection.md)
+ISOLATION_GAP_S = 0.2  # a pause this long separates a command from the speech before it
+ISOLATION_LOOKBACK_S = 3.0  # audio examined before a decision to tell a command from running speech
+SPAN_DROP = math.log(4.0)  # without audio levels, a word's frames: per-frame log-posterior within this of its peak
+
+
+def is_keyword_label(label: str) -> bool:
+    """Whether a class is reported as a keyword (``_unknown_``, ``_silence_``... are not)."""
+    return not label.startswith("_")
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """Post-processing settings (seconds are converted to 10 ms frames, at least one).
+
+    Fields:
+      window: seconds of per-frame logits averaged before the softmax (1.0: the training clip).
+      smoothing: seconds of posteriors averaged (moving average; 0.01 = none).
+      threshold: default threshold of every keyword, in [0, 1].
+      thresholds: per-keyword thresholds overriding ``threshold``.
+      refractory: seconds after a keyword fires during which it cannot fire again.
+      hold: at most this many seconds between crossing the threshold and the event (the
+        event waits for the posterior's peak); at most ``refractory``.
+      posterior: "sigmoid" (per class, for models trained with binary cross-entropy),
+        "softmax" (over all classes, for cross-entropy) or "auto" (from the model's training
+        recipe; softmax when it does not say).
+      isolation: keywords are commands: an event is dropped when the speech it ends (loud
+        frames with no pause of ISOLATION_GAP_S) has lasted longer than this many seconds,
+        i.e. the keyword was a word inside running speech; 0 disables the check. Needs the
+        audio (see :func:`is_isolated`).
+    """
+
+    window: float = DEFAULT_WINDOW_S
+    smoothing: float = DEFAULT_SMOOTHING_S
+    threshold: float = DEFAULT_THRESHOLD
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+    refractory: float = DEFAULT_REFRACTORY_S
+    hold: float = DEFAULT_HOLD_S
+    posterior: str = "auto"
+    isolation: float = DEFAULT_ISOLATION_S
+
+    def __post_init__(self):
+        if self.posterior not in POSTERIORS:
+            raise ConfigError(f"detector posterior must be one of {POSTERIORS}, got {self.posterior!r}")
+        for name in ("window", "smoothing", "refractory", "hold", "isolation"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) \
+                    or value < 0:
+                raise ConfigError(f"detector {name} must be a number of seconds >= 0, got {value!r}")
+        if self.window <= 0:
+            raise ConfigError(f"detector window must be > 0 seconds, got {self.window!r}")
+        if self.hold > self.refractory:
+            raise ConfigError(f"detector hold ({self.hold} s) must not exceed refractory ({self.refractory} s)")
+        _check_threshold("threshold", self.threshold)
+        thresholds = dict(self.thresholds or {})
+        for word, value in thresholds.items():
+            _check_threshold(f"threshold of {word!r}", value)
+        object.__setattr__(self, "thresholds", {str(k): float(v) for k, v in thresholds.items()})
+        object.__setattr__(self, "threshold", float(self.threshold))
+
+    def threshold_of(self, keyword: str) -> float:
+        return self.thresholds.get(keyword, self.threshold)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["thresholds"] = dict(self.thresholds)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "DetectorConfig":
+        known = {"window", "smoothing", "threshold", "thresholds", "refractory", "hold", "posterior", "isolation"}
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"detector settings must be a JSON object, got {type(data).__name__}")
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _check_threshold(name: str, value) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= float(value) <= 1.0:
+        raise ConfigError(f"detector {name} must be a number in [0, 1], got {value!r}")
+
+
+@dataclass(frozen=True)
+class Event:
+    """A detection. Unpacks as ``keyword, start, end, confidence``.
+
+    start, end: estimated span of the keyword (seconds of the stream); detected_at: the
+    stream time at which the detector decided; confidence: the smoothed posterior's peak.
+    """
+
+    keyword: str
+    start: float
+    end: float
+    confidence: float
+    detected_at: float
+
+    def __iter__(self):
+        return iter((self.keyword, self.start, self.end, self.confidence))
+
+    def to_dict(self) -> dict:
+        return {"keyword": self.keyword, "start": round(self.start, 3), "end": round(self.end, 3),
+                "confidence": round(self.confidence, 4), "detected_at": round(self.detected_at, 3)}
+
+
+@dataclass(frozen=True)
+class FrameClock:
+    """Frame index <-> stream seconds (16 kHz, 25 ms windows every 10 ms by default)."""
+
+    sample_rate: int = 16000
+    hop: int = 160
+    window: int = 400
+    lookahead: int = 0
+
+    @property
+    def frame_seconds(self) -> float:
+        return self.hop / self.sample_rate
+
+    def frames(self, seconds: float) -> int:
+        """Seconds as a number of frames (at least 1)."""
+        return max(1, int(round(seconds / self.frame_seconds)))
+
+    def start(self, frame) -> float:
+        return frame * self.hop / self.sample_rate
+
+    def end(self, frame) -> float:
+        return (frame * self.hop + self.window) / self.sample_rate
+
+    def decided(self, frame) -> float:
+        """When the output of ``frame`` is known: the end of frame + look-ahead."""
+        return self.end(frame + self.lookahead)
+
+
+class MovingAverage:
+    """Mean of the last ``window`` rows at every row, state carried across pushes (fewer rows
+    at the very start: the mean of those seen)."""
+
+    def __init__(self, window: int, columns: int):
+        if window < 1:
+            raise ConfigError(f"moving-average window must be >= 1 frame, got {window}")
+        self.window, self.columns = int(window), int(columns)
+        self.reset()
+
+    def reset(self) -> None:
+        self._tail = np.zeros((0, self.columns))
+        self.seen = 0
+
+    def push(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, np.float64).reshape(-1, self.columns)
+        n, h = rows.shape[0], self._tail.shape[0]
+        if n == 0:
+            return rows.copy()
+        joined = np.concatenate([self._tail, rows])
+        sums = np.concatenate([np.zeros((1, self.columns)), np.cumsum(joined, axis=0)])
+        end = np.arange(h + 1, h + n + 1)
+        begin = np.maximum(end - self.window, 0)
+        count = np.minimum(self.seen + np.arange(1, n + 1), self.window)
+        out = (sums[end] - sums[begin]) / count[:, None]
+        self._tail = joined[-(self.window - 1):] if self.window > 1 else joined[:0]
+        self.seen += n
+        return out
+
+
+class PosteriorSmoother:
+    """Per-frame logits ``[n, classes]`` -> smoothed posteriors ``[n, classes]`` (module docstring)."""
+
+    def __init__(self, n_classes: int, window_frames: int, smoothing_frames: int, posterior: str = "softmax"):
+        if posterior not in ("sigmoid", "softmax"):
+            raise ConfigError(f"posterior must be 'sigmoid' or 'softmax' here, got {posterior!r}")
+        self.sigmoid = posterior == "sigmoid"
+        self.logits = MovingAverage(window_frames, n_classes)
+        self.posteriors = MovingAverage(smoothing_frames, n_classes)
+
+    def reset(self) -> None:
+        self.logits.reset()
+        self.posteriors.reset()
+
+    def push(self, frame_logits: np.ndarray) -> np.ndarray:
+        avg = self.logits.push(frame_logits)
+        if self.sigmoid:
+            post = 0.5 * (1.0 + np.tanh(0.5 * avg))  # = 1 / (1 + exp(-avg)), without overflow
+        else:
+            post = np.exp(avg - avg.max(axis=1, keepdims=True))
+            post /= post.sum(axis=1, keepdims=True)
+        return self.posteriors.push(post)
+
+
+def resolve_posterior(config: DetectorConfig, recipe_loss: str | None) -> DetectorConfig:
+    """``config`` with posterior "auto" replaced by what the model's training loss implies."""
+    if config.posterior != "auto":
+        return config
+    return replace(config, posterior="sigmoid" if recipe_loss == "bce" else "softmax")
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """One keyword's decision: ``(fire_frame, emit_frame, confidence)``, absolute frame indices."""
+
+    fire: int
+    emit: int
+    confidence: float
+
+
+class KeywordTrigger:
+    """Threshold + re-arm + refractory + peak hold on one keyword's posterior (module docstring).
+
+    Works on blocks of any size with its state carried over, and jumps from crossing to
+    crossing (searchsorted) instead of visiting every frame, so threshold sweeps over hours
+    of frames stay fast. The same code serves live detection and offline evaluation.
+    """
+
+    def __init__(self, threshold: float, refractory_frames: int, hold_frames: int = 0):
+        if hold_frames > refractory_frames:
+            raise ConfigError(f"hold ({hold_frames} frames) must not exceed refractory ({refractory_frames})")
+        self.threshold = float(threshold)
+        self.refractory = int(refractory_frames)
+        self.hold = int(hold_frames)
+        self.reset()
+
+    def reset(self) -> None:
+        self.offset = 0  # absolute index of the next frame pushed
+        self.armed = True
+        self.last_fire: int | None = None
+        self._pending: tuple[int, float, float] | None = None  # (fire frame, best p, last p)
+
+    def push(self, p: np.ndarray) -> list[Trigger]:
+        p = np.asarray(p, np.float64).ravel()
+        n, o = p.size, self.offset
+        out: list[Trigger] = []
+        if self._pending is None and self.armed and (n == 0 or p.max() < self.threshold):
+            self.offset += n  # the usual live case: nothing near the threshold
+            return out
+        above = np.flatnonzero(p >= self.threshold)
+        below = np.flatnonzero(p < self.threshold)
+        i = 0
+        while i < n:
+            if self._pending is not None:
+                i = self._advance_pending(p, i, out)
+                continue
+            if not self.armed:
+                k = np.searchsorted(below, i)
+                if k == below.size:
+                    break
+                i = int(below[k]) + 1
+                self.armed = True
+                continue
+            earliest = i if self.last_fire is None else max(i, self.last_fire + self.refractory - o)
+            k = np.searchsorted(above, earliest)
+            if k == above.size:
+                break
+            j = int(above[k])
+            self.last_fire, self.armed = o + j, False
+            self._pending = (o + j, float(p[j]), float(p[j]))
+            i = j + 1
+            if self.hold == 0:
+                self._emit(o + j, out)
+            # re-arming is found from the frame after the crossing on the next loop turn
+        self.offset += n
+        return out
+
+    def _advance_pending(self, p: np.ndarray, i: int, out: list) -> int:
+        """Follow a crossing towards its peak; returns the next frame to look at."""
+        fire, best, last = self._pending
+        o = self.offset
+        while i < p.size:
+            value = float(p[i])
+            if value < last or o + i - fire >= self.hold:
+                self._pending = (fire, max(best, value), value)
+                self._emit(o + i, out)
+                if value < self.threshold:
+                    self.armed = True
+                return i + 1
+            best, last = max(best, value), value  # still rising, so still above the threshold
+            i += 1
+        self._pending = (fire, best, last)
+        return i
+
+    def _emit(self, frame: int, out: list) -> None:
+        fire, best, _ = self._pending
+        out.append(Trigger(fire, frame, best))
+        self._pending = None
+
+
+class SpanHistory:
+    """The last seconds of per-frame log-posteriors and audio levels, to tell where an event's word was.
+
+    An event's span is the speech in the frames its decision used: the run of loud frames
+    (see :func:`speech_run`) that the keyword's per-frame evidence points at. Without audio
+    levels (logits fed directly), or when nothing in those frames stands out from the floor,
+    it is the run of frames around the keyword's per-frame evidence peak (:func:`evidence_run`).
+    """
+
+    def __init__(self, n_classes: int, frames: int):
+        self.frames = int(frames)
+        self.n_classes = n_classes
+        self.reset()
+
+    def reset(self) -> None:
+        self._rows = np.zeros((0, self.n_classes), np.float32)
+        self.offset = 0  # absolute frame index of self._rows[0]
+        self._levels = np.zeros(0, np.float32)
+        self.level_offset = 0  # absolute frame index of self._levels[0]
+
+    def push(self, frame_logits: np.ndarray) -> None:
+        """Append a block (kept whole until :meth:`trim`, so events anywhere in it find their frames)."""
+        log_post = frame_logits - _logsumexp(frame_logits)
+        self._rows = np.concatenate([self._rows, log_post.astype(np.float32)])
+
+    def push_levels(self, levels_db: np.ndarray) -> None:
+        """Append the levels (dB) of the next frames of audio (they run ahead of the logits)."""
+        self._levels = np.concatenate([self._levels, np.asarray(levels_db, np.float32)])
+
+    def trim(self) -> None:
+        """Keep only the last ``frames`` rows (and the levels from the same frame on)."""
+        drop = max(0, self._rows.shape[0] - self.frames)
+        self._rows = self._rows[drop:]
+        self.offset += drop
+        drop = max(0, min(self.offset - self.level_offset, self._levels.size))
+        self._levels = self._levels[drop:]
+        self.level_offset += drop
+
+    def levels(self, first: int, last: int) -> np.ndarray | None:
+        """The levels of frames ``[first, last]`` (clipped to those kept), None when there are none."""
+        a, b = max(first - self.level_offset, 0), min(last - self.level_offset, self._levels.size - 1)
+        return self._levels[a:b + 1] if b >= a else None
+
+    def span(self, cls: int, first: int, last: int) -> tuple[int, int]:
+        """Frames ``(start, end)`` of class ``cls``'s word within frames ``[first, last]``."""
+        a, b = max(first - self.offset, 0), min(last - self.offset, self._rows.shape[0] - 1)
+        if b < a:
+            return first, last
+        start, end = (x + self.offset + a for x in evidence_run(self._rows[a:b + 1, cls]))
+        peak = self.offset + a + int(np.argmax(self._rows[a:b + 1, cls]))
+        la, lb = max(first - self.level_offset, 0), min(last - self.level_offset, self._levels.size - 1)
+        if lb - la >= 2:
+            run = speech_run(self._levels[la:lb + 1], peak - self.level_offset - la)
+            if run is not None:
+                return run[0] + self.level_offset + la, run[1] + self.level_offset + la
+        return start, end
+
+
+def frame_levels(samples: np.ndarray, hop: int = 160, window: int = 400) -> np.ndarray:
+    """Level (dB) of each complete frame ``[hop t, hop t + window)`` of ``samples``."""
+    n = 0 if samples.size < window else 1 + (samples.size - window) // hop
+    if n == 0:
+        return np.zeros(0, np.float32)
+    power = np.concatenate([[0.0], np.cumsum(np.square(samples, dtype=np.float64))])
+    starts = np.arange(n) * hop
+    mean_square = (power[starts + window] - power[starts]) / window
+    return (10.0 * np.log10(mean_square + 1e-12)).astype(np.float32)
+
+
+class LevelMeter:
+    """:func:`frame_levels` of a stream pushed in blocks of any size."""
+
+    def __init__(self, hop: int = 160, window: int = 400):
+        self.hop, self.window = hop, window
+        self.reset()
+
+    def reset(self) -> None:
+        self._tail = np.zeros(0, np.float32)
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        signal = np.concatenate([self._tail, np.asarray(samples, np.float32)])
+        levels = frame_levels(signal, self.hop, self.window)
+        self._tail = signal[levels.size * self.hop:]
+        return levels
+
+
+SPEECH_GAP_FRAMES = 12  # pauses shorter than 120 ms (a stop consonant's closure) stay inside a word
+MIN_SPEECH_RANGE_DB = 12.0
+
+
+def speech_run(levels_db: np.ndarray, anchor: int) -> tuple[int, int] | None:
+    """The run of loud frames that a keyword's evidence at frame ``anchor`` points at.
+
+    Loud: at least half-way (in dB) from the 10th-percentile level to the peak; pauses
+    shorter than SPEECH_GAP_FRAMES are bridged. The run is the last one starting at or before
+    ``anchor`` (a keyword's evidence comes during or after it), else the first. None when
+    nothing stands out by MIN_SPEECH_RANGE_DB.
+    """
+    x = np.asarray(levels_db, np.float64)
+    floor, peak = float(np.percentile(x, 10)), float(x.max())
+    if peak - floor < MIN_SPEECH_RANGE_DB:
+        return None
+    loud = x >= floor + 0.5 * (peak - floor)
+    edges = np.diff(np.concatenate([[0], loud.astype(np.int8), [0]]))
+    starts, ends = list(np.flatnonzero(edges == 1)), list(np.flatnonzero(edges == -1) - 1)
+    runs = []
+    for a, b in zip(starts, ends):
+        if runs and a - runs[-1][1] - 1 < SPEECH_GAP_FRAMES:
+            runs[-1] = (runs[-1][0], b)
+        else:
+            runs.append((a, b))
+    before = [r for r in runs if r[0] <= anchor]
+    return tuple(int(v) for v in (before[-1] if before else runs[0]))
+
+
+def is_isolated(levels_db: np.ndarray, limit_frames: int, gap_frames: int) -> bool:
+    """Whether the speech that ends the stretch ``levels_db`` (the frames up to a decision) is
+    short enough to be a command: from its last loud frame back to the previous pause of at
+    least ``gap_frames``, at most ``limit_frames``. Loud is as in :func:`speech_run`; a stretch
+    where nothing stands out passes (there is no running speech to confuse)."""
+    x = np.asarray(levels_db, np.float64)
+    if x.size == 0:
+        return True
+    floor, peak = float(np.percentile(x, 10)), float(x.max())
+    if peak - floor < MIN_SPEECH_RANGE_DB:
+        return True
+    loud = np.flatnonzero(x >= floor + 0.5 * (peak - floor))
+    gaps = np.flatnonzero(np.diff(loud) > gap_frames)  # pauses between loud frames
+    start = loud[gaps[-1] + 1] if gaps.size else loud[0]
+    if not gaps.size and loud[0] < gap_frames:
+        return False  # the speech runs back past the start of what was examined
+    return loud[-1] - start + 1 <= limit_frames
+
+
+def evidence_run(log_post: np.ndarray) -> tuple[int, int]:
+    """Indices ``(start, end)`` of the contiguous run around the peak of a (3-frame smoothed)
+    per-frame log-posterior that stays within SPAN_DROP of that peak."""
+    x = np.asarray(log_post, np.float64)
+    if x.size >= 3:
+        x = np.convolve(np.pad(x, 1, mode="edge"), np.ones(3) / 3, mode="valid")
+    peak = int(np.argmax(x))
+    inside = x >= x[peak] - SPAN_DROP
+    start = peak
+    while start > 0 and inside[start - 1]:
+        start -= 1
+    end = peak
+    while end < x.size - 1 and inside[end + 1]:
+        end += 1
+    return start, end
+
+
+def _logsumexp(x: np.ndarray) -> np.ndarray:
+    m = x.max(axis=1, keepdims=True)
+    return m + np.log(np.exp(x - m).sum(axis=1, keepdims=True))
+
+
+def load_thresholds(source: str | Path | Mapping | float | None) -> tuple[float | None, dict[str, float]]:
+    """``(default, per_keyword)`` from a number, a ``{keyword: threshold}`` mapping, a
+    ``word=0.7,other=0.8`` string, or a calibration JSON file (``lmustream calibrate --out``)."""
+    if source is None:
+        return None, {}
+    if isinstance(source, (int, float)) and not isinstance(source, bool):
+        _check_threshold("threshold", source)
+        return float(source), {}
+    if isinstance(source, Mapping):
+        return None, {str(k): float(v) for k, v in source.items()}
+    text = str(source)
+    path = Path(text)
+    if path.suffix == ".json" or path.is_file():
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"thresholds file {text!r}: {e}") from e
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"thresholds file {text!r}: expected a JSON object")
+        per = data.get("thresholds", data)
+        default = data.get("threshold")
+        if not isinstance(per, Mapping) or not all(isinstance(v, (int, float)) for v in per.values()):
+            raise ConfigError(f"thresholds file {text!r}: expected {{'thresholds': {{keyword: number}}}}")
+        return (None if default is None else float(default)), {str(k): float(v) for k, v in per.items()}
+    try:
+        return float(text), {}
+    except ValueError:
+        pass
+    per = {}
+    for item in text.split(","):
+        word, sep, value = item.partition("=")
+        try:
+            per[word.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not word.strip():
+            raise ConfigError(f"thresholds {text!r}: expected a number, word=value pairs or a JSON file")
+    return None, per
+
+
+class Detector:
+    """Keyword events from audio blocks of any size and sample rate.
+
+    Args:
+      model: model file, shipped model name (``"sc12-lmuformer"``), a ModelArtifact, or an
+        already opened kernel (anything with ``labels``, ``lookahead`` and ``open()``).
+      keywords: labels to report (default: every label not starting with ``_``).
+      threshold: a number for every keyword, ``{keyword: threshold}``, or a calibration JSON
+        file; unspecified keywords take the model's calibrated default (its ``extra.detector``)
+        or DEFAULT_THRESHOLD.
+      smoothing, window, refractory, hold, isolation: seconds, see :class:`DetectorConfig` (None:
+        the model's calibrated value, else the default); posterior: "sigmoid", "softmax" or "auto".
+      sample_rate: rate of the audio that will be pushed; other rates than the model's are
+        resampled as the audio arrives (soxr, band-limited).
+      backend: "auto" (C++ kernel when built, else PyTorch), "kernel" or "torch".
+      on_event: a callback called with each :class:`Event` (more with :meth:`add_callback`).
+
+    ``push(samples)`` returns the events the samples complete; ``flush()`` ends the stream;
+    ``detect(blocks)`` iterates over the events of an iterable of blocks; ``reset()`` starts a
+    new stream (times restart at 0).
+    """
+
+    def __init__(self, model, keywords: Iterable[str] | None = None, threshold=None,
+                 smoothing: float | None = None, refractory: float | None = None, *,
+                 window: float | None = None, hold: float | None = None, posterior: str | None = None,
+                 isolation: float | None = None, sample_rate: int | None = None,
+                 backend: str = "auto", on_event: Callable[[Event], Any] | None = None):
+        from lmustream.stream.backend import (backend_of, kernel_training_loss, model_detector_defaults,
+                                              model_training_loss, open_kernel)
+
+        if hasattr(model, "open") and hasattr(model, "labels"):  # an opened kernel
+            self.kernel, defaults, loss = model, {}, kernel_training_loss(model)
+        else:
+            defaults, loss = model_detector_defaults(model), model_training_loss(model)
+            self.kernel = open_kernel(model, backend)
+        self.backend, self.backend_note = backend_of(self.kernel)
+        self.labels = list(self.kernel.labels)
+        self.config = resolve_posterior(self._make_config(defaults, threshold, smoothing, refractory, window, hold,
+                                                          posterior, isolation), loss)
+        self.keywords = self._pick_keywords(keywords)
+        self.model_rate = int(getattr(self.kernel, "sample_rate", 16000))
+        frontend = getattr(self.kernel, "frontend", None)  # the frame geometry: 25 ms every 10 ms unless told
+        if frontend is not None:
+            hop, win = frontend.hop_length, frontend.window_length
+        else:
+            hop, win = getattr(self.kernel, "hop_length", self.model_rate // 100), self.model_rate * 25 // 1000
+        self.clock = FrameClock(self.model_rate, hop, win, int(self.kernel.lookahead))
+        self.sample_rate = int(sample_rate or self.model_rate)
+        self._callbacks: list[Callable[[Event], Any]] = [on_event] if on_event else []
+        c, clock = self.config, self.clock
+        self._window_frames, self._smoothing_frames = clock.frames(c.window), clock.frames(c.smoothing)
+        self._smoother = PosteriorSmoother(len(self.labels), self._window_frames, self._smoothing_frames,
+                                           c.posterior)
+        self._classes = [self.labels.index(k) for k in self.keywords]
+        self._triggers = [KeywordTrigger(c.threshold_of(k), clock.frames(c.refractory),
+                                         int(round(c.hold / clock.frame_seconds))) for k in self.keywords]
+        self._history = SpanHistory(len(self.labels), max(
+            self._window_frames + self._smoothing_frames + clock.frames(c.hold) + clock.lookahead + 2,
+            clock.frames(ISOLATION_LOOKBACK_S) + clock.lookahead + 2))
+        self._isolation = (int(round(c.isolation / clock.frame_seconds)), clock.frames(ISOLATION_GAP_S),
+                           clock.frames(ISOLATION_LOOKBACK_S))
+        self._levels = LevelMeter(hop, win)
+        self._stream = self.kernel.open()
+        self._resampler = None
+        self.reset()
+
+    # -- configuration ---------------------------------------------------------------------
+    @staticmethod
+    def _make_config(defaults, threshold, smoothing, refractory, window, hold, posterior,
+                     isolation) -> DetectorConfig:
+        base = DetectorConfig.from_dict(defaults) if defaults else DetectorConfig()
+        default, per = load_thresholds(threshold)
+        updates = {k: v for k, v in (("smoothing", smoothing), ("refractory", refractory), ("window", window),
+                                     ("hold", hold), ("posterior", posterior), ("isolation", isolation))
+                   if v is not None}
+        if default is not None:
+            updates["threshold"] = default
+            updates["thresholds"] = {}  # a single number overrides the calibration of every keyword
+        if per:
+            updates["thresholds"] = {**dict(updates.get("thresholds", base.thresholds)), **per}
+        if "refractory" in updates and "hold" not in updates:
+            updates["hold"] = min(base.hold, updates["refractory"])
+        return replace(base, **updates)
+
+    def _pick_keywords(self, keywords) -> list[str]:
+        if keywords is None:
+            picked = [label for label in self.labels if is_keyword_label(label)]
+        else:
+            picked = [keywords] if isinstance(keywords, str) else list(keywords)
+            unknown = [k for k in picked if k not in self.labels]
+            if unknown:
+                raise ConfigError(f"keyword(s) {unknown} not among the model's labels {self.labels}")
+        if not picked:
+            raise ConfigError(f"no keywords to detect among the model's labels {self.labels}")
+        stray = sorted(set(self.config.thresholds) - set(self.labels))
+        if stray:
+            raise ConfigError(f"thresholds given for {stray}, which are not among the model's labels {self.labels}")
+        return picked
+
+    @property
+    def thresholds(self) -> dict[str, float]:
+        return {k: self.config.threshold_of(k) for k in self.keywords}
+
+    def add_callback(self, callback: Callable[[Event], Any]) -> None:
+        self._callbacks.append(callback)
+
+    # -- the stream ------------------------------------------------------------------------
+    def reset(self) -> None:
+        """A new stream: model state, smoothing, triggers, resampler and clock start over."""
+        self._stream.reset()
+        self._smoother.reset()
+        self._history.reset()
+        self._levels.reset()
+        for trigger in self._triggers:
+            trigger.reset()
+        self._resampler = None
+        self._input_rate: int | None = None
+        self.frames = 0  # frames scored so far
+        self.samples_in = 0  # input samples pushed (at their own rate)
+        self.last_posteriors = np.zeros(len(self.keywords))  # smoothed p of each keyword, last frame
+
+    @property
+    def time(self) -> float:
+        """Seconds of input pushed since the stream started."""
+        return self.samples_in / (self._input_rate or self.sample_rate)
+
+    def push(self, samples, sample_rate: int | None = None) -> list[Event]:
+        """Feed a block: 1-D mono or ``[n, channels]`` (averaged), float in [-1, 1] or int16."""
+        rate = int(sample_rate or self.sample_rate)
+        x = _mono(samples)
+        if self._input_rate is None:
+            self._input_rate = rate
+            if rate != self.model_rate:
+                import soxr
+
+                self._resampler = soxr.ResampleStream(rate, self.model_rate, 1, dtype="float32", quality="HQ")
+        elif rate != self._input_rate:
+            raise AudioError(f"Detector.push: sample rate changed from {self._input_rate} to {rate} Hz "
+                             "mid-stream; call reset() first")
+        self.samples_in += x.size
+        if self._resampler is not None:
+            x = self._resampler.resample_chunk(x)
+        self._history.push_levels(self._levels.push(x))
+        return self.process_logits(self._stream.push(x))
+
+    def flush(self) -> list[Event]:
+        """End of the stream: the resampler's and the model's last frames, then a reset."""
+        if self._resampler is not None:
+            tail = self._resampler.resample_chunk(np.zeros(0, np.float32), last=True)
+            self._history.push_levels(self._levels.push(tail))
+            events = self.process_logits(self._stream.push(tail))
+        else:
+            events = []
+        events += self.process_logits(self._stream.flush())
+        self.reset()
+        return events
+
+    def detect(self, blocks: Iterable, sample_rate: int | None = None) -> Iterator[Event]:
+        """Events of a whole stream given as an iterable of blocks (or ``(block, rate)`` pairs)."""
+        for block in blocks:
+            if isinstance(block, tuple):
+                yield from self.push(*block)
+            else:
+                yield from self.push(block, sample_rate)
+        yield from self.flush()
+
+    def process_logits(self, frame_logits: np.ndarray, levels_db: np.ndarray | None = None) -> list[Event]:
+        """Advance on per-frame logits ``[n, classes]`` already computed (e.g. by a kernel
+        stream); returns the events they complete. ``levels_db``: the audio level of the same
+        frames (:func:`frame_levels`), for the events' spans, when the audio is not pushed."""
+        frame_logits = np.asarray(frame_logits, np.float32).reshape(-1, len(self.labels))
+        if levels_db is not None:
+            self._history.push_levels(levels_db)
+        if frame_logits.shape[0] == 0:
+            return []
+        posteriors = self._smoother.push(frame_logits)
+        self._history.push(frame_logits)
+        self.frames += frame_logits.shape[0]
+        self.last_posteriors = posteriors[-1, self._classes]
+        events: list[Event] = []
+        for keyword, cls, trigger in zip(self.keywords, self._classes, self._triggers):
+            for hit in trigger.push(posteriors[:, cls]):
+                if self._is_command(hit):
+                    events.append(self._event(keyword, cls, hit))
+        self._history.trim()
+        events.sort(key=lambda e: e.detected_at)
+        for event in events:
+            for callback in self._callbacks:
+                callback(event)
+        return events
+
+    def _is_command(self, hit: Trigger) -> bool:
+        """The isolation check (DetectorConfig.isolation); passes when it is off or there is no audio."""
+        limit, gap, lookback = self._isolation
+        if limit <= 0:
+            return True
+        decided = hit.emit + self.clock.lookahead
+        levels = self._history.levels(decided - lookback, decided)
+        return levels is None or is_isolated(levels, limit, gap)
+
+    def _event(self, keyword: str, cls: int, hit: Trigger) -> Event:
+        first = hit.fire - self._smoothing_frames - self._window_frames + 2
+        start, end = self._history.span(cls, first, hit.emit + self.clock.lookahead)
+        return Event(keyword, self.clock.start(start), self.clock.end(end), hit.confidence,
+                     self.clock.decided(hit.emit))
+
+
+def _mono(samples) -> np.ndarray:
+    x = np.asarray(samples)
+    if x.ndim == 2:
+        if x.dtype == np.int16:
+            x = x.astype(np.float32) / 32768.0
+        x = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
+    from lmustream.audio.io import validate_samples
+
+    return np.ascontiguousarray(validate_samples(x, "Detector.push samples"))

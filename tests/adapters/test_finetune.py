@@ -1,0 +1,154 @@
+"""``lmustream finetune`` end to end on a tiny model and generated clips."""
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from lmustream.adapters import read_adapter_header
+from lmustream.adapters.finetune import FinetuneConfig, finetune
+from lmustream.audio.features import FbankConfig
+from lmustream.cli import main
+from lmustream.models import LMUFormer, get_config
+from lmustream.models.artifact import ModelArtifact, load_model, save_model
+
+OLD = ["hum", "hiss"]
+NEW = ["beep", "chirp"]
+RATE = 16000
+
+
+def sound(kind: str, rng: np.random.Generator) -> np.ndarray:
+    """0.8 s of a class-specific sound in a random place of a 1 s clip: easy to tell apart."""
+    t = np.arange(int(0.8 * RATE)) / RATE
+    f0 = rng.uniform(0.9, 1.1)
+    if kind == "hum":
+        x = np.sin(2 * np.pi * 150 * f0 * t) + 0.5 * np.sin(2 * np.pi * 300 * f0 * t)
+    elif kind == "hiss":
+        x = rng.standard_normal(t.size)
+    elif kind == "beep":
+        x = np.sin(2 * np.pi * 2500 * f0 * t) * (np.sin(2 * np.pi * 4 * t) > 0)
+    else:  # chirp: a rising sweep
+        x = np.sin(2 * np.pi * (400 + 1500 * t / t[-1]) * f0 * t)
+    clip = 0.01 * rng.standard_normal(RATE)
+    start = rng.integers(0, RATE - t.size)
+    clip[start:start + t.size] += 0.3 * x
+    return clip.astype(np.float32)
+
+
+def write_words(root, words, per_word, seed):
+    rng = np.random.default_rng(seed)
+    for word in words:
+        (root / word).mkdir(parents=True)
+        for i in range(per_word):
+            sf.write(root / word / f"spk{i % 2}_{i}.wav", sound(word, rng), RATE)
+    return root
+
+
+def pretrained_base(root):
+    """A tiny model whose features tell the four sounds apart (a backbone with general features),
+    deployed with the two old classes only: its head's rows for the new sounds are dropped."""
+    from lmustream.adapters.data import list_clips, load_clip_set
+
+    torch.manual_seed(0)
+    model = LMUFormer(get_config("lmuformer-tiny", n_classes=4, frames=100))
+    clips = load_clip_set(list_clips(write_words(root / "pretrain", OLD + NEW, 8, 0), "pretrain"), FbankConfig(),
+                          100, cache_dir=False)
+    x, y = clips.x, clips.targets(OLD + NEW)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for step in range(40):
+        idx = torch.randperm(len(y), generator=torch.Generator().manual_seed(step))[:16]
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+        optimizer.step()
+    model.eval()
+    old_head = torch.nn.Linear(model.head.in_features, 2)
+    with torch.no_grad():
+        old_head.weight.copy_(model.head.weight[:2])
+        old_head.bias.copy_(model.head.bias[:2])
+    model.head = old_head
+    model.config = replace(model.config, n_classes=2)
+    return model
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("finetune")
+    save_model(root / "base.safetensors", ModelArtifact(pretrained_base(root), OLD))
+    return {"root": root, "model": root / "base.safetensors",
+            "new": write_words(root / "new", NEW, 6, 1), "replay": write_words(root / "replay", OLD, 6, 2),
+            "eval_new": write_words(root / "eval_new", NEW, 6, 3), "eval_old": write_words(root / "eval_old", OLD, 6, 4)}
+
+
+@pytest.mark.parametrize("method", ["aflora", "lora", "vera", "head", "full"])
+def test_finetune_teaches_new_words_and_writes_a_deployable_model(setup, tmp_path, method):
+    out = tmp_path / "taught.safetensors"
+    config = FinetuneConfig(method=method, epochs=20, batch_size=4, threads=1, lr=None if method == "full" else 1e-3)
+    lines = []
+    result = finetune(setup["model"], setup["new"], config=config, out=out, replay=setup["replay"],
+                      eval_new=setup["eval_new"], eval_old=setup["eval_old"], cache_dir=False, progress=False,
+                      log=lines.append)
+    assert result.labels == OLD + NEW and result.new_labels == NEW
+    assert result.enrollment_clips == 12 and result.replay_clips == 12 and result.steps == 60
+    assert result.new_accuracy >= 0.75, result.new_accuracy  # 2 new sounds, chance is 0.25
+    assert 0 <= result.old_accuracy_before <= 1 and 0 <= result.old_accuracy_after <= 1
+    assert result.seconds > 0 and result.train_seconds > 0 and result.peak_memory_mb > 50
+    taught = load_model(out)
+    assert taught.labels == OLD + NEW and taught.model.config.n_classes == 4
+    header = read_adapter_header(tmp_path / "taught.adapter.safetensors")
+    assert header["adapter"]["method"] == method and header["labels"] == OLD + NEW
+    if method == "aflora":
+        assert result.freezes and all(f"froze {f['matrix']}" in " ".join(lines) for f in result.freezes)
+        assert result.avg_trainable_params < result.trainable_params_start  # matrices froze along the way
+    else:
+        assert result.avg_trainable_params == result.trainable_params_start
+    if method == "head":
+        assert result.avg_trainable_adapter_params == 0
+    json.dumps(result.to_dict())  # the CLI's --json
+
+
+def test_finetune_cli_json(setup, tmp_path, capsys):
+    out = tmp_path / "m.safetensors"
+    code = main(["finetune", "--model", str(setup["model"]), "--new-words", str(setup["new"]), "--method", "lora",
+                 "--rank", "2", "--epochs", "2", "--batch-size", "6", "--out", str(out), "--eval-new",
+                 str(setup["eval_new"]), "--eval-old", str(setup["eval_old"]), "--json", "--no-cache", "--threads", "1"])
+    assert code == 0
+    result = json.loads(capsys.readouterr().out)
+    for key in ("new_accuracy", "old_accuracy_before", "old_accuracy_after", "avg_trainable_params", "seconds"):
+        assert isinstance(result[key], float), key
+    assert out.is_file() and (tmp_path / "m.adapter.safetensors").is_file()
+
+
+def test_finetune_cli_errors(setup, tmp_path, capsys):
+    assert main(["finetune", "--model", str(setup["model"]), "--new-words", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere" in capsys.readouterr().err
+    assert main(["finetune", "--model", str(tmp_path / "missing.safetensors"), "--new-words", str(setup["new"])]) == 2
+    assert "missing.safetensors" in capsys.readouterr().err
+    assert main(["finetune", "--model", str(setup["model"]), "--new-words", str(setup["new"]), "--method", "head",
+                 "--rank", "4", "--out", str(tmp_path / "x.safetensors")]) == 2
+    assert "--rank" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["finetune", "--model", str(setup["model"]), "--new-words", str(setup["new"]), "--method", "dora"])
+
+
+def test_finetune_help():
+    out = subprocess.run([sys.executable, "-m", "lmustream", "finetune", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0
+    for option in ("--new-words", "--method", "--rank", "--out", "--eval-new", "--eval-old", "--replay", "--json"):
+        assert option in out.stdout
+
+
+def test_sampling_log_prior_balances_new_and_replayed_classes():
+    from lmustream.adapters.finetune import sampling_log_prior
+
+    new = torch.tensor([4, 4, 4, 5, 5, 5])  # 2 new words, 3 clips each
+    replay = torch.tensor([0] * 6 + [1] * 6 + [2] * 6)  # 3 old words, 6 clips each
+    prior = sampling_log_prior(new, replay, 6, per_step=4).exp()
+    # per step: 4 enrollment clips (2 of each new word) and 4 replay clips (4/3 of each old word)
+    expected = torch.tensor([4 / 3, 4 / 3, 4 / 3, 0.0, 2, 2]) / 8
+    expected[3] = expected[:3].min()  # class 3 is never sampled: the rarest sampled class's prior
+    assert torch.allclose(prior, expected, atol=1e-6)

@@ -1,0 +1,93 @@
+"""Stand-ins for a kernel whose per-frame logits are known exactly, and a small random model."""
+
+import numpy as np
+import torch
+
+from lmustream.audio.features import FbankConfig
+from lmustream.models import LMUFormer, LMUFormerConfig
+from lmustream.models.artifact import ModelArtifact, save_model
+
+LABELS = ["yes", "no", "_unknown_", "_silence_"]
+HOP, WIN = 160, 400
+
+
+class EnergyKernel:
+    """Per frame (25 ms every 10 ms at 16 kHz), when the frame is loud: logit 8 for "yes" if it
+    holds a 500 Hz tone, else logit 8 for "no" (any other loud sound); quiet frames: logit 8 for
+    ``_silence_``.
+    ``lookahead`` frames of delay, as the real models' patch embedding."""
+
+    labels = LABELS
+    sample_rate = 16000
+    frontend = None
+
+    def __init__(self, lookahead: int = 5):
+        self.lookahead = lookahead
+
+    def open(self):
+        return EnergyStream(self)
+
+
+class EnergyStream:
+    def __init__(self, kernel):
+        self.kernel = kernel
+        self.reset()
+
+    def reset(self):
+        self._pending = np.zeros(0, np.float32)
+        self._rows = []  # computed frames waiting for their look-ahead
+
+    def _frames(self, x):
+        signal = np.concatenate([self._pending, np.asarray(x, np.float32)])
+        n = 0 if signal.size < WIN else 1 + (signal.size - WIN) // HOP
+        rows = []
+        for i in range(n):
+            frame = signal[i * HOP:i * HOP + WIN]
+            spectrum = np.abs(np.fft.rfft(frame * np.hanning(WIN), 1600))  # 10 Hz bins
+            row = np.zeros(len(LABELS), np.float32)
+            if np.sqrt(np.mean(frame ** 2)) > 0.01:
+                row[0 if spectrum[50] > 0.5 * spectrum.max() else 1] = 8.0
+            else:
+                row[3] = 8.0
+            rows.append(row)
+        self._pending = signal[n * HOP:]
+        return rows
+
+    def push(self, x):
+        self._rows += self._frames(x)
+        ready = max(0, len(self._rows) - self.kernel.lookahead)
+        out, self._rows = self._rows[:ready], self._rows[ready:]
+        return np.array(out, np.float32).reshape(-1, len(LABELS))
+
+    def flush(self):
+        out = np.array(self._rows, np.float32).reshape(-1, len(LABELS))
+        self.reset()
+        return out
+
+
+def tone(seconds, freq, rate=16000, amplitude=0.3):
+    t = np.arange(int(seconds * rate)) / rate
+    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def silence(seconds, rate=16000):
+    return np.zeros(int(seconds * rate), np.float32)
+
+
+def tiny_artifact(labels=LABELS, seed=0) -> ModelArtifact:
+    """Random weights; the head scaled up so that posteriors swing between 0 and 1 with the input."""
+    torch.manual_seed(seed)
+    config = LMUFormerConfig(dim=16, memory_size=8, mlp_ratio=2, embed_convs=2, n_classes=len(labels), n_mels=20)
+    model = LMUFormer(config).eval()
+    with torch.no_grad():
+        model.head.weight *= 20.0
+    return ModelArtifact(model, list(labels), FbankConfig(n_mels=20))
+
+
+def tiny_model_file(path, labels=LABELS, seed=0, extra=None):
+    """:func:`tiny_artifact` saved as a model file."""
+    artifact = tiny_artifact(labels, seed)
+    if extra:
+        artifact.extra = extra
+    save_model(path, artifact)
+    return path

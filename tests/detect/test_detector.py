@@ -1,0 +1,294 @@
+"""Detector logic on synthetic posteriors and on a kernel whose logits are known exactly."""
+
+import json
+
+import numpy as np
+import pytest
+
+from lmustream.errors import AudioError, ConfigError
+from lmustream.stream.detector import (Detector, DetectorConfig, Event, FrameClock, KeywordTrigger, MovingAverage,
+                                       LevelMeter, PosteriorSmoother, evidence_run, frame_levels, load_thresholds,
+                                       resolve_posterior, speech_run)
+from tests.detect.fakes import EnergyKernel, silence, tone
+
+
+def reference_triggers(p, threshold, refractory, hold):
+    """Frame by frame, the rules as the documentation states them."""
+    out, armed, last_fire, pending = [], True, None, None
+    for t, value in enumerate(p):
+        if pending is not None:  # following a crossing to its peak
+            fire, best, last = pending
+            if value < last or t - fire >= hold:
+                out.append((fire, t, max(best, value)))
+                pending = None
+                armed = armed or value < threshold
+            else:
+                pending = (fire, max(best, value), value)
+            continue
+        if value < threshold:
+            armed = True
+        elif armed and (last_fire is None or t - last_fire >= refractory):
+            last_fire, armed = t, False
+            if hold == 0:
+                out.append((t, t, value))
+            else:
+                pending = (t, value, value)
+    return out
+
+
+def bumps(centres, width, n, heights=None, rng=None):
+    t = np.arange(n)
+    p = np.zeros(n)
+    for i, c in enumerate(centres):
+        h = 1.0 if heights is None else heights[i]
+        p = np.maximum(p, h * np.exp(-0.5 * ((t - c) / width) ** 2))
+    if rng is not None:
+        p = np.clip(p + rng.normal(0, 0.03, n), 0, 1)
+    return p
+
+
+def split_push(trigger, p, rng):
+    out, i = [], 0
+    while i < p.size:
+        k = int(rng.integers(1, 40))
+        out += trigger.push(p[i:i + k])
+        i += k
+    return [(t.fire, t.emit, t.confidence) for t in out]
+
+
+def test_moving_average_blocks_equal_one_push(rng):
+    x = rng.normal(size=(500, 3))
+    whole = MovingAverage(37, 3).push(x)
+    naive = np.array([x[max(0, i - 36):i + 1].mean(axis=0) for i in range(500)])
+    np.testing.assert_allclose(whole, naive, atol=1e-12)
+    ma = MovingAverage(37, 3)
+    parts, i = [], 0
+    while i < 500:
+        k = int(rng.integers(0, 60))
+        parts.append(ma.push(x[i:i + k]))
+        i += k
+    np.testing.assert_allclose(np.concatenate(parts), naive, atol=1e-12)
+
+
+def test_smoother_is_softmax_of_the_window_mean_then_averaged(rng):
+    logits = rng.normal(size=(200, 4))
+    post = PosteriorSmoother(4, window_frames=10, smoothing_frames=5).push(logits)
+    avg = np.array([logits[max(0, i - 9):i + 1].mean(axis=0) for i in range(200)])
+    soft = np.exp(avg) / np.exp(avg).sum(axis=1, keepdims=True)
+    expected = np.array([soft[max(0, i - 4):i + 1].mean(axis=0) for i in range(200)])
+    np.testing.assert_allclose(post, expected, atol=1e-12)
+    np.testing.assert_allclose(post.sum(axis=1), 1.0, atol=1e-12)
+
+
+def test_sigmoid_posteriors_are_per_class(rng):
+    logits = 30 * rng.normal(size=(50, 3))  # large values: no overflow warnings either
+    post = PosteriorSmoother(3, window_frames=4, smoothing_frames=1, posterior="sigmoid").push(logits)
+    avg = np.array([logits[max(0, i - 3):i + 1].mean(axis=0) for i in range(50)])
+    np.testing.assert_allclose(post, 1 / (1 + np.exp(-avg)), atol=1e-12)
+    with pytest.raises(ConfigError, match="posterior"):
+        PosteriorSmoother(3, 4, 1, posterior="auto")
+
+
+def test_posterior_follows_the_training_loss(tmp_path):
+    from tests.detect.fakes import tiny_model_file
+
+    assert resolve_posterior(DetectorConfig(), "bce").posterior == "sigmoid"
+    assert resolve_posterior(DetectorConfig(), "ce").posterior == "softmax"
+    assert resolve_posterior(DetectorConfig(), None).posterior == "softmax"
+    assert resolve_posterior(DetectorConfig(posterior="softmax"), "bce").posterior == "softmax"
+    bce = tiny_model_file(tmp_path / "bce.safetensors", extra={"recipe": {"optim": {"loss": "bce"}}})
+    assert Detector(str(bce), backend="torch").config.posterior == "sigmoid"
+    assert Detector(str(bce), backend="torch", posterior="softmax").config.posterior == "softmax"
+    with pytest.raises(ConfigError, match="posterior"):
+        DetectorConfig(posterior="tanh")
+
+
+def test_trigger_fires_once_per_bump_and_respects_refractory():
+    p = bumps([100, 400, 430], 8, 600, heights=[0.9, 0.9, 0.95])
+    hits = KeywordTrigger(0.5, refractory_frames=100, hold_frames=0).push(p)
+    # the bump at 430 is 30 frames after the one at 400: inside the refractory period
+    assert [h.fire for h in hits] == [int(np.argmax(p >= 0.5)), 300 + int(np.argmax(p[300:] >= 0.5))]
+    assert KeywordTrigger(0.99, 100).push(p) == []
+
+
+def test_plateau_does_not_refire_until_the_posterior_drops():
+    p = np.r_[np.zeros(10), np.full(500, 0.9), np.zeros(10), np.full(5, 0.9)]
+    hits = KeywordTrigger(0.5, refractory_frames=50).push(p)
+    assert [h.fire for h in hits] == [10, 520]
+
+
+def test_hold_waits_for_the_peak_but_not_longer():
+    p = bumps([100], 10, 300)
+    fire = int(np.argmax(p >= 0.5))
+    (hit,) = KeywordTrigger(0.5, 100, hold_frames=50).push(p)
+    assert hit.fire == fire and hit.emit == 101 and hit.confidence == pytest.approx(1.0)
+    (hit,) = KeywordTrigger(0.5, 100, hold_frames=3).push(p)
+    assert hit.emit == fire + 3 and hit.confidence == pytest.approx(p[fire + 3])
+    with pytest.raises(ConfigError, match="hold"):
+        KeywordTrigger(0.5, refractory_frames=2, hold_frames=3)
+
+
+@pytest.mark.parametrize("hold", [0, 1, 7])
+@pytest.mark.parametrize("threshold", [0.3, 0.6])
+def test_trigger_equals_frame_by_frame_rules_in_any_blocks(rng, hold, threshold):
+    p = bumps(rng.integers(0, 3000, 25), 6, 3000, heights=rng.uniform(0.2, 1.0, 25), rng=rng)
+    expected = reference_triggers(p, threshold, 40, hold)
+    whole = [(t.fire, t.emit, t.confidence) for t in KeywordTrigger(threshold, 40, hold).push(p)]
+    assert whole == expected and len(expected) > 5
+    assert split_push(KeywordTrigger(threshold, 40, hold), p, rng) == expected
+
+
+def test_evidence_run_brackets_the_peak():
+    x = np.full(100, -5.0)
+    x[40:60] = 0.0
+    start, end = evidence_run(x)
+    assert 38 <= start <= 41 and 58 <= end <= 61
+
+
+def test_levels_in_blocks_equal_one_pass(rng):
+    x = rng.standard_normal(16000).astype(np.float32)
+    whole = frame_levels(x)
+    meter = LevelMeter()
+    parts = [meter.push(x[i:i + 777]) for i in range(0, x.size, 777)]
+    np.testing.assert_allclose(np.concatenate(parts), whole, atol=1e-4)
+    assert whole.size == 1 + (16000 - 400) // 160
+
+
+def test_speech_run_picks_the_word_the_evidence_points_at():
+    levels = np.full(200, -70.0)
+    levels[20:50] = -20.0  # an earlier word
+    levels[100:130] = -25.0  # the keyword, with a 100 ms closure inside it
+    levels[140:160] = -25.0
+    assert speech_run(levels, anchor=170) == (100, 159)  # the evidence comes after the word
+    assert speech_run(levels, anchor=110) == (100, 159)
+    assert speech_run(levels, anchor=60) == (20, 49)
+    assert speech_run(levels, anchor=5) == (20, 49)
+    assert speech_run(np.full(50, -40.0), anchor=10) is None  # nothing stands out
+
+
+def test_thresholds_parsing(tmp_path):
+    assert load_thresholds(0.7) == (0.7, {})
+    assert load_thresholds("0.8") == (0.8, {})
+    assert load_thresholds("yes=0.9, no=0.6") == (None, {"yes": 0.9, "no": 0.6})
+    path = tmp_path / "cal.json"
+    path.write_text(json.dumps({"thresholds": {"yes": 0.95}, "target_fa_per_hour": 1.0}))
+    assert load_thresholds(str(path)) == (None, {"yes": 0.95})
+    for bad in ("yes=high", "=0.5", "nonsense", str(tmp_path / "missing.json")):
+        with pytest.raises(ConfigError):
+            load_thresholds(bad)
+    with pytest.raises(ConfigError, match=r"\[0, 1\]"):
+        load_thresholds(1.5)
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ConfigError, match="window"):
+        DetectorConfig(window=0)
+    with pytest.raises(ConfigError, match="refractory"):
+        DetectorConfig(refractory=-1)
+    with pytest.raises(ConfigError, match="threshold of 'yes'"):
+        DetectorConfig(thresholds={"yes": 2})
+
+
+def keyword_audio():
+    """yes (500 Hz) at 1.0-1.4 s, no (1500 Hz) at 3.0-3.4 s, yes again at 3.6-4.0 s, then quiet."""
+    return np.concatenate([silence(1.0), tone(0.4, 500), silence(1.6), tone(0.4, 1500), silence(0.2),
+                           tone(0.4, 500), silence(2.0)])
+
+
+def run_blocks(detector, x, rng, rate=None):
+    events, i = [], 0
+    while i < x.size:
+        k = int(rng.integers(1, 3000))
+        events += detector.push(x[i:i + k], rate)
+        i += k
+    return events + detector.flush()
+
+
+def test_detector_events_times_and_refractory(rng):
+    det = Detector(EnergyKernel(), threshold=0.5, window=0.3, smoothing=0.05, refractory=1.0, hold=0.05)
+    events = run_blocks(det, keyword_audio(), rng)
+    assert [e.keyword for e in events] == ["yes", "no", "yes"]
+    yes, no, _ = events
+    assert 1.0 <= yes.detected_at <= 1.6 and 3.0 <= no.detected_at <= 3.6
+    # the span: from the word's first frame to the last one seen when the detector decided
+    assert yes.start == pytest.approx(1.0, abs=0.03) and no.start == pytest.approx(3.0, abs=0.03)
+    assert 1.15 <= yes.end <= min(1.43, yes.detected_at) and 3.15 <= no.end <= min(3.43, no.detected_at)
+    assert 0.5 <= yes.confidence <= 1.0
+    keyword, start, end, confidence = yes  # unpacks as the issue's 4-tuple
+    assert (keyword, start, end, confidence) == (yes.keyword, yes.start, yes.end, yes.confidence)
+
+
+def test_each_keyword_has_its_own_refractory(rng):
+    det = Detector(EnergyKernel(), threshold=0.5, window=0.3, smoothing=0.05, refractory=2.0, hold=0.05)
+    x = np.concatenate([silence(1.0), tone(0.4, 500), silence(0.3), tone(0.4, 1500), silence(0.3),
+                        tone(0.4, 500), silence(2.0), tone(0.4, 500), silence(1.0)])
+    words = [(e.keyword, round(e.start, 1)) for e in run_blocks(det, x, rng)]
+    assert words == [("yes", 1.0), ("no", 1.7), ("yes", 4.8)]  # yes at 2.4 s is inside yes's 2 s refractory
+
+
+def test_any_sample_rate_and_channels_give_the_same_events(rng):
+    from lmustream.audio import resample
+
+    x = keyword_audio()
+    ref = run_blocks(Detector(EnergyKernel(), threshold=0.5, window=0.3, smoothing=0.05), x, rng)
+    x48 = resample(x, 16000, 48000)
+    stereo = np.stack([x48, x48], axis=1)
+    det = Detector(EnergyKernel(), threshold=0.5, window=0.3, smoothing=0.05, sample_rate=48000)
+    got = run_blocks(det, stereo, rng)
+    assert [e.keyword for e in got] == [e.keyword for e in ref]
+    for a, b in zip(got, ref):
+        assert abs(a.detected_at - b.detected_at) <= 0.03 and abs(a.end - b.end) <= 0.03
+    int16 = (x * 32767).astype(np.int16)
+    got16 = run_blocks(Detector(EnergyKernel(), threshold=0.5, window=0.3, smoothing=0.05), int16, rng)
+    assert [(e.keyword, e.detected_at) for e in got16] == [(e.keyword, e.detected_at) for e in ref]
+
+
+def test_callbacks_iterator_reset_and_keyword_selection(rng):
+    seen = []
+    det = Detector(EnergyKernel(), keywords=["no"], threshold=0.5, window=0.3, smoothing=0.05, on_event=seen.append)
+    x = keyword_audio()
+    events = list(det.detect(x[i:i + 1600] for i in range(0, x.size, 1600)))
+    assert [e.keyword for e in events] == ["no"] and seen == events
+    assert det.time == 0.0  # detect() flushes, which resets
+    det.push(x[:16000])
+    assert det.time == pytest.approx(1.0)
+    det.reset()
+    assert det.time == 0 and det.frames == 0
+    again = list(det.detect([x]))
+    assert [(e.keyword, e.detected_at) for e in again] == [(e.keyword, e.detected_at) for e in events]
+
+
+def test_unknown_and_silence_are_never_reported(rng):
+    det = Detector(EnergyKernel(), threshold=0.01, window=0.3, smoothing=0.05)
+    assert det.keywords == ["yes", "no"]
+    assert run_blocks(det, silence(5.0), rng) == []  # _silence_'s posterior is ~1 all along
+
+
+def test_per_keyword_thresholds_and_errors(rng):
+    det = Detector(EnergyKernel(), threshold={"yes": 0.999}, window=0.3, smoothing=0.05)
+    assert det.thresholds == {"yes": 0.999, "no": 0.5}
+    assert [e.keyword for e in run_blocks(det, keyword_audio(), rng)] == ["no"]
+    with pytest.raises(ConfigError, match="not among the model's labels"):
+        Detector(EnergyKernel(), keywords=["maybe"])
+    with pytest.raises(ConfigError, match="not among the model's labels"):
+        Detector(EnergyKernel(), threshold={"maybe": 0.5})
+    det = Detector(EnergyKernel())
+    det.push(silence(0.1), 16000)
+    with pytest.raises(AudioError, match="sample rate changed"):
+        det.push(silence(0.1), 44100)
+    with pytest.raises(AudioError, match="non-finite"):
+        Detector(EnergyKernel()).push(np.array([0.0, np.nan], np.float32))
+    with pytest.raises(AudioError):
+        Detector(EnergyKernel()).push(np.zeros((2, 2, 2), np.float32))
+
+
+def test_frame_clock():
+    clock = FrameClock(lookahead=5)
+    assert clock.start(10) == pytest.approx(0.1) and clock.end(10) == pytest.approx(0.125)
+    assert clock.decided(10) == pytest.approx(0.175)
+    assert clock.frames(1.0) == 100 and clock.frames(0.0) == 1
+
+
+def test_event_dict():
+    e = Event("yes", 1.23456, 1.5, 0.912345, 1.7)
+    assert e.to_dict() == {"keyword": "yes", "start": 1.235, "end": 1.5, "confidence": 0.9123, "detected_at": 1.7}

@@ -1,0 +1,134 @@
+"""The streaming evaluation: stream layout, rendering, scoring, segmented logits, calibration."""
+
+import numpy as np
+import pytest
+
+from lmustream.audio import write_audio
+from lmustream.errors import ConfigError
+from lmustream.stream.calibrate import calibrate
+from lmustream.stream.detector import DetectorConfig
+from lmustream.stream.stream_eval import (build_plan, collect_audio, detector_events, frame_logits, keyword_clips,
+                                          render, score_detections, score_events, span_errors, summarize,
+                                          sweep)
+from lmustream.stream.torch_stream import TorchKernel
+from tests.detect.fakes import EnergyKernel, silence, tiny_artifact, tone
+
+
+@pytest.fixture
+def corpus(tmp_path, rng):
+    """Keyword "clips" (tones inside quiet 1 s files), other speech (chirps), noise."""
+    pos = tmp_path / "positives"
+    for word, freq in (("yes", 500), ("no", 1500), ("cat", 1000)):
+        (pos / word).mkdir(parents=True)
+        for i in range(3):
+            x = np.concatenate([silence(0.3), tone(0.4, freq + 10 * i), silence(0.3)])
+            x += 0.001 * rng.standard_normal(x.size).astype(np.float32)
+            write_audio(pos / word / f"spk{i}_nohash_0.wav", x)
+    neg = tmp_path / "negatives"
+    neg.mkdir()
+    for i in range(2):
+        t = np.arange(32000) / 16000
+        write_audio(neg / f"s{i}.flac", (0.2 * np.sin(2 * np.pi * (3000 + 500 * t) * t)).astype(np.float32))
+    noise = tmp_path / "noise"
+    noise.mkdir()
+    write_audio(noise / "hiss.wav", (0.05 * rng.standard_normal(16000 * 5)).astype(np.float32))
+    return pos, neg, noise
+
+
+def test_plan_is_deterministic_and_renders_in_pieces(corpus):
+    pos, neg, noise = corpus
+    kw, others = keyword_clips(pos, ["yes", "no"])
+    assert sorted(kw) == ["no", "yes"] and sorted(others) == ["cat"]
+    make = lambda seed: build_plan(kw, collect_audio([neg]), collect_audio([noise]), hours=0.03, seed=seed,  # noqa
+                                   repeats=2, other_words=others)
+    a, b, c = make(1), make(1), make(2)
+    assert [(i.source, i.start) for i in a.items] == [(i.source, i.start) for i in b.items]
+    assert [(i.source, i.start) for i in a.items] != [(i.source, i.start) for i in c.items]
+    comp = a.composition
+    assert comp["keyword_insertions"] == 12 and comp["other_word_insertions"] == 6 and comp["keyword_clips"] == 6
+    assert comp["hours"] >= 0.03 and comp["speech_passes"] >= 2 and comp["speech_items"] > 4
+    whole = render(a, 0, a.n_samples)
+    pieces = np.concatenate([render(a, s, min(s + 7777, a.n_samples)) for s in range(0, a.n_samples, 7777)])
+    np.testing.assert_array_equal(whole, pieces)
+    for item in a.positives():  # the speech span sits inside the item, where the tone is
+        assert item.start <= item.speech[0] < item.speech[1] <= item.end
+        assert abs((item.speech[1] - item.speech[0]) / 16000 - 0.4) < 0.03
+    items = sorted(a.items, key=lambda i: i.start)
+    assert all(x.end <= y.start for x, y in zip(items, items[1:]))  # nothing overlaps
+
+
+def test_scoring_hits_misses_false_alarms():
+    spans = np.array([[1.0, 1.5], [5.0, 5.4], [9.0, 9.5]])
+    times = np.array([0.5, 1.6, 1.7, 5.3, 11.0])
+    hits, fas, lat = score_detections(times, spans, max_latency=1.0)
+    # 0.5 before any word; 1.6 hits word 1, 1.7 is a second detection of it; 5.3 hits word 2; 11.0 too late
+    assert hits == 2 and fas == 3 and lat == pytest.approx([0.1, -0.1])
+
+
+def test_sweep_on_a_kernel_with_known_answers(corpus):
+    pos, neg, noise = corpus
+    kw, _ = keyword_clips(pos, ["yes", "no"])
+    plan = build_plan(kw, collect_audio([neg]), [], hours=0.01, seed=0, repeats=2, snr=(30, 30))
+    kernel = EnergyKernel(lookahead=5)
+    logits = frame_logits(kernel, plan)
+    config = DetectorConfig(window=0.3, smoothing=0.05, posterior="softmax")
+    curves = sweep(logits, kernel.labels, plan, config, kernel.lookahead, thresholds=[0.5, 0.9])
+    for word in ("yes", "no"):
+        c = curves[word]
+        assert c.n_positives == 6 and list(c.hits) == [6, 6]
+        # decided once most of the 0.3 s window holds the tone: before it ends (latency < 0), not long before
+        assert all(-0.4 < x < 0.0 for x in c.latencies[0])
+    # the chirps (3-4 kHz) are not tones of 500 / 1500 Hz but loud: the fake kernel calls them "no"
+    assert curves["no"].false_alarms[0] > 0 and curves["yes"].false_alarms[0] == 0
+    table = summarize(curves, plan.hours)
+    assert table["yes"]["1"]["frr"] == 0.0 and table["no"]["5"]["frr"] is None
+    # the Detector itself, fed the same logits block by block, makes the sweep's decisions
+    events = detector_events(logits, kernel.labels, config, kernel.lookahead, {"yes": 0.5, "no": 0.9})
+    assert sum(e.keyword == "yes" for e in events) == 6 + curves["yes"].false_alarms[0]
+    assert sum(e.keyword == "no" for e in events) == 6 + curves["no"].false_alarms[1]
+    scored = score_events(events, plan, ["yes", "no"])
+    assert scored["hits"] == 12 and scored["frr"] == 0.0
+    assert scored["false_alarms"] == curves["yes"].false_alarms[0] + curves["no"].false_alarms[1]
+    spans = span_errors(events, plan)
+    assert spans["hits"] == 12 and spans["median_start_error_ms"] < 40
+    assert spans["median_end_error_ms"] < 250  # the decision comes before the tone ends (see above)
+
+
+def test_segmented_logits_equal_one_continuous_stream(corpus):
+    pos, neg, noise = corpus
+    kw, _ = keyword_clips(pos, ["yes", "no"])
+    plan = build_plan(kw, collect_audio([neg]), collect_audio([noise]), hours=0.004, seed=3)
+    kernel = TorchKernel(tiny_artifact())
+
+    class Continuous:
+        lookahead, labels, open = kernel.lookahead, kernel.labels, kernel.open
+
+    exact = frame_logits(Continuous(), plan)
+    segmented = frame_logits(kernel, plan, segment_s=2.0, warmup_s=3.0, batch=4)
+    assert segmented.shape == exact.shape == ((plan.n_samples - 400) // 160 + 1, 4)
+    np.testing.assert_allclose(segmented, exact, atol=1e-3)
+
+
+def test_calibration_meets_the_target_on_its_negatives(corpus):
+    pos, neg, noise = corpus
+    kernel = EnergyKernel()
+    config = DetectorConfig(window=0.3, smoothing=0.05, posterior="softmax")
+    result, curves, plan = calibrate(kernel, collect_audio([neg]), collect_audio([noise]), config,
+                                     target_fa_per_hour=20.0, hours=0.02, keywords=["yes", "no"])
+    for word in ("yes", "no"):
+        fa = curves[word].false_alarms[list(curves[word].thresholds).index(result["thresholds"][word])]
+        assert fa / plan.hours <= 20.0
+    assert result["thresholds"]["no"] > result["thresholds"]["yes"]  # the chirps look like "no"
+    assert result["negative_hours"] == pytest.approx(plan.hours, abs=1e-3)
+    with pytest.raises(ConfigError, match="target"):
+        calibrate(kernel, collect_audio([neg]), [], config, 0, 0.01, ["yes"])
+
+
+def test_bad_inputs(tmp_path, corpus):
+    pos, neg, noise = corpus
+    with pytest.raises(ConfigError, match="no such file"):
+        collect_audio([tmp_path / "missing"])
+    with pytest.raises(ConfigError, match="no folder named after a keyword"):
+        keyword_clips(pos, ["stop"])
+    with pytest.raises(ConfigError, match="hours"):
+        build_plan({}, [], [], hours=0)

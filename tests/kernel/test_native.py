@@ -1,0 +1,41 @@
+"""The kernel's C++ test program and fuzzer, built without Python: under AddressSanitizer and
+UndefinedBehaviorSanitizer on this machine, and cross-compiled for aarch64 (NEON) and run under
+qemu-aarch64 against golden outputs exported from this (x86-64) build."""
+
+import subprocess
+
+import pytest
+
+from tests.kernel.native import build, export_golden, fuzz_seeds, toolchain
+
+
+def _run(cmd, timeout=300):
+    result = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=timeout)
+    return result.returncode, result.stdout + result.stderr
+
+
+def test_unit_tests_under_sanitizers(plain, spiking):
+    binary = build("asan", "kernel_test")
+    code, out = _run([binary, "unit", plain[1], spiking[1]])
+    assert code == 0, out
+    assert " 0 failed" in out and "ERROR: AddressSanitizer" not in out and "runtime error" not in out
+
+
+def test_short_fuzz_run_under_sanitizers(tmp_path):
+    binary = build("asan", "artifact_fuzz")
+    seeds = fuzz_seeds(tmp_path)
+    code, out = _run([binary, "-runs=3000", "-seed=7", *seeds])
+    assert code == 0, out[-3000:]
+    assert "fuzzed 3000 inputs" in out and "no crash" in out
+
+
+@pytest.mark.skipif(not toolchain("aarch64-linux-gnu-g++", "qemu-aarch64"),
+                    reason="needs g++-aarch64-linux-gnu and qemu-user (scripts/setup.sh installs them)")
+def test_aarch64_neon_matches_x86_golden_files(tmp_path, plain):
+    golden = export_golden(tmp_path / "golden")
+    binary = build("aarch64", "kernel_test")
+    code, out = _run(["qemu-aarch64", binary, "golden", golden])
+    assert code == 0, out
+    assert "(neon)" in out and " 0 failed" in out, out
+    code, out = _run(["qemu-aarch64", binary, "unit", plain[1]])
+    assert code == 0 and " 0 failed" in out, out
