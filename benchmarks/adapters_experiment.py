@@ -126,7 +126,8 @@ def english_folders(model_labels: list[str], work: Path, replay_corpus: Path, se
     old = {label: files for label, files in old.items() if files}
     folders["eval_old"] = data.link_folders(old, work / "eval_old")
     if replay_corpus.is_dir():
-        replay = {label: data.rank(files, seed)[:10] for label, files in words_of(replay_corpus).items()}
+        replay = {label: data.rank(files, seed)[:50 if label.startswith("_") else 10]
+                  for label, files in words_of(replay_corpus).items()}
         folders["replay"] = data.link_folders(replay, work / "replay")
     return folders
 

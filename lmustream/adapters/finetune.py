@@ -38,6 +38,7 @@ from lmustream.errors import ConfigError
 from lmustream.train.config import AugmentConfig
 
 DEFAULT_RANKS = {"aflora": 4, "lora": 8, "vera": 64}
+CATCH_ALL_FACTOR = 5  # replay clips of _unknown_ / _silence_ per replay clip of a word
 DEFAULT_LR = {"aflora": 3e-3, "lora": 3e-3, "vera": 3e-3, "head": 3e-3, "full": 3e-4}  # full: every weight moves
 
 
@@ -56,7 +57,8 @@ class FinetuneConfig:
     replay clips join each step).    lr: Adam learning rate (None: 3e-3, full 3e-4), warmed up
     linearly over the first ``warmup`` fraction of the steps, then cosine decay to 0.
     grad_clip: largest gradient norm (0: no clipping).
-    replay_per_class: old-word clips kept per old class from the replay set.
+    replay_per_class: old-word clips kept per old class from the replay set (5 times as many for a
+      catch-all class such as ``_unknown_``).
     distill_weight, distill_temperature: Learning-without-Forgetting term on the old classes.
     replay_weight: weight of the replay clips' classification loss (0: they are only distilled).
     label_smoothing: of the classification targets.
@@ -165,21 +167,26 @@ def learning_rate_factor(step: int, total: int, warmup: float) -> float:
     return 0.5 * (1 + math.cos(math.pi * min((step - ramp) / max(total - ramp, 1), 1.0)))
 
 
-def sampling_log_prior(y_enroll: torch.Tensor, y_replay: torch.Tensor, n_classes: int, per_step: int) -> torch.Tensor:
-    """log of how often each class appears in a training batch (``per_step`` enrollment clips and as
-    many replay clips, each drawn uniformly from its set).
+def sampling_log_prior(y_enroll: torch.Tensor, y_replay: torch.Tensor, new_classes: list[int], n_classes: int,
+                       per_step: int) -> torch.Tensor:
+    """log of how much more often each new class is sampled than a typical old class, 0 for old classes.
 
-    The few enrollment clips of a new word are seen far more often than the replay clips of an old
-    word, so a plain loss would teach the new classes a bias that steals old-word clips. Adding this
-    log-prior to the logits inside the loss (logit adjustment, Menon et al., ICLR 2021) leaves the
-    deployed logits balanced over the classes.
+    Each step draws ``per_step`` enrollment clips and as many replay clips, each uniformly from its
+    set, so the few clips of a new word are seen far more often than the replay clips of an old
+    word, and a plain loss would teach the new classes a bias that steals old-word clips. Adding
+    this log-ratio to the new classes' logits inside the loss (logit adjustment, Menon et al.,
+    ICLR 2021) takes that bias out of the deployed logits. The old classes are left as they are:
+    their balance (e.g. a generous ``_unknown_``) is the pretrained model's, which distillation keeps.
     """
     rate = torch.bincount(y_enroll, minlength=n_classes).double() * per_step / len(y_enroll)
     rate += torch.bincount(y_replay, minlength=n_classes).double() * per_step / len(y_replay)
-    rate = rate / rate.sum()
-    # A class never sampled (e.g. _silence_ without replay clips of it) is never a target: give it the
-    # rarest sampled class's prior rather than none, so that it stays in the softmax's competition.
-    return torch.log(rate.clamp(min=float(rate[rate > 0].min()))).float()
+    old = [c for c in range(n_classes) if c not in new_classes and rate[c] > 0]
+    reference = rate[old].median() if old else rate[rate > 0].min()
+    adjustment = torch.zeros(n_classes, dtype=torch.float64)
+    for c in new_classes:
+        if rate[c] > 0:
+            adjustment[c] = torch.log(rate[c] / reference)
+    return adjustment.float()
 
 
 def distillation_loss(student_old: torch.Tensor, teacher_old: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -259,7 +266,8 @@ def finetune(model, new_words, *, config: FinetuneConfig | None = None, out: str
 
     log_prior = None  # without replay the old words are never sampled: nothing to balance them against
     if config.balance and replay_set:
-        log_prior = config.balance * sampling_log_prior(y_enroll, replay_set.targets(labels), len(labels),
+        log_prior = config.balance * sampling_log_prior(y_enroll, replay_set.targets(labels),
+                                                        [labels.index(w) for w in new_labels], len(labels),
                                                         config.batch_size)
     train_started = time.perf_counter()
     trainable_sum = epoch_loss = 0.0
@@ -355,7 +363,9 @@ def _replay_set(replay, old_labels, config, frontend, frames, cache_dir, progres
         log(f"replay: ignoring clips of {', '.join(ignored)} (not classes of the model)")
     kept, per_class = [], {}
     for clip in rank_clips([c for c in clips if c.label in old_labels], config.seed):
-        if per_class.get(clip.label, 0) < config.replay_per_class:
+        # A catch-all class (_unknown_: every other word) needs more examples than one word does.
+        limit = config.replay_per_class * (CATCH_ALL_FACTOR if clip.label.startswith("_") else 1)
+        if per_class.get(clip.label, 0) < limit:
             per_class[clip.label] = per_class.get(clip.label, 0) + 1
             kept.append(clip)
     if not kept:

@@ -142,13 +142,11 @@ def test_finetune_help():
         assert option in out.stdout
 
 
-def test_sampling_log_prior_balances_new_and_replayed_classes():
+def test_sampling_log_prior_balances_new_against_replayed_classes():
     from lmustream.adapters.finetune import sampling_log_prior
 
     new = torch.tensor([4, 4, 4, 5, 5, 5])  # 2 new words, 3 clips each
-    replay = torch.tensor([0] * 6 + [1] * 6 + [2] * 6)  # 3 old words, 6 clips each
-    prior = sampling_log_prior(new, replay, 6, per_step=4).exp()
-    # per step: 4 enrollment clips (2 of each new word) and 4 replay clips (4/3 of each old word)
-    expected = torch.tensor([4 / 3, 4 / 3, 4 / 3, 0.0, 2, 2]) / 8
-    expected[3] = expected[:3].min()  # class 3 is never sampled: the rarest sampled class's prior
-    assert torch.allclose(prior, expected, atol=1e-6)
+    replay = torch.tensor([0] * 6 + [1] * 6 + [2] * 18)  # 3 old classes; class 2 a catch-all, 18 clips
+    adjustment = sampling_log_prior(new, replay, [4, 5], 6, per_step=4)
+    # per step: 2 clips of each new word; of the old classes 0.8, 0.8 and 2.4 (median 0.8)
+    assert torch.allclose(adjustment, torch.tensor([0, 0, 0, 0, 2 / 0.8, 2 / 0.8]).clamp(min=1).log(), atol=1e-6)
