@@ -2,7 +2,7 @@
 
     python benchmarks/adapters_experiment.py [--parts asc,english] [--methods aflora,lora,lora:4,vera,head,full]
         [--asc-backbone PATH] [--asc-json PATH] [--english-model NAME] [--english-replay DIR]
-        [--epochs N] [--threads N] [--fa-threshold P] [--work DIR] [--json OUT]
+        [--epochs N] [--threads N] [--seeds 0,1,2] [--fa-threshold P] [--work DIR] [--json OUT]
 
 (a) asc: a backbone trained on 30 Arabic Speech Commands keywords (default: the file named by
     --asc-backbone, ../data/backbones/asc30-lmuformer.safetensors) learns the other 10 from 10
@@ -43,12 +43,12 @@ DEFAULT_ASC_BACKBONE = REPO.parent / "data" / "backbones" / "asc30-lmuformer.saf
 DEFAULT_ENGLISH_REPLAY = REPO.parent / "data" / "synth35"
 
 
-def run_finetune(model: Path, folders: dict, run: str, out: Path, args) -> dict:
+def run_finetune(model: Path, folders: dict, run: str, out: Path, args, seed: int) -> dict:
     """One ``lmustream finetune`` process; ``run`` is a method, or "method:rank"."""
     method, _, rank = run.partition(":")
     command = [sys.executable, "-m", "lmustream", "finetune", "--model", str(model), "--new-words",
                str(folders["new_words"]), "--method", method, "--out", str(out), "--eval-new", str(folders["eval_new"]),
-               "--json", "--no-cache", "--no-progress", "--epochs", str(args.epochs), "--seed", str(args.seed)]
+               "--json", "--no-cache", "--no-progress", "--epochs", str(args.epochs), "--seed", str(seed)]
     if rank:
         command += ["--rank", rank]
     for key, option in (("eval_old", "--eval-old"), ("replay", "--replay")):
@@ -67,17 +67,15 @@ def run_finetune(model: Path, folders: dict, run: str, out: Path, args) -> dict:
     return result
 
 
-def enrolled_accuracy(runs: dict, outs: dict, folder: Path) -> None:
+def enrolled_accuracy(model: Path, folder: Path) -> float:
     """New-word accuracy on the enrollment speakers' other clips (a device taught by its user)."""
     from lmustream.adapters.data import list_clips, load_clip_set
     from lmustream.adapters.evaluate import accuracy
     from lmustream.models.artifact import load_model
 
-    clips = None
-    for method, path in outs.items():
-        artifact = load_model(path)
-        clips = clips or load_clip_set(list_clips(folder, "enrolled"), artifact.frontend, artifact.model.config.frames)
-        runs[method]["new_accuracy_enrolled"] = accuracy(artifact.model, clips, artifact.labels)
+    artifact = load_model(model)
+    clips = load_clip_set(list_clips(folder, "enrolled"), artifact.frontend, artifact.model.config.frames)
+    return accuracy(artifact.model, clips, artifact.labels)
 
 
 def false_alarm_rates(models: dict[str, Path], base: Path, keywords: list[str], threshold: float) -> dict:
@@ -151,33 +149,59 @@ def english_part(args) -> dict:
 
 def run_part(name: str, model: Path, folders: dict, keywords: list[str], setup: str, args) -> dict:
     print(f"\n## ({name}) {setup}", flush=True)
-    runs, outs = {}, {}
+    runs, first = {}, {}
     for method in args.methods:
-        outs[method] = Path(args.work) / name / f"{method.replace(':', '-r')}.safetensors"
-        runs[method] = run_finetune(model, folders, method, outs[method], args)
-        r = runs[method]
-        print(f"  {method}: new {r['new_accuracy']:.4f}, old {r['old_accuracy_before']:.4f} -> "
-              f"{r['old_accuracy_after']:.4f}, {r['seconds']:.1f} s, {r['peak_memory_mb']:.0f} MB", flush=True)
-    if folders.get("eval_enrolled"):
-        enrolled_accuracy(runs, outs, folders["eval_enrolled"])
-    fa = false_alarm_rates(outs, model, keywords, args.fa_threshold) if SENTENCES.is_dir() else {}
-    print(table(runs, fa, args.fa_threshold))
-    print(targets(runs))
-    return {"setup": setup, "runs": runs, "false_alarms": fa}
+        runs[method] = []
+        for seed in args.seeds:
+            out = Path(args.work) / name / f"{method.replace(':', '-r')}-s{seed}.safetensors"
+            r = run_finetune(model, folders, method, out, args, seed)
+            r["out"] = str(out)
+            if folders.get("eval_enrolled"):
+                r["new_accuracy_enrolled"] = enrolled_accuracy(out, folders["eval_enrolled"])
+            runs[method].append(r)
+            print(f"  {method} seed {seed}: new {r['new_accuracy']:.4f}, old {r['old_accuracy_before']:.4f} -> "
+                  f"{r['old_accuracy_after']:.4f}, {r['seconds']:.1f} s, {r['peak_memory_mb']:.0f} MB", flush=True)
+        first[method] = Path(runs[method][0]["out"])
+    summary = {method: aggregate(rs) for method, rs in runs.items()}
+    fa = false_alarm_rates(first, model, keywords, args.fa_threshold) if SENTENCES.is_dir() else {}
+    print(table(summary, fa, args.fa_threshold, len(args.seeds)))
+    print(targets(summary))
+    return {"setup": setup, "runs": runs, "summary": summary, "false_alarms": fa}
 
 
-def table(runs: dict, fa: dict, threshold: float) -> str:
+ACCURACIES = ("new_accuracy", "new_accuracy_enrolled", "old_accuracy_before", "old_accuracy_after")
+
+
+def aggregate(runs: list[dict]) -> dict:
+    """Means over seeds of every number, and the standard deviation of the accuracies."""
+    import statistics
+
+    out = {}
+    for key, value in runs[0].items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            values = [r[key] for r in runs]
+            out[key] = statistics.fmean(values)
+            if key in ACCURACIES:
+                out[key + "_std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+    return out
+
+
+def table(runs: dict, fa: dict, threshold: float, seeds: int) -> str:
+    def acc(r, key):
+        return f"{r[key]:.4f}" + (f" ± {r[key + '_std']:.4f}" if seeds > 1 else "") if key in r else "n/a"
+
     lines = [f"| method | new-word acc (held-out speakers) | new-word acc (enrolled speakers) | old-word acc "
              f"before -> after | avg trainable params: adapter (with head) | train s | run s | peak MB | FA/h @ "
              f"{threshold} before -> after |",
              "|---|---|---|---|---|---|---|---|---|"]
     for method, r in runs.items():
         fa_text = f"{fa['before']['per_hour']:.1f} -> {fa[method]['per_hour']:.1f}" if fa else "n/a"
-        enrolled = f"{r['new_accuracy_enrolled']:.4f}" if "new_accuracy_enrolled" in r else "n/a"
-        lines.append(f"| {method} | {r['new_accuracy']:.4f} | {enrolled} | {r['old_accuracy_before']:.4f} -> "
-                     f"{r['old_accuracy_after']:.4f} | {r['avg_trainable_adapter_params']:,.0f} "
-                     f"({r['avg_trainable_params']:,.0f}) | {r['train_seconds']:.1f} | {r['seconds']:.1f} | "
-                     f"{r['peak_memory_mb']:.0f} | {fa_text} |")
+        lines.append(f"| {method} | {acc(r, 'new_accuracy')} | {acc(r, 'new_accuracy_enrolled')} | "
+                     f"{r['old_accuracy_before']:.4f} -> {acc(r, 'old_accuracy_after')} | "
+                     f"{r['avg_trainable_adapter_params']:,.0f} ({r['avg_trainable_params']:,.0f}) | "
+                     f"{r['train_seconds']:.1f} | {r['seconds']:.1f} | {r['peak_memory_mb']:.0f} | {fa_text} |")
+    note = f"(mean ± standard deviation over {seeds} seeds; " if seeds > 1 else "("
+    lines.append(note + "FA/h of the first seed's model)")
     return "\n".join(lines)
 
 
@@ -215,11 +239,13 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="CPU threads of each run (default: torch's choice)")
     parser.add_argument("--fa-threshold", type=float, default=0.9)
     parser.add_argument("--balance", type=float, help="finetune --balance (default: finetune's)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds: each run is repeated per seed")
     parser.add_argument("--work", default="/tmp/lmustream-adapters-experiment")
     parser.add_argument("--json", help="also write every figure to this JSON file")
     args = parser.parse_args()
     args.methods = [m for m in args.methods.split(",") if m]
+    args.seeds = [int(x) for x in args.seeds.split(",") if x]
+    args.seed = 0  # the data selection (enrollment, replay and evaluation clips) stays the same for every seed
     unknown = sorted({m.partition(":")[0] for m in args.methods} - set(METHODS))
     if unknown:
         parser.error(f"unknown methods {unknown}")

@@ -30,7 +30,7 @@ from torch import nn
 
 from lmustream.adapters.aflora import AFLoRAConfig, add_aflora
 from lmustream.adapters.baselines import FullFineTuneConfig, HeadOnlyConfig
-from lmustream.adapters.core import AdaptedLayer, AdapterConfig, _matches, replace_module
+from lmustream.adapters.core import AdaptedLayer, AdapterConfig, matches_pattern, replace_module
 from lmustream.adapters.head import grow_head
 from lmustream.adapters.lora import LoRAConfig, add_lora
 from lmustream.adapters.vera import VeRAConfig, add_vera
@@ -50,7 +50,10 @@ def make_config(method: str, **fields) -> AdapterConfig:
     """The config of ``method`` ("aflora", "lora", "vera", "head", "full") with ``fields`` set."""
     if method not in CONFIGS:
         raise ConfigError(f"unknown fine-tuning method {method!r}; known: {', '.join(METHODS)}")
-    return CONFIGS[method](**fields)
+    try:
+        return CONFIGS[method](**fields)
+    except TypeError as e:  # a field this method does not have
+        raise ConfigError(f"{method} adapter config: {e}") from None
 
 
 def adapter_config(model: nn.Module) -> AdapterConfig | None:
@@ -66,7 +69,7 @@ def adapter_layers(model: nn.Module) -> dict[str, AdaptedLayer]:
 def _saved_modules(model: nn.Module, config: AdapterConfig) -> dict[str, nn.Module]:
     found = {}
     for pattern in config.modules_to_save:
-        hits = {name: m for name, m in model.named_modules() if name and _matches(name, pattern)}
+        hits = {name: m for name, m in model.named_modules() if name and matches_pattern(name, pattern)}
         if not hits:
             raise ConfigError(f"modules_to_save pattern {pattern!r} matches no module of the model")
         found.update(hits)

@@ -56,6 +56,13 @@ class AdapterConfig:
             if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v for v in value):
                 raise ConfigError(f"{type(self).__name__}.{name} must be a list of module names or patterns, "
                                   f"got {value!r}")
+            for pattern in value:
+                if pattern.startswith(REGEX_PREFIX):
+                    try:
+                        re.compile(pattern[len(REGEX_PREFIX):])
+                    except re.error as e:
+                        raise ConfigError(f"{type(self).__name__}.{name}: bad regular expression {pattern!r}: "
+                                          f"{e}") from None
             setattr(self, name, tuple(value))
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ConfigError(f"{type(self).__name__}.seed must be an integer, got {self.seed!r}")
@@ -94,7 +101,8 @@ def kaiming_uniform(shape: tuple[int, ...], generator: torch.Generator) -> torch
 # ------------------------------------------------------------------------------ targets
 
 
-def _matches(name: str, pattern: str) -> bool:
+def matches_pattern(name: str, pattern: str) -> bool:
+    """Whether module path ``name`` matches a target pattern (glob on the path or a suffix, or re:regex)."""
     if pattern.startswith(REGEX_PREFIX):
         return re.fullmatch(pattern[len(REGEX_PREFIX):], name) is not None
     return fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(name, "*." + pattern)
@@ -111,16 +119,16 @@ def adaptable_layers(model: nn.Module) -> dict[str, nn.Module]:
 def select_targets(model: nn.Module, config: AdapterConfig) -> list[str]:
     """Module paths of the layers ``config`` adapts; a pattern that matches nothing is an error."""
     candidates = adaptable_layers(model)
-    saved = [n for n in candidates if any(_matches(n, p) for p in config.modules_to_save)]
+    saved = [n for n in candidates if any(matches_pattern(n, p) for p in config.modules_to_save)]
     chosen = []
     for pattern in config.target_modules:
-        hits = [n for n in candidates if _matches(n, pattern)]
+        hits = [n for n in candidates if matches_pattern(n, pattern)]
         if not hits:
             raise ConfigError(f"target module pattern {pattern!r} matches no Linear or Conv1d layer; "
                               f"the layers are: {', '.join(candidates)}")
         chosen += [n for n in hits if n not in chosen]
     for pattern in config.exclude_modules:
-        chosen = [n for n in chosen if not _matches(n, pattern)]
+        chosen = [n for n in chosen if not matches_pattern(n, pattern)]
     chosen = [n for n in chosen if n not in saved]
     if not chosen:
         raise ConfigError(f"no layer left to adapt (targets {list(config.target_modules)}, excluded "

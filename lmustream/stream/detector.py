@@ -43,9 +43,10 @@ DEFAULT_THRESHOLD = 0.5
 DEFAULT_REFRACTORY_S = 1.0
 DEFAULT_HOLD_S = 0.1
 POSTERIORS = ("auto", "sigmoid", "softmax")
-DEFAULT_ISOLATION_S = 0.0  # (set below, after the measurement: see docs/detection.md)
+DEFAULT_ISOLATION_S = 1.0  # a keyword fits in the model's one-second clip; longer speech is not one
 ISOLATION_GAP_S = 0.2  # a pause this long separates a command from the speech before it
 ISOLATION_LOOKBACK_S = 3.0  # audio examined before a decision to tell a command from running speech
+ISOLATION_FLOOR_S = 10.0  # audio whose quietest frames give the noise floor for that
 SPAN_DROP = math.log(4.0)  # without audio levels, a word's frames: per-frame log-posterior within this of its peak
 
 
@@ -412,6 +413,16 @@ class LevelMeter:
 
 SPEECH_GAP_FRAMES = 12  # pauses shorter than 120 ms (a stop consonant's closure) stay inside a word
 MIN_SPEECH_RANGE_DB = 12.0
+NO_SIGNAL_DB = -90.0  # below this a frame is digital silence (before an input starts delivering audio)
+
+
+def noise_floor(levels_db: np.ndarray) -> float:
+    """The 10th-percentile level, leaving out the digital silence before the signal's first frame:
+    the zeros an audio device delivers before a recording starts must not make the recording's
+    background noise look like speech."""
+    x = np.asarray(levels_db, np.float64)
+    live = np.flatnonzero(x > NO_SIGNAL_DB)
+    return float(np.percentile(x[live[0]:] if live.size else x, 10))
 
 
 def speech_run(levels_db: np.ndarray, anchor: int) -> tuple[int, int] | None:
@@ -439,15 +450,18 @@ def speech_run(levels_db: np.ndarray, anchor: int) -> tuple[int, int] | None:
     return tuple(int(v) for v in (before[-1] if before else runs[0]))
 
 
-def is_isolated(levels_db: np.ndarray, limit_frames: int, gap_frames: int) -> bool:
-    """Whether the speech that ends the stretch ``levels_db`` (the frames up to a decision) is
-    short enough to be a command: from its last loud frame back to the previous pause of at
-    least ``gap_frames``, at most ``limit_frames``. Loud is as in :func:`speech_run`; a stretch
-    where nothing stands out passes (there is no running speech to confuse)."""
-    x = np.asarray(levels_db, np.float64)
-    if x.size == 0:
+def is_isolated(levels_db: np.ndarray, limit_frames: int, gap_frames: int, lookback_frames: int) -> bool:
+    """Whether the speech that ends ``levels_db`` (the levels of the frames up to a decision,
+    ISOLATION_FLOOR_S of them for the noise floor) is short enough to be a command: in the last
+    ``lookback_frames``, from its last loud frame back to the previous pause of at least
+    ``gap_frames``, at most ``limit_frames``. Loud: at least half-way (in dB) from the floor
+    (10th percentile of all the levels given) to the look-back's peak. When nothing stands
+    out, it passes (there is no running speech to confuse)."""
+    history = np.asarray(levels_db, np.float64)
+    if history.size == 0:
         return True
-    floor, peak = float(np.percentile(x, 10)), float(x.max())
+    x = history[-lookback_frames:]
+    floor, peak = noise_floor(history), float(x.max())
     if peak - floor < MIN_SPEECH_RANGE_DB:
         return True
     loud = np.flatnonzero(x >= floor + 0.5 * (peak - floor))
@@ -578,9 +592,9 @@ class Detector:
                                          int(round(c.hold / clock.frame_seconds))) for k in self.keywords]
         self._history = SpanHistory(len(self.labels), max(
             self._window_frames + self._smoothing_frames + clock.frames(c.hold) + clock.lookahead + 2,
-            clock.frames(ISOLATION_LOOKBACK_S) + clock.lookahead + 2))
+            clock.frames(ISOLATION_FLOOR_S) + clock.lookahead + 2))
         self._isolation = (int(round(c.isolation / clock.frame_seconds)), clock.frames(ISOLATION_GAP_S),
-                           clock.frames(ISOLATION_LOOKBACK_S))
+                           clock.frames(ISOLATION_LOOKBACK_S), clock.frames(ISOLATION_FLOOR_S))
         self._levels = LevelMeter(hop, win)
         self._stream = self.kernel.open()
         self._resampler = None
@@ -713,12 +727,12 @@ class Detector:
 
     def _is_command(self, hit: Trigger) -> bool:
         """The isolation check (DetectorConfig.isolation); passes when it is off or there is no audio."""
-        limit, gap, lookback = self._isolation
+        limit, gap, lookback, floor = self._isolation
         if limit <= 0:
             return True
         decided = hit.emit + self.clock.lookahead
-        levels = self._history.levels(decided - lookback, decided)
-        return levels is None or is_isolated(levels, limit, gap)
+        levels = self._history.levels(decided - floor + 1, decided)
+        return levels is None or is_isolated(levels, limit, gap, lookback)
 
     def _event(self, keyword: str, cls: int, hit: Trigger) -> Event:
         first = hit.fire - self._smoothing_frames - self._window_frames + 2

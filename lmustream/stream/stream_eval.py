@@ -379,19 +379,20 @@ def sweep(logits: np.ndarray, labels: list[str], plan: StreamPlan, config: Detec
 
 def _command_check(config: DetectorConfig, lookahead: int, levels: np.ndarray | None):
     """``emit frame -> bool``: the detector's isolation check on the stream's levels (memoised)."""
-    from lmustream.stream.detector import ISOLATION_GAP_S, ISOLATION_LOOKBACK_S, is_isolated
+    from lmustream.stream.detector import ISOLATION_FLOOR_S, ISOLATION_GAP_S, ISOLATION_LOOKBACK_S, is_isolated
 
     clock = FrameClock(RATE, 160, 400, lookahead)
     limit = int(round(config.isolation / clock.frame_seconds))
     if limit <= 0 or levels is None:
         return lambda emit: True
-    gap, lookback, memo = clock.frames(ISOLATION_GAP_S), clock.frames(ISOLATION_LOOKBACK_S), {}
+    gap, lookback, floor = (clock.frames(s) for s in (ISOLATION_GAP_S, ISOLATION_LOOKBACK_S, ISOLATION_FLOOR_S))
+    memo: dict[int, bool] = {}
 
     def check(emit: int) -> bool:
         if emit not in memo:
             decided = emit + lookahead
-            window = levels[max(0, decided - lookback):decided + 1]
-            memo[emit] = window.size == 0 or is_isolated(window, limit, gap)
+            history = levels[max(0, decided - floor + 1):decided + 1]
+            memo[emit] = history.size == 0 or is_isolated(history, limit, gap, lookback)
         return memo[emit]
     return check
 

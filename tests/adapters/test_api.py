@@ -50,6 +50,8 @@ def test_targets_by_name_pattern_and_regex():
         select_targets(model, LoRAConfig(target_modules=["attention"]))
     with pytest.raises(ConfigError):
         LoRAConfig(rank=0)
+    with pytest.raises(ConfigError, match="regular expression"):
+        LoRAConfig(target_modules=["re:blocks.(["])
     with pytest.raises(ConfigError, match="unknown fine-tuning method"):
         make_config("dora")
 

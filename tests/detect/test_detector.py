@@ -8,7 +8,7 @@ import pytest
 from lmustream.errors import AudioError, ConfigError
 from lmustream.stream.detector import (Detector, DetectorConfig, Event, FrameClock, KeywordTrigger, MovingAverage,
                                        LevelMeter, PosteriorSmoother, evidence_run, frame_levels, load_thresholds,
-                                       resolve_posterior, speech_run)
+                                       is_isolated, resolve_posterior, speech_run)
 from tests.detect.fakes import EnergyKernel, silence, tone
 
 
@@ -164,6 +164,39 @@ def test_speech_run_picks_the_word_the_evidence_points_at():
     assert speech_run(levels, anchor=60) == (20, 49)
     assert speech_run(levels, anchor=5) == (20, 49)
     assert speech_run(np.full(50, -40.0), anchor=10) is None  # nothing stands out
+
+
+def test_isolation_tells_commands_from_running_speech():
+    quiet, loud = -70.0, -25.0
+    command = np.r_[np.full(150, quiet), np.full(40, loud), np.full(10, quiet)]
+    assert is_isolated(command, limit_frames=100, gap_frames=20, lookback_frames=300)
+    talk = np.r_[np.full(50, quiet), np.tile(np.r_[np.full(30, loud), np.full(8, quiet)], 4)]  # 8-frame pauses
+    assert not is_isolated(talk, limit_frames=100, gap_frames=20, lookback_frames=300)
+    assert is_isolated(talk, limit_frames=200, gap_frames=20, lookback_frames=300)
+    # speech all through the look-back: the floor comes from the longer history before it
+    long_talk = np.r_[np.full(500, quiet), np.full(300, loud)]
+    assert not is_isolated(long_talk, 100, 20, lookback_frames=300)
+    assert is_isolated(np.full(300, -40.0), 100, 20, 300)  # nothing stands out: nothing to judge
+    # digital silence before a recording starts does not make its background noise speech; silence inside it counts
+    after_silence = np.r_[np.full(500, -120.0), np.full(100, -45.0), np.full(40, -25.0), np.full(10, -45.0)]
+    assert is_isolated(after_silence, 100, 20, lookback_frames=300)
+    assert not is_isolated(np.r_[np.full(100, -120.0), np.tile(np.r_[np.full(30, -25.0), np.full(8, -120.0)], 6)],
+                           100, 20, lookback_frames=300)
+
+
+def test_detector_drops_keywords_inside_running_speech(rng):
+    # 3.4 s of talk: "yes" and "no" words with 80 ms between them, then a "no" on its own
+    word = np.concatenate([tone(0.35, 500), silence(0.08), tone(0.35, 1500), silence(0.08)])
+    x = np.concatenate([silence(1.0), np.tile(word, 4), silence(1.0), tone(0.4, 1500), silence(1.5)])
+    kwargs = dict(threshold=0.5, window=0.3, smoothing=0.05, refractory=0.5, hold=0.05)
+    ungated = run_blocks(Detector(EnergyKernel(), isolation=0, **kwargs), x, rng)
+    assert len(ungated) >= 7 and ungated[-1].start == pytest.approx(5.44, abs=0.03)
+    gated = run_blocks(Detector(EnergyKernel(), **kwargs), x, rng)
+    assert Detector(EnergyKernel(), **kwargs).config.isolation == 1.0  # on by default
+    # words decided within the talk's first second pass (nothing yet says it is not a command);
+    # the later ones are dropped; the "no" on its own is kept
+    assert all(e.detected_at < 2.1 for e in gated[:-1]) and len(gated) < len(ungated) - 3
+    assert (gated[-1].keyword, round(gated[-1].start, 2)) == ("no", ungated[-1].start.__round__(2))
 
 
 def test_thresholds_parsing(tmp_path):

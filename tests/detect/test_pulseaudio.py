@@ -47,8 +47,26 @@ def start_lmustream(env, *args):
                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines: queue.Queue = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in process.stderr], daemon=True).start()
+    # each pipe has its own reader (communicate() would race the stderr reader for the lines)
+    process.stderr_reader = threading.Thread(target=lambda: [lines.put(line) for line in process.stderr], daemon=True)
+    process.stdout_text = []
+    process.stdout_reader = threading.Thread(target=lambda: process.stdout_text.append(process.stdout.read()),
+                                             daemon=True)
+    process.stderr_reader.start()
+    process.stdout_reader.start()
     return process, lines
+
+
+def finish(process, timeout: float) -> str:
+    """Wait for the process; its stdout, once both pipes have been read to the end."""
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        raise
+    process.stderr_reader.join(timeout=10)
+    process.stdout_reader.join(timeout=10)
+    return "".join(process.stdout_text)
 
 
 def wait_for(lines: queue.Queue, text: str, process, timeout: float = 120.0) -> list[str]:
@@ -84,7 +102,7 @@ def test_listen_detects_the_keywords_of_a_recording_at_their_times(pulse):
     offset = time.monotonic() - ready  # the recording starts about here on the listener's clock
     played = pulse.play(RECORDING)
     assert played.returncode == 0, played.stderr
-    out, _ = process.communicate(timeout=seconds + 60)
+    out = finish(process, timeout=seconds + 60)
     errors = "".join(stderr.queue)
     assert process.returncode == 0, errors
     records = [json.loads(line) for line in out.splitlines()]
@@ -106,7 +124,7 @@ def test_listen_stops_cleanly_with_a_summary(pulse, sig):
     wait_for(stderr, "listening on", process)
     time.sleep(1.0)
     process.send_signal(sig)
-    out, _ = process.communicate(timeout=60)
+    out = finish(process, timeout=60)
     assert process.returncode == 0, "".join(stderr.queue)
     summary = json.loads(out.splitlines()[-1])
     assert summary["type"] == "summary" and summary["input_overflows"] >= 0 and summary["wall_seconds"] > 0.5
@@ -119,7 +137,7 @@ def test_enroll_records_trimmed_clips_from_the_server(pulse, tmp_path):
     wait_for(stderr, "say \"keyword\" now", process)
     player = threading.Thread(target=pulse.play, args=(RECORDING,))
     player.start()
-    out, _ = process.communicate(timeout=120)
+    finish(process, timeout=120)
     player.join()
     assert process.returncode == 0, "".join(stderr.queue)
     clips = sorted((tmp_path / "keyword").glob("ci_nohash_*.wav"))
