@@ -13,6 +13,7 @@ using kernels::kPanel;
 using kernels::kPanel64;
 
 constexpr float kBatchNormEps = 1e-5f;  // torch.nn.BatchNorm1d's default, not stored in the file
+constexpr double kBatchNormEpsDouble = 1e-5;  // the same (a Python float) where the fold is in float64
 
 int panels_for(int out, int width) { return (out + width - 1) / width; }
 
@@ -44,11 +45,63 @@ Affine fold_bn(const Artifact& art, const std::string& prefix) {
     return a;
 }
 
+// The same batch norm in float64 (exact.fold_bn with dtype float64): scale64 = weight / sqrt(var + eps),
+// shift64 = bias - mean * scale64, each operation rounded in float64 as torch does it.
+Affine fold_bn64(const Artifact& art, const std::string& prefix) {
+    Affine a = fold_bn(art, prefix);  // (checks the statistics)
+    const auto& weight = tensor(art, prefix + ".weight");
+    const auto& bias = tensor(art, prefix + ".bias");
+    const auto& mean = tensor(art, prefix + ".running_mean");
+    const auto& var = tensor(art, prefix + ".running_var");
+    a.wide = true;
+    a.scale64.resize(weight.size());
+    a.shift64.resize(weight.size());
+    for (std::size_t c = 0; c < weight.size(); ++c) {
+        const double denom = std::sqrt(double(var[c]) + double(kBatchNormEpsDouble));
+        a.scale64[c] = double(weight[c]) / denom;
+        const double moved = double(mean[c]) * a.scale64[c];
+        a.shift64[c] = double(bias[c]) - moved;
+    }
+    return a;
+}
+
 // Dense [out][in] float32 weights and bias (BN folded when given), before packing.
 struct Dense {
     int in = 0, out = 0;
     std::vector<float> w, b;
+    std::vector<double> w64, b64;  // the float64 fold (wide layers), filled by fold_into64
 };
+
+// BN(W x + b) as W' x + b' in float64 (exact.fold_into_linear with dtype float64).
+void fold_into64(Dense& d, const Affine* bn) {
+    d.w64.assign(d.w.begin(), d.w.end());
+    d.b64.assign(d.b.begin(), d.b.end());
+    if (!bn) return;
+    for (int o = 0; o < d.out; ++o) {
+        for (int i = 0; i < d.in; ++i) d.w64[std::size_t(o) * d.in + i] *= bn->scale64[o];
+        const double scaled = d.b64[o] * bn->scale64[o];
+        d.b64[o] = scaled + bn->shift64[o];
+    }
+}
+
+// A float64 layer in the f64_dense panel layout (columns of a panel are contiguous too).
+Layer pack64(const Dense& d, bool spike_input) {
+    Layer L;
+    L.in = d.in;
+    L.out = d.out;
+    L.spike_input = spike_input;
+    L.wide = true;
+    L.panels64 = panels_for(d.out, kPanel64);
+    L.bias64.assign(std::size_t(L.panels64) * kPanel64, 0.0);
+    std::copy(d.b64.begin(), d.b64.end(), L.bias64.begin());
+    L.w64.assign(std::size_t(L.panels64) * d.in * kPanel64, 0.0);
+    for (int o = 0; o < d.out; ++o) {
+        for (int i = 0; i < d.in; ++i) {
+            L.w64[(std::size_t(o / kPanel64) * d.in + i) * kPanel64 + o % kPanel64] = d.w64[std::size_t(o) * d.in + i];
+        }
+    }
+    return L;
+}
 
 void fold_into(Dense& d, const Affine* bn) {
     if (!bn) return;
@@ -191,6 +244,7 @@ inline float gelu(float x) { return 0.5f * x * (1.0f + erf_rational(x * 0.707106
 }  // namespace
 
 std::size_t Layer::weight_bytes() const {
+    if (wide) return std::size_t(in) * out * sizeof(double);
     return int8 ? std::size_t(in) * out : std::size_t(in) * out * sizeof(float);
 }
 
@@ -208,22 +262,49 @@ Engine::Engine(const Artifact& art, const EngineOptions& options)
     const ModelConfig& c = config_;
     const bool q = options.int8, spk = c.spiking, add = options.add_only;
     const int E = c.embed_convs;
+    // A spiking model with float32 weights folds and sums in float64 (see engine.h).
+    const bool wide = spk && !q;
+    auto bn_of = [&](const std::string& prefix) { return wide ? fold_bn64(art, prefix) : fold_bn(art, prefix); };
+    auto finish = [&](Dense d, const Affine* bn, bool spike_input) {
+        if (wide) {
+            fold_into64(d, bn);
+            return pack64(d, spike_input);
+        }
+        fold_into(d, bn);
+        return pack(d, q, spike_input, add);
+    };
     for (int i = 0; i < E; ++i) {
         const std::string p = "embed.convs." + std::to_string(i);
         Dense d = conv_dense(art, p + ".weight", c.kernel_size);
-        Affine bn = fold_bn(art, "embed.bns." + std::to_string(i));
-        if (spk && i < E - 1) fold_into(d, &bn);  // conv_i -> BN_i -> LIF: the BN folds in
-        else embed_bn_.push_back(bn);              // after a ReLU, or feeding the residual too
-        embed_.push_back(pack(d, q, spk && i > 0, add));
+        Affine bn = bn_of("embed.bns." + std::to_string(i));
+        if (spk && i < E - 1) {
+            embed_.push_back(finish(d, &bn, i > 0));  // conv_i -> BN_i -> LIF: the BN folds in
+        } else {
+            embed_bn_.push_back(bn);  // after a ReLU, or feeding the residual too
+            embed_.push_back(finish(d, nullptr, spk && i > 0));
+        }
     }
-    embed_.push_back(pack(conv_dense(art, "embed.rpe.weight", c.kernel_size), q, spk, add));
+    embed_.push_back(finish(conv_dense(art, "embed.rpe.weight", c.kernel_size), nullptr, spk));
     for (int b = 0; b < c.depth; ++b) {
         const std::string p = "blocks." + std::to_string(b) + ".";
         BlockWeights w;
         Dense Wu = linear_dense(art, p + "lmu.W_u"), Wh = linear_dense(art, p + "lmu.W_h");
         Dense proj = linear_dense(art, p + "lmu.proj"), fc1 = linear_dense(art, p + "ffn.fc1");
         Dense fc2 = linear_dense(art, p + "ffn.fc2");
-        Affine proj_bn = fold_bn(art, p + "lmu.proj_bn");
+        Affine proj_bn = bn_of(p + "lmu.proj_bn");
+        if (wide) {  // spiking, float32 weights: everything in float64 (no int8 split below)
+            w.in_bn = bn_of(p + "lmu.input_bn");
+            w.m_bn = bn_of(p + "lmu.bn_m");
+            w.fc1_bn = bn_of(p + "ffn.fc1_bn");
+            Affine bn_u = bn_of(p + "lmu.bn_u"), bn_h = bn_of(p + "lmu.bn_h"), fc2_bn = bn_of(p + "ffn.fc2_bn");
+            w.Wu = finish(Wu, &bn_u, true);
+            w.Wh = finish(Wh, &bn_h, true);
+            w.proj = finish(proj, &proj_bn, true);
+            w.fc1 = finish(fc1, &fc2_bn, true);  // BN -> LIF -> fc1 -> BN -> LIF: fc1 folds with the second BN
+            w.fc2 = finish(fc2, nullptr, true);
+            blocks_.push_back(std::move(w));
+            continue;
+        }
         fold_into(proj, &proj_bn);
         if (!spk) {
             Affine fc1_bn = fold_bn(art, p + "ffn.fc1_bn"), fc2_bn = fold_bn(art, p + "ffn.fc2_bn");
@@ -267,7 +348,7 @@ Engine::Engine(const Artifact& art, const EngineOptions& options)
         w.fc2 = pack(fc2, q, spk, add);
         blocks_.push_back(std::move(w));
     }
-    if (spk) head_bn_ = fold_bn(art, "head_bn");
+    if (spk) head_bn_ = bn_of("head_bn");
     head_ = pack(linear_dense(art, "head"), false, false, false);  // also takes the running mean: dense
 
     const auto state_space = legendre_state_space(c.memory_size, c.theta);
@@ -307,9 +388,15 @@ Engine::Engine(const Artifact& art, const EngineOptions& options)
         lif_names_.push_back("head");
         lif_sizes_.push_back(c.dim);
     }
-    for (const Layer& L : embed_) max_in_ = std::max(max_in_, L.in);
+    for (const Layer& L : embed_) {
+        max_in_ = std::max(max_in_, L.in);
+        max_out_ = std::max(max_out_, L.panels64 * kPanel64);
+    }
     for (const BlockWeights& w : blocks_) {
-        for (const Layer* L : {&w.Wu, &w.Wh, &w.proj, &w.fc1, &w.fc2}) max_in_ = std::max(max_in_, L->in);
+        for (const Layer* L : {&w.Wu, &w.Wh, &w.proj, &w.fc1, &w.fc2}) {
+            max_in_ = std::max(max_in_, L->in);
+            max_out_ = std::max(max_out_, L->panels64 * kPanel64);
+        }
     }
     max_in_ = std::max(max_in_, head_.in);
 }
@@ -339,6 +426,10 @@ std::int64_t Engine::macs_per_frame() const {
 // form when enabled. Scratch comes from each stream, so distinct streams never share memory.
 void Engine::apply(const Layer& L, Stream* const* s, const float* const* x, float* const* y, int batch) const {
     const bool add_only = L.spike_input && options_.add_only;
+    if (L.wide) {
+        apply_wide(L, s, x, y, batch, add_only);
+        return;
+    }
     if (add_only) {
         for (int b = 0; b < batch; ++b) {
             std::int32_t* active = s[b]->active_.data();
@@ -392,6 +483,39 @@ void Engine::apply(const Layer& L, Stream* const* s, const float* const* x, floa
     }
 }
 
+void Engine::apply_wide(const Layer& L, Stream* const* s, const float* const* x, float* const* y, int batch,
+                        bool add_only) const {
+    // y = float(W x + b) with float64 weights and sums: the only rounding to float32 is the last.
+    constexpr int P = kPanel64;
+    for (int b = 0; b < batch; ++b) {
+        Stream& st = *s[b];
+        double* acc = st.y64_.data();
+        if (add_only) {  // spikes: the sum of the columns of the inputs that fired, one chain per output
+            std::int32_t* active = st.active_.data();
+            int n = 0;
+            for (int i = 0; i < L.in; ++i) {
+                if (x[b][i] != 0.0f) active[n++] = i;
+            }
+            for (int p = 0; p < L.panels64; ++p) {
+                double sum[P] = {};
+                const double* w = L.w64.data() + std::size_t(p) * L.in * P;
+                for (int a = 0; a < n; ++a) {
+                    const double* col = w + std::size_t(active[a]) * P;
+                    for (int l = 0; l < P; ++l) sum[l] += col[l];
+                }
+                std::memcpy(acc + p * P, sum, sizeof(sum));
+            }
+        } else {
+            double* xd = st.x64_.data();
+            for (int i = 0; i < L.in; ++i) xd[i] = double(x[b][i]);
+            const double* xs[1] = {xd};
+            double* ys[1] = {acc};
+            table_->f64_dense(kernels::F64Matrix{L.w64.data(), L.in, L.out, L.panels64}, xs, 1, ys);
+        }
+        for (int o = 0; o < L.out; ++o) y[b][o] = float(acc[o] + L.bias64[o]);
+    }
+}
+
 namespace {
 
 // LIF update of step.py's _lif / lif_update, float32 step by step:
@@ -411,6 +535,13 @@ inline int lif(const float* x, float* v, float* spikes, int n, float tau, float 
 }
 
 inline void affine(const Affine& a, const float* x, float* y, int n) {
+    if (a.wide) {  // float64, rounded once (exact.batch_norm)
+        for (int i = 0; i < n; ++i) {
+            const double scaled = double(x[i]) * a.scale64[i];
+            y[i] = float(scaled + a.shift64[i]);
+        }
+        return;
+    }
     for (int i = 0; i < n; ++i) {
         const float scaled = x[i] * a.scale[i];
         y[i] = scaled + a.shift[i];
@@ -734,6 +865,8 @@ Stream::Stream(const Engine& engine) : engine_(engine) {
     sum_.resize(C);
     running_.assign(c.n_classes, 0.0f);
     q_.resize(std::size_t(engine.max_in_) + 4);
+    x64_.resize(std::size_t(engine.max_in_));
+    y64_.resize(std::size_t(engine.max_out_));
     active_.resize(std::size_t(engine.max_in_));
     spikes_.assign(engine.lif_names().size(), 0);
     neuron_frames_.assign(engine.lif_names().size(), 0);

@@ -2,7 +2,9 @@
 // batch norms folded (Engine: immutable after load, shared by every stream), and the per-stream
 // state that carries audio to logits frame by frame (Stream).
 //
-// The arithmetic is that of lmustream/stream/step.py (StepLMUFormer): the same folds in float32,
+// The arithmetic is that of lmustream/stream/step.py (StepLMUFormer): the same folds (float32;
+// float64 for a spiking model's affine maps, summed in float64 and rounded once before the
+// thresholds, as lmustream/models/exact.py defines them),
 // the same look-ahead (the output for frame t is emitted when frame t + D arrives; flush() pads
 // like the parallel model), the Legendre memory accumulated in float64, LIF neurons updated
 // exactly as lif_update, the running mean of the head's input since the last reset.
@@ -44,6 +46,11 @@ struct Layer {
     std::vector<float> scale;  // [panels * 16]
     std::vector<std::int32_t> rowsum;
     int in4 = 0;
+    // float64 weights (spiking models with float32 weights): w64[panels64][in][8], bias64[panels64 * 8];
+    // the sum is taken in float64 and rounded to float32 once
+    bool wide = false;
+    int panels64 = 0;
+    std::vector<double> w64, bias64;
     std::size_t weight_bytes() const;
 };
 
@@ -55,6 +62,8 @@ Layer make_layer(int in, int out, const std::vector<float>& w, const std::vector
 
 struct Affine {  // eval-mode batch norm: y = x * scale + shift
     std::vector<float> scale, shift;
+    bool wide = false;  // computed in float64 (scale64, shift64) and rounded once (spiking models)
+    std::vector<double> scale64, shift64;
 };
 
 struct BlockWeights {
@@ -109,9 +118,11 @@ class Engine {
     std::vector<float> A32_, B32_, zero_bias_;  // float32 memory (int8 weights)
     std::vector<std::string> lif_names_;
     std::vector<int> lif_sizes_;
-    int max_in_ = 0;
+    int max_in_ = 0, max_out_ = 0;
 
     void apply(const Layer& layer, Stream* const* s, const float* const* x, float* const* y, int batch) const;
+    void apply_wide(const Layer& layer, Stream* const* s, const float* const* x, float* const* y, int batch,
+                    bool add_only) const;
     void memory_step(Stream* const* s, int batch, int block) const;
     void run_blocks(Stream* const* s, int batch) const;
 };
@@ -176,7 +187,7 @@ class Stream {
     // scratch of one step
     std::vector<char> valid_;  // per embedding layer: its output at this step is a real frame
     std::vector<float> y_, y_last_, z_, u_, m32_, hin_, h_, tmp_, f_, f2_, feat_, mean_, logits_, lif_in_;
-    std::vector<double> m_next_;
+    std::vector<double> m_next_, x64_, y64_;
     std::vector<std::int8_t> q_;
     std::vector<std::int32_t> active_;
     std::vector<float> zeros_;

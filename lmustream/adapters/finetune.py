@@ -39,7 +39,8 @@ from lmustream.train.config import AugmentConfig
 
 DEFAULT_RANKS = {"aflora": 4, "lora": 8, "vera": 64}
 CATCH_ALL_FACTOR = 5  # replay clips of _unknown_ / _silence_ per replay clip of a word
-DEFAULT_LR = {"aflora": 1e-3, "lora": 1e-3, "vera": 1e-3, "head": 1e-3, "full": 3e-4}  # full: every weight moves
+# full: every weight moves; vera: only scaling vectors train, and they need a larger step (as in VeRA)
+DEFAULT_LR = {"aflora": 1e-3, "lora": 1e-3, "vera": 1e-2, "head": 1e-3, "full": 3e-4}
 
 
 def few_shot_augment() -> AugmentConfig:
@@ -54,7 +55,7 @@ class FinetuneConfig:
 
     method: aflora | lora | vera | head | full.   rank: None = the method's default (4, 8, 64).
     epochs: passes over the enrollment clips.    batch_size: enrollment clips per step (as many
-    replay clips join each step).    lr: Adam learning rate (None: 1e-3, full 3e-4), warmed up
+    replay clips join each step).    lr: Adam learning rate (None: 1e-3; vera 1e-2, full 3e-4), warmed up
     linearly over the first ``warmup`` fraction of the steps, then cosine decay to 0.
     grad_clip: largest gradient norm (0: no clipping).
     replay_per_class: old-word clips kept per old class from the replay set (5 times as many for a

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from lmustream.errors import ConfigError
+from lmustream.models import exact
 from lmustream.models.lmu import LegendreMemory
 from lmustream.models.spiking import LIF, LIFConfig
 
@@ -113,6 +114,12 @@ class FrameConv(nn.Conv1d):
         return super().forward(x)
 
 
+def frame_conv_bn(conv: nn.Module, bn: nn.BatchNorm1d | None, x: torch.Tensor) -> torch.Tensor:
+    """``bn(conv(x))`` of a spiking model (see :mod:`lmustream.models.exact`)."""
+    causal = getattr(conv, "causal", False)
+    return exact.conv_bn(conv, bn, x, left_pad=conv.kernel_size[0] - 1 if causal else None)
+
+
 def pointwise(in_channels: int, out_channels: int) -> nn.Conv1d:
     """1x1 convolution (a per-frame linear map on [B, C, N]) with bias."""
     return nn.Conv1d(in_channels, out_channels, kernel_size=1)
@@ -154,10 +161,11 @@ class SpikingPatchEmbedding(nn.Module):
         self.rpe = FrameConv(c.dim, c.dim, c.kernel_size, c.causal)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.convs[0](x)  # (B, C, N)
-        for conv, bn, lif in zip(self.convs[1:], self.bns, self.lifs):
-            y = conv(lif(bn(y)))
-        return y + self.rpe(self.lifs[-1](self.bns[-1](y)))
+        # conv_i -> BN_i -> LIF_i for all but the last conv, whose output y is also the residual
+        for conv, bn, lif in zip(self.convs[:-1], self.bns, self.lifs):
+            x = lif(frame_conv_bn(conv, bn, x))  # spikes (B, C, N)
+        y = frame_conv_bn(self.convs[-1], None, x)  # (B, C, N)
+        return y + frame_conv_bn(self.rpe, None, self.lifs[-1](exact.batch_norm(self.bns[-1], y)))
 
 
 class LMUMixer(nn.Module):
@@ -212,14 +220,13 @@ class SpikingLMUMixer(nn.Module):
         self.proj_bn = nn.BatchNorm1d(c.dim)
 
     def forward(self, x: torch.Tensor, memory_path: str = "fft") -> torch.Tensor:
-        s = self.input_lif(self.input_bn(x))  # (B, C, N)
+        s = self.input_lif(exact.batch_norm(self.input_bn, x))  # (B, C, N)
         s_t = s.transpose(1, 2)  # (B, N, C)
-        u = self.lif_u(self.bn_u(self.W_u(s_t).transpose(1, 2)))  # (B, 1, N)
+        u = self.lif_u(exact.linear_bn(self.W_u, self.bn_u, s_t))  # (B, 1, N)
         m = run_memory(self.memory, u[:, 0], memory_path)  # (B, M, N)
-        m = self.lif_m(self.bn_m(m))  # (B, M, N)
-        h = self.W_h(torch.cat([m.transpose(1, 2), s_t], dim=-1))  # (B, N, C)
-        h = self.lif_h(self.bn_h(h.transpose(1, 2)))  # (B, C, N)
-        return self.proj_bn(self.proj(h))
+        m = self.lif_m(exact.batch_norm(self.bn_m, m))  # (B, M, N)
+        h = self.lif_h(exact.linear_bn(self.W_h, self.bn_h, torch.cat([m.transpose(1, 2), s_t], dim=-1)))  # (B, C, N)
+        return exact.conv_bn(self.proj, self.proj_bn, h)
 
 
 def run_memory(memory: LegendreMemory, u: torch.Tensor, path: str) -> torch.Tensor:
@@ -261,8 +268,9 @@ class SpikingChannelMixer(nn.Module):
         self.fc2 = pointwise(hidden, c.dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.fc1(self.fc1_lif(self.fc1_bn(x)))  # (B, 4C, N)
-        return self.fc2(self.fc2_lif(self.fc2_bn(x)))  # (B, C, N)
+        s = self.fc1_lif(exact.batch_norm(self.fc1_bn, x))  # (B, C, N)
+        s = self.fc2_lif(exact.conv_bn(self.fc1, self.fc2_bn, s))  # (B, 4C, N)
+        return exact.conv_bn(self.fc2, None, s)  # (B, C, N)
 
 
 class Block(nn.Module):
@@ -307,7 +315,7 @@ class LMUFormer(nn.Module):
         for block in self.blocks:
             z = block(z, memory_path)
         if self.config.spiking:
-            z = self.head_lif(self.head_bn(z))
+            z = self.head_lif(exact.batch_norm(self.head_bn, z))
         return z
 
     def forward(self, x: torch.Tensor, mode: str = "mean", memory_path: str = "fft") -> torch.Tensor:

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lmustream.models.exact import ACCUMULATOR, fold_bn, fold_into_linear
 from lmustream.models.lmu import LegendreMemory, LMUMemoryState
 from lmustream.models.lmuformer import LMUFormer, LMUFormerConfig
 from lmustream.models.spiking import lif_update
@@ -42,28 +43,11 @@ from lmustream.models.spiking import lif_update
 State = dict[str, torch.Tensor]
 
 
-def fold_bn(bn: nn.BatchNorm1d) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eval-mode batch norm as a per-channel affine ``y = scale * x + shift``."""
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    return scale.detach(), (bn.bias - bn.running_mean * scale).detach()
-
-
-def fold_into_linear(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm1d | None):
-    """``BN(W x + b)`` as one ``W' x + b'``; ``weight`` is [out, in, (k)], flattened to [out, in*k]."""
-    W = weight.detach().reshape(weight.shape[0], -1)
-    b = torch.zeros(W.shape[0], dtype=W.dtype) if bias is None else bias.detach()
-    if bn is None:
-        return W.clone(), b.clone()
-    scale, shift = fold_bn(bn)
-    return W * scale[:, None], b * scale + shift
-
-
 @dataclass(frozen=True)
 class _Conv:
-    """A folded embedding convolution: weight [out, in*k], bias [out], its ring buffer's name."""
+    """A folded embedding convolution (weight [out, in*k], bias [out]) and its ring buffer's name."""
 
-    weight: str
-    bias: str
+    name: str  # its folded weight and bias are the buffers {name}_W, {name}_b
     buffer: str
     in_channels: int
 
@@ -89,6 +73,9 @@ class StepLMUFormer(nn.Module):
         self._convs: list[_Conv] = []
         self.memories = nn.ModuleList()
         self._spike_log: dict[str, list[torch.Tensor]] | None = None  # see record_spikes()
+        # Spiking: every affine map before the head accumulates in float64, as the parallel model's
+        # eval mode does (lmustream.models.exact); these folded weights stay float64.
+        self._wide: set[str] = set()
         dtype = model.head.weight.dtype
         self._fold_embedding(model)
         self._fold_blocks(model)
@@ -108,20 +95,47 @@ class StepLMUFormer(nn.Module):
     def _state(self, name: str, *shape: int) -> None:
         self._state_shapes[name] = shape
 
+    def _wide_dtype(self, name: str) -> torch.dtype | None:
+        return ACCUMULATOR if self.config.spiking and name != "head" else None
+
     def _linear(self, name, weight, bias, bn) -> None:
-        W, b = fold_into_linear(weight, bias, bn)
+        dtype = self._wide_dtype(name)
+        W, b = fold_into_linear(weight, bias, bn, dtype)
         self.register_buffer(f"{name}_W", W)
         self.register_buffer(f"{name}_b", b)
+        if dtype is not None:
+            self._wide |= {f"{name}_W", f"{name}_b"}
 
     def _affine(self, name, bn) -> None:
-        scale, shift = fold_bn(bn)
+        dtype = self._wide_dtype(name)
+        scale, shift = fold_bn(bn, dtype)
         self.register_buffer(f"{name}_scale", scale)
         self.register_buffer(f"{name}_shift", shift)
+        if dtype is not None:
+            self._wide |= {f"{name}_scale", f"{name}_shift"}
+
+    def _apply(self, fn, recurse=True):
+        # .to(dtype) / .float() must not round the float64 folded weights of a spiking model
+        wide = {name: getattr(self, name) for name in getattr(self, "_wide", ())}
+        out = super()._apply(fn, recurse)
+        for name, value in wide.items():
+            setattr(self, name, value.to(device=getattr(self, name).device, dtype=ACCUMULATOR))
+        return out
+
+    def _map(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """``x @ W.T + b`` of the folded layer ``name``, accumulated in its weights' dtype, in x's dtype."""
+        W, b = getattr(self, f"{name}_W"), getattr(self, f"{name}_b")
+        return (x.to(W.dtype) @ W.T + b).to(x.dtype)
+
+    def _scale(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """``scale * x + shift`` of the folded batch norm ``name``, in its dtype, returned in x's dtype."""
+        scale, shift = getattr(self, f"{name}_scale"), getattr(self, f"{name}_shift")
+        return (x.to(scale.dtype) * scale + shift).to(x.dtype)
 
     def _conv(self, name: str, conv: nn.Conv1d, bn: nn.BatchNorm1d | None) -> None:
         self._linear(name, conv.weight, None, bn)
         self._state(f"{name}.buf", conv.in_channels, self.k - 1)
-        self._convs.append(_Conv(f"{name}_W", f"{name}_b", f"{name}.buf", conv.in_channels))
+        self._convs.append(_Conv(name, f"{name}.buf", conv.in_channels))
 
     def _fold_embedding(self, model: LMUFormer) -> None:
         c, e = self.config, model.embed
@@ -199,7 +213,7 @@ class StepLMUFormer(nn.Module):
         buf = state[conv.buffer]  # (B, Cin, k-1)
         window = torch.cat([buf, x[:, :, None]], dim=2)  # (B, Cin, k)
         new[conv.buffer] = window[:, :, 1:]
-        y = window.reshape(window.shape[0], -1) @ getattr(self, conv.weight).T + getattr(self, conv.bias)
+        y = self._map(conv.name, window.reshape(window.shape[0], -1))
         centre = window[:, :, self.k - 1 - self.pad]
         return torch.where(valid_out[:, None], y, torch.zeros_like(y)), centre
 
@@ -230,7 +244,7 @@ class StepLMUFormer(nn.Module):
             for i, conv in enumerate(self._convs[:-1]):
                 y, _ = self._conv_step(conv, x, state, new, valid[i])
                 if i == last:
-                    y_bn = y * getattr(self, f"embed{i}_bn_scale") + getattr(self, f"embed{i}_bn_shift")
+                    y_bn = self._scale(f"embed{i}_bn", y)
                     x, new[f"embed{i}.v"] = self._lif(y_bn, state[f"embed{i}.v"], valid[i], f"embed{i}")
                 else:
                     x, new[f"embed{i}.v"] = self._lif(y, state[f"embed{i}.v"], valid[i], f"embed{i}")
@@ -246,8 +260,7 @@ class StepLMUFormer(nn.Module):
             z = self._block_step(b, z, state, new, ok)
 
         if c.spiking:
-            z, new["head.v"] = self._lif(
-                z * self.head_bn_scale + self.head_bn_shift, state["head.v"], ok, "head")
+            z, new["head.v"] = self._lif(self._scale("head_bn", z), state["head.v"], ok, "head")
         keep = ok[:, None]
         new["sum"] = torch.where(keep, state["sum"] + z, state["sum"])
         new["count"] = torch.where(ok, state["count"] + 1, state["count"])
@@ -274,18 +287,18 @@ class StepLMUFormer(nn.Module):
             f = F.gelu(z @ W("fc1").T + bias("fc1"))  # (B, 4C)
             return z + F.relu(f @ W("fc2").T + bias("fc2"))
 
-        aff = lambda name, x: x * getattr(self, f"{p}_{name}_scale") + getattr(self, f"{p}_{name}_shift")  # noqa
-        s, new[f"{p}.v_in"] = self._lif(aff("in_bn", z), state[f"{p}.v_in"], ok, f"{p}.in", c.lmu_input_threshold)
-        u, new[f"{p}.v_u"] = self._lif(s @ W("Wu").T + bias("Wu"), state[f"{p}.v_u"], ok, f"{p}.u")  # (B, 1)
+        s, new[f"{p}.v_in"] = self._lif(self._scale(f"{p}_in_bn", z), state[f"{p}.v_in"], ok, f"{p}.in",
+                                        c.lmu_input_threshold)
+        u, new[f"{p}.v_u"] = self._lif(self._map(f"{p}_Wu", s), state[f"{p}.v_u"], ok, f"{p}.u")  # (B, 1)
         m, memory_state = memory.step(u[:, 0], LMUMemoryState(state[f"{p}.m"]))  # (B, M)
         new[f"{p}.m"] = torch.where(keep, memory_state.m, state[f"{p}.m"])
-        ms, new[f"{p}.v_m"] = self._lif(aff("m_bn", m), state[f"{p}.v_m"], ok, f"{p}.m")
-        h, new[f"{p}.v_h"] = self._lif(torch.cat([ms, s], dim=1) @ W("Wh").T + bias("Wh"), state[f"{p}.v_h"], ok,
-                                         f"{p}.h")
-        z = z + h @ W("proj").T + bias("proj")
-        f, new[f"{p}.v_fc1"] = self._lif(aff("fc1_bn", z), state[f"{p}.v_fc1"], ok, f"{p}.fc1")
-        f, new[f"{p}.v_fc2"] = self._lif(f @ W("fc1").T + bias("fc1"), state[f"{p}.v_fc2"], ok, f"{p}.fc2")
-        return z + f @ W("fc2").T + bias("fc2")
+        ms, new[f"{p}.v_m"] = self._lif(self._scale(f"{p}_m_bn", m), state[f"{p}.v_m"], ok, f"{p}.m")
+        h, new[f"{p}.v_h"] = self._lif(self._map(f"{p}_Wh", torch.cat([ms, s], dim=1)), state[f"{p}.v_h"], ok,
+                                        f"{p}.h")
+        z = z + self._map(f"{p}_proj", h)
+        f, new[f"{p}.v_fc1"] = self._lif(self._scale(f"{p}_fc1_bn", z), state[f"{p}.v_fc1"], ok, f"{p}.fc1")
+        f, new[f"{p}.v_fc2"] = self._lif(self._map(f"{p}_fc1", f), state[f"{p}.v_fc2"], ok, f"{p}.fc2")
+        return z + self._map(f"{p}_fc2", f)
 
     @contextlib.contextmanager
     def record_spikes(self):
