@@ -39,8 +39,24 @@ from lmustream.train.config import AugmentConfig
 
 DEFAULT_RANKS = {"aflora": 4, "lora": 8, "vera": 64}
 CATCH_ALL_FACTOR = 5  # replay clips of _unknown_ / _silence_ per replay clip of a word
-# full: every weight moves; vera: only scaling vectors train, and they need a larger step (as in VeRA)
-DEFAULT_LR = {"aflora": 1e-3, "lora": 1e-3, "vera": 1e-2, "head": 1e-3, "full": 3e-4}
+# full: every weight moves (the vectors of aflora / vera take vector_lr_scale x larger steps)
+DEFAULT_LR = {"aflora": 1e-3, "lora": 1e-3, "vera": 1e-3, "head": 1e-3, "full": 3e-4}
+
+
+def parameter_groups(model: torch.nn.Module, vector_lr_scale: float) -> list[dict]:
+    """The trainable parameters as optimizer groups, each with its learning-rate ``scale``.
+
+    The feature-transformation vectors (AFLoRA's and VeRA's ``lambda_*``) scale whole paths, as in
+    VeRA they take steps ``vector_lr_scale`` times larger than the matrices and the head.
+    """
+    vectors, others = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (vectors if name.rsplit(".", 1)[-1].startswith("lambda_") else others).append(p)
+    groups = [{"params": others, "scale": 1.0}]
+    if vectors:
+        groups.append({"params": vectors, "scale": float(vector_lr_scale)})
+    return groups
 
 
 def few_shot_augment() -> AugmentConfig:
@@ -55,8 +71,9 @@ class FinetuneConfig:
 
     method: aflora | lora | vera | head | full.   rank: None = the method's default (4, 8, 64).
     epochs: passes over the enrollment clips.    batch_size: enrollment clips per step (as many
-    replay clips join each step).    lr: Adam learning rate (None: 1e-3; vera 1e-2, full 3e-4), warmed up
+    replay clips join each step).    lr: Adam learning rate (None: 1e-3; full 3e-4), warmed up
     linearly over the first ``warmup`` fraction of the steps, then cosine decay to 0.
+    vector_lr_scale: the feature-transformation vectors' learning rate, as a multiple of ``lr``.
     grad_clip: largest gradient norm (0: no clipping).
     replay_per_class: old-word clips kept per old class from the replay set (5 times as many for a
       catch-all class such as ``_unknown_``).
@@ -78,6 +95,7 @@ class FinetuneConfig:
     batch_size: int = 16
     lr: float | None = None
     warmup: float = 0.06
+    vector_lr_scale: float = 10.0
     grad_clip: float = 1.0
     weight_decay: float = 0.0
     replay_per_class: int = 10
@@ -105,6 +123,9 @@ class FinetuneConfig:
             self.lr = DEFAULT_LR[self.method]
         if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
             raise ConfigError(f"finetune lr must be a positive number, got {self.lr!r}")
+        if not (isinstance(self.vector_lr_scale, (int, float)) and self.vector_lr_scale > 0
+                and math.isfinite(self.vector_lr_scale)):
+            raise ConfigError(f"finetune vector_lr_scale must be a positive number, got {self.vector_lr_scale!r}")
         if not 0 <= self.balance <= 1:
             raise ConfigError(f"finetune balance must be in [0, 1], got {self.balance!r}")
         if self.distill_weight < 0 or self.distill_temperature <= 0:
@@ -253,7 +274,8 @@ def finetune(model, new_words, *, config: FinetuneConfig | None = None, out: str
     augmenter = FewShotAugmenter(config.augment, frontend, noise)
 
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.Adam(parameter_groups(model, config.vector_lr_scale), lr=config.lr,
+                                 weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(n_enroll / config.batch_size)
     total_steps = config.epochs * steps_per_epoch
     freezer = None
@@ -286,7 +308,7 @@ def finetune(model, new_words, *, config: FinetuneConfig | None = None, out: str
             idx = torch.cat([idx, n_enroll + torch.randint(len(replay_set), (config.batch_size,), generator=generator)])
         x, target = augmenter(x_train[idx], F.one_hot(y_train[idx], len(labels)).float(), generator)
         for group in optimizer.param_groups:
-            group["lr"] = config.lr * learning_rate_factor(step, total_steps, config.warmup)
+            group["lr"] = config.lr * group["scale"] * learning_rate_factor(step, total_steps, config.warmup)
         logits = model(x)
         if log_prior is not None:  # logit adjustment: the loss sees each class at its sampling rate
             logits = logits + log_prior

@@ -150,3 +150,20 @@ def test_sampling_log_prior_balances_new_against_replayed_classes():
     adjustment = sampling_log_prior(new, replay, [4, 5], 6, per_step=4)
     # per step: 2 clips of each new word; of the old classes 0.8, 0.8 and 2.4 (median 0.8)
     assert torch.allclose(adjustment, torch.tensor([0, 0, 0, 0, 2 / 0.8, 2 / 0.8]).clamp(min=1).log(), atol=1e-6)
+
+
+def test_vectors_train_faster_than_the_matrices():
+    from lmustream.adapters.finetune import parameter_groups
+    from lmustream.errors import ConfigError
+    from lmustream.adapters import AFLoRAConfig, add_adapter
+    from lmustream.models import LMUFormer, get_config
+
+    model = LMUFormer(get_config("lmuformer-tiny", n_classes=4))
+    add_adapter(model, AFLoRAConfig(rank=2))
+    groups = parameter_groups(model, 10.0)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert [g["scale"] for g in groups] == [1.0, 10.0]
+    assert all(names[id(p)].split(".")[-1].startswith("lambda_") for p in groups[1]["params"])
+    assert {names[id(p)].split(".")[-1] for p in groups[0]["params"]} >= {"A", "B", "weight"}  # matrices, head
+    with pytest.raises(ConfigError, match="vector_lr_scale"):
+        FinetuneConfig(vector_lr_scale=0)

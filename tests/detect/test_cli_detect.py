@@ -138,3 +138,21 @@ def test_calibrate_writes_a_usable_calibration(tmp_path, model, small_corpus, ca
     assert Detector(str(copy), backend="torch").thresholds == calibration["thresholds"]
     assert main(["calibrate", "--model", model, "--negatives", str(tmp_path / "none")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("lead_in", [0.0, 1.2])
+def test_shipped_model_finds_the_example_keywords(tmp_path, capsys, lead_in):
+    """The README's quick start, with and without digital silence before the recording (as an audio
+    device delivers before it starts): the isolation check must not take the zeros for a noise floor."""
+    from tests.conftest import REPO
+
+    truth = json.loads((REPO / "examples" / "keywords.json").read_text())
+    x, rate = sf.read(REPO / "examples" / "keywords.flac", dtype="float32")
+    path = tmp_path / "kw.wav"
+    sf.write(path, np.concatenate([np.zeros(int(lead_in * rate), np.float32), x]), rate)
+    assert main(["stream", str(path), "--model", "sc12-lmuformer", "--json"]) in (0, None)
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    events = [e for e in events if e.get("type", "detection") == "detection" and "keyword" in e]
+    assert [e["keyword"] for e in events] == [k["keyword"] for k in truth["keywords"]]
+    for e, k in zip(events, truth["keywords"]):
+        assert k["start"] - 0.15 <= e["start"] - lead_in <= k["end"], (e, k)
