@@ -23,15 +23,22 @@ const std::vector<float>& tensor(const Artifact& art, const std::string& name) {
     return it->second.values;
 }
 
-// Eval-mode batch norm as y = scale * x + shift, in float32 step by step as step.py's fold_bn.
-Affine fold_bn(const Artifact& art, const std::string& prefix) {
+// Eval-mode batch norm as y = scale * x + shift, in float32 step by step as step.py's fold_bn;
+// with `wide` also in float64 (exact.fold_bn with dtype float64: scale64 = weight / sqrt(var + eps),
+// shift64 = bias - mean * scale64, each operation rounded in float64 as torch does it).
+Affine fold_bn(const Artifact& art, const std::string& prefix, bool wide = false) {
     const auto& weight = tensor(art, prefix + ".weight");
     const auto& bias = tensor(art, prefix + ".bias");
     const auto& mean = tensor(art, prefix + ".running_mean");
     const auto& var = tensor(art, prefix + ".running_var");
     Affine a;
+    a.wide = wide;
     a.scale.resize(weight.size());
     a.shift.resize(weight.size());
+    if (wide) {
+        a.scale64.resize(weight.size());
+        a.shift64.resize(weight.size());
+    }
     for (std::size_t c = 0; c < weight.size(); ++c) {
         const float denom = std::sqrt(var[c] + kBatchNormEps);
         if (!(denom > 0.0f) || !std::isfinite(denom)) {
@@ -41,26 +48,11 @@ Affine fold_bn(const Artifact& art, const std::string& prefix) {
         a.scale[c] = weight[c] / denom;
         const float moved = mean[c] * a.scale[c];
         a.shift[c] = bias[c] - moved;
-    }
-    return a;
-}
-
-// The same batch norm in float64 (exact.fold_bn with dtype float64): scale64 = weight / sqrt(var + eps),
-// shift64 = bias - mean * scale64, each operation rounded in float64 as torch does it.
-Affine fold_bn64(const Artifact& art, const std::string& prefix) {
-    Affine a = fold_bn(art, prefix);  // (checks the statistics)
-    const auto& weight = tensor(art, prefix + ".weight");
-    const auto& bias = tensor(art, prefix + ".bias");
-    const auto& mean = tensor(art, prefix + ".running_mean");
-    const auto& var = tensor(art, prefix + ".running_var");
-    a.wide = true;
-    a.scale64.resize(weight.size());
-    a.shift64.resize(weight.size());
-    for (std::size_t c = 0; c < weight.size(); ++c) {
-        const double denom = std::sqrt(double(var[c]) + double(kBatchNormEpsDouble));
-        a.scale64[c] = double(weight[c]) / denom;
-        const double moved = double(mean[c]) * a.scale64[c];
-        a.shift64[c] = double(bias[c]) - moved;
+        if (wide) {
+            a.scale64[c] = double(weight[c]) / std::sqrt(double(var[c]) + kBatchNormEpsDouble);
+            const double moved64 = double(mean[c]) * a.scale64[c];
+            a.shift64[c] = double(bias[c]) - moved64;
+        }
     }
     return a;
 }
@@ -264,7 +256,7 @@ Engine::Engine(const Artifact& art, const EngineOptions& options)
     const int E = c.embed_convs;
     // A spiking model with float32 weights folds and sums in float64 (see engine.h).
     const bool wide = spk && !q;
-    auto bn_of = [&](const std::string& prefix) { return wide ? fold_bn64(art, prefix) : fold_bn(art, prefix); };
+    auto bn_of = [&](const std::string& prefix) { return fold_bn(art, prefix, wide); };
     auto finish = [&](Dense d, const Affine* bn, bool spike_input) {
         if (wide) {
             fold_into64(d, bn);

@@ -338,7 +338,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--onnx", required=True, metavar="OUT", help="the .onnx file to write")
     export.add_argument("--audio-in", action="store_true",
                         help="take 160 raw 16 kHz samples per step and compute the log-mel inside the graph")
-    export.add_argument("--chunk", type=_positive_int, default=1, metavar="K",
+    export.add_argument("--chunk", type=positive_int, default=1, metavar="K",
                         help="steps (frames) per graph call (default 1)")
     export.set_defaults(func=_cmd_export)
 
@@ -354,7 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive_int(text: str) -> int:
+def positive_int(text: str) -> int:
+    """argparse type: a positive integer (the verbs' shared value check)."""
     try:
         value = int(text)
     except ValueError:

@@ -380,7 +380,7 @@ def _cmd_calibrate(args) -> int:
 # -- registration --------------------------------------------------------------------------------
 def add_verbs(verbs) -> None:
     """Register stream, listen, enroll, calibrate and eval-stream on ``lmustream``'s subparsers."""
-    from lmustream.cli import _positive_int
+    from lmustream.cli import positive_int
 
     stream = verbs.add_parser(
         "stream", help="detect keywords in audio files",
@@ -419,7 +419,7 @@ def add_verbs(verbs) -> None:
                     "OUT/WORD/SPEAKER_nohash_N.wav: a labelled folder for new-keyword fine-tuning. A take "
                     "without speech is asked for again.")
     enroll.add_argument("--word", required=True, help="the word (folder name)")
-    enroll.add_argument("--count", type=_positive_int, required=True, help="utterances to record")
+    enroll.add_argument("--count", type=positive_int, required=True, help="utterances to record")
     enroll.add_argument("--out", required=True, help="dataset folder (the clips go into OUT/WORD/)")
     enroll.add_argument("--speaker", default="user", help="speaker id in the file names (default user)")
     enroll.add_argument("--device", help="input device index or part of its name")
@@ -466,7 +466,7 @@ def add_verbs(verbs) -> None:
     _add_model_options(ev)
     ev.add_argument("--positives", required=True, help="Speech Commands-style folder: one folder of clips per keyword")
     add_stream_source(ev, negatives_required=False)
-    ev.add_argument("--repeats", type=_positive_int, default=1, help="insertions of each keyword clip (default 1)")
+    ev.add_argument("--repeats", type=positive_int, default=1, help="insertions of each keyword clip (default 1)")
     ev.add_argument("--other-words", action="store_true",
                     help="also insert the clips of --positives' non-keyword folders, as negatives")
     ev.add_argument("--snr", type=_range, default=(5.0, 25.0), metavar="LO:HI",

@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from lmustream.cli import positive_int
+
 DESCRIPTION = """\
 Teach a model new keywords from a few clips per word (e.g. 5-20, as recorded by
 `lmustream enroll`), on the CPU, without forgetting the old ones.
@@ -31,16 +33,6 @@ examples:
 """
 
 METHODS = ("aflora", "lora", "vera", "head", "full")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def _non_negative_int(text: str) -> int:
@@ -70,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--method", default="aflora", choices=METHODS,
                         help="aflora (default), lora, vera (frozen shared random projections), head (the head "
                              "only), full (every weight)")
-    parser.add_argument("--rank", type=_positive_int, help="adapter rank (default: aflora 4, lora 8, vera 64)")
+    parser.add_argument("--rank", type=positive_int, help="adapter rank (default: aflora 4, lora 8, vera 64)")
     parser.add_argument("--out", metavar="PATH",
                         help="merged model file to write (default: <model>-finetuned.safetensors here)")
     parser.add_argument("--adapter-out", metavar="PATH", help="adapter file (default: beside --out)")
@@ -83,8 +75,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--noise", action="append", default=[], metavar="DIR",
                         help="background-noise recordings for augmentation (repeatable; default: generated "
                              "coloured noise)")
-    parser.add_argument("--epochs", type=_positive_int, default=20, help="passes over the enrollment clips (20)")
-    parser.add_argument("--batch-size", type=_positive_int, default=16,
+    parser.add_argument("--epochs", type=positive_int, default=20, help="passes over the enrollment clips (20)")
+    parser.add_argument("--batch-size", type=positive_int, default=16,
                         help="enrollment clips per step, plus as many replay clips (16)")
     parser.add_argument("--lr", type=_positive_float,
                         help="learning rate, cosine decay (default 1e-3, full fine-tuning 3e-4; AFLoRA's and VeRA's vectors 10x)")
@@ -95,7 +87,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="comma-separated layers to adapt, names or glob patterns (default: every Linear and "
                              "Conv1d), e.g. 'blocks.*,embed.rpe'")
     parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
-    parser.add_argument("--threads", type=_positive_int, help="CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=positive_int, help="CPU threads (default: torch's choice)")
     parser.add_argument("--cache-dir", help="feature cache folder (default ~/.cache/lmustream/features)")
     parser.add_argument("--no-cache", action="store_true", help="compute features without the on-disk cache")
     parser.add_argument("--json", action="store_true",
