@@ -157,9 +157,26 @@ Layer pack(const Dense& d, bool int8, bool spike_input, bool add_only) {
     L.scale.assign(std::size_t(L.panels) * kPanel, 0.0f);
     std::vector<std::int8_t> q(std::size_t(d.out) * d.in);
     for (int o = 0; o < d.out; ++o) {
+        const float* row = d.w.data() + std::size_t(o) * d.in;
         float peak = 0.0f;
-        for (int i = 0; i < d.in; ++i) peak = std::max(peak, std::fabs(d.w[std::size_t(o) * d.in + i]));
-        const float s = peak > 0.0f ? peak / 127.0f : 1.0f;
+        for (int i = 0; i < d.in; ++i) peak = std::max(peak, std::fabs(row[i]));
+        // The step that minimises the row's squared rounding error, clipping its largest weights
+        // when that helps the rest: scales from peak / 127 down to 0.6 peak / 127.
+        float s = peak > 0.0f ? peak / 127.0f : 1.0f;
+        double best = -1.0;
+        for (int c = 0; peak > 0.0f && c <= 20; ++c) {
+            const float step = peak * (1.0f - 0.02f * float(c)) / 127.0f;
+            double err = 0.0;
+            for (int i = 0; i < d.in; ++i) {
+                const float v = std::max(-127.0f, std::min(127.0f, std::nearbyint(row[i] / step)));
+                const double e = double(row[i]) - double(v) * step;
+                err += e * e;
+            }
+            if (best < 0.0 || err < best) {
+                best = err;
+                s = step;
+            }
+        }
         L.scale[o] = s;
         for (int i = 0; i < d.in; ++i) {
             const float v = std::nearbyint(d.w[std::size_t(o) * d.in + i] / s);
@@ -210,28 +227,6 @@ namespace {
 kernels::F32Matrix f32_view(const Layer& L) { return {L.w32.data(), L.bias.data(), L.in, L.out, L.panels}; }
 
 inline float relu(float x) { return x > 0.0f ? x : 0.0f; }
-// erf as x P(x^2) / Q(x^2) on [-4, 4] (erf(4) = 1 - 1.5e-8), a rational least-squares fit
-// made for this kernel: within 3.4e-7 of erf in float32 arithmetic, and free of library calls,
-// so the channel mixer's GELU loop vectorises (std::erf per element cost ~8% of an int8 frame).
-inline float erf_rational(float x) {
-    const float a = std::min(std::max(x, -4.0f), 4.0f);
-    const float z = a * a;
-    float p = 1.985685230465606e-06f;
-    p = p * z + 2.858951047528535e-04f;
-    p = p * z + 3.921344876289368e-03f;
-    p = p * z + 5.3214624524116516e-02f;
-    p = p * z + 1.9436807930469513e-01f;
-    p = p * z + 1.1283791065216064f;
-    float q = 3.7480513128684834e-05f;
-    q = q * z + 1.1958053801208735e-03f;
-    q = q * z + 1.5280695632100105e-02f;
-    q = q * z + 1.1569470912218094e-01f;
-    q = q * z + 5.055861473083496e-01f;
-    q = q * z + 1.0f;
-    return std::min(std::max(a * p / q, -1.0f), 1.0f);
-}
-
-inline float gelu(float x) { return 0.5f * x * (1.0f + erf_rational(x * 0.70710678118654752440f)); }
 
 }  // namespace
 
@@ -251,29 +246,39 @@ Engine::Engine(const Artifact& art, const EngineOptions& options)
         throw std::invalid_argument("SIMD path '" + options.simd + "' is not available here (this CPU and build support: " +
                                     kernels::supported_levels() + ")");
     }
+    if (options.frame_lanes < 1 || options.frame_lanes > kMaxLanes) {
+        throw std::invalid_argument("frame_lanes must be between 1 and " + std::to_string(kMaxLanes) + ", got " +
+                                    std::to_string(options.frame_lanes));
+    }
     const ModelConfig& c = config_;
     const bool q = options.int8, spk = c.spiking, add = options.add_only;
     const int E = c.embed_convs;
     // A spiking model with float32 weights folds and sums in float64 (see engine.h).
     const bool wide = spk && !q;
     auto bn_of = [&](const std::string& prefix) { return fold_bn(art, prefix, wide); };
-    auto finish = [&](Dense d, const Affine* bn, bool spike_input) {
+    // int8 weights everywhere except, in a spiking model, the spiking patch embedding: its four
+    // LIF stages turn weight rounding into spike flips that every later layer inherits (measured
+    // with benchmarks/kernel_int8_accuracy.py: asc40-slmuformer -0.7 accuracy points with it in
+    // int8, -0.2 without). A non-spiking model keeps it in int8: float weights there would push
+    // the paper-size model's 1.9 MB of weights past this CPU's 2 MB L2 (54 instead of 41 us a frame).
+    auto finish = [&](Dense d, const Affine* bn, bool spike_input, bool keep_float = false) {
         if (wide) {
             fold_into64(d, bn);
             return pack64(d, spike_input);
         }
         fold_into(d, bn);
-        return pack(d, q, spike_input, add);
+        return pack(d, q && !keep_float, spike_input, add);
     };
     for (int i = 0; i < E; ++i) {
         const std::string p = "embed.convs." + std::to_string(i);
         Dense d = conv_dense(art, p + ".weight", c.kernel_size);
         Affine bn = bn_of("embed.bns." + std::to_string(i));
+        const bool keep_float = spk;
         if (spk && i < E - 1) {
-            embed_.push_back(finish(d, &bn, i > 0));  // conv_i -> BN_i -> LIF: the BN folds in
+            embed_.push_back(finish(d, &bn, i > 0, keep_float));  // conv_i -> BN_i -> LIF: the BN folds in
         } else {
             embed_bn_.push_back(bn);  // after a ReLU, or feeding the residual too
-            embed_.push_back(finish(d, nullptr, spk && i > 0));
+            embed_.push_back(finish(d, nullptr, spk && i > 0, keep_float));
         }
     }
     embed_.push_back(finish(conv_dense(art, "embed.rpe.weight", c.kernel_size), nullptr, spk));
@@ -416,15 +421,15 @@ std::int64_t Engine::macs_per_frame() const {
 
 // y[b] = W x[b] + bias for the batch, in the layer's format; spiking inputs take the add-only
 // form when enabled. Scratch comes from each stream, so distinct streams never share memory.
-void Engine::apply(const Layer& L, Stream* const* s, const float* const* x, float* const* y, int batch) const {
+void Engine::apply(const Layer& L, Scratch* const* sc, const float* const* x, float* const* y, int batch) const {
     const bool add_only = L.spike_input && options_.add_only;
     if (L.wide) {
-        apply_wide(L, s, x, y, batch, add_only);
+        apply_wide(L, sc, x, y, batch, add_only);
         return;
     }
     if (add_only) {
         for (int b = 0; b < batch; ++b) {
-            std::int32_t* active = s[b]->active_.data();
+            std::int32_t* active = sc[b]->active_.data();
             int n = 0;
             for (int i = 0; i < L.in; ++i) {
                 if (x[b][i] != 0.0f) active[n++] = i;
@@ -451,8 +456,7 @@ void Engine::apply(const Layer& L, Stream* const* s, const float* const* x, floa
     for (int b0 = 0; b0 < batch; b0 += kMaxBatch) {
         const int nb = std::min(kMaxBatch, batch - b0);
         for (int j = 0; j < nb; ++j) {
-            Stream* st = s[b0 + j];
-            std::int8_t* qv = st->q_.data();
+            std::int8_t* qv = sc[b0 + j]->q_.data();
             const float* xv = x[b0 + j];
             if (L.spike_input) {
                 for (int i = 0; i < L.in; ++i) qv[i] = xv[i] != 0.0f ? 1 : 0;
@@ -475,15 +479,15 @@ void Engine::apply(const Layer& L, Stream* const* s, const float* const* x, floa
     }
 }
 
-void Engine::apply_wide(const Layer& L, Stream* const* s, const float* const* x, float* const* y, int batch,
+void Engine::apply_wide(const Layer& L, Scratch* const* scratch, const float* const* x, float* const* y, int batch,
                         bool add_only) const {
     // y = float(W x + b) with float64 weights and sums: the only rounding to float32 is the last.
     constexpr int P = kPanel64;
     for (int b = 0; b < batch; ++b) {
-        Stream& st = *s[b];
-        double* acc = st.y64_.data();
+        Scratch& sc = *scratch[b];
+        double* acc = sc.y64_.data();
         if (add_only) {  // spikes: the sum of the columns of the inputs that fired, one chain per output
-            std::int32_t* active = st.active_.data();
+            std::int32_t* active = sc.active_.data();
             int n = 0;
             for (int i = 0; i < L.in; ++i) {
                 if (x[b][i] != 0.0f) active[n++] = i;
@@ -498,7 +502,7 @@ void Engine::apply_wide(const Layer& L, Stream* const* s, const float* const* x,
                 std::memcpy(acc + p * P, sum, sizeof(sum));
             }
         } else {
-            double* xd = st.x64_.data();
+            double* xd = sc.x64_.data();
             for (int i = 0; i < L.in; ++i) xd[i] = double(x[b][i]);
             const double* xs[1] = {xd};
             double* ys[1] = {acc};
@@ -548,116 +552,163 @@ inline void shift_in(std::vector<float>& window, const float* x, int cin) {
 }  // namespace
 
 void Engine::step(Stream* const* s, const float* const* frames, int batch) const {
-    const ModelConfig& c = config_;
-    const int E = c.embed_convs, C = c.dim, k = c.kernel_size, pad = c.pad();
-    const float tau = float(c.lif_tau), th = float(c.lif_threshold);
-    constexpr int kChunk = 64;
-    const float* xin[kChunk];
-    float* yout[kChunk];
-    for (int b0 = 0; b0 < batch; b0 += kChunk) {
-        const int nb = std::min(kChunk, batch - b0);
-        Stream* const* S = s + b0;
-        for (int j = 0; j < nb; ++j) {
-            Stream& st = *S[j];
-            const bool padding = frames[b0 + j] == nullptr;
-            if (!padding) ++st.n_real_;
-            for (int i = 0; i <= E; ++i) {
-                const std::int64_t index = st.t_ - std::int64_t(pad) * (i + 1);
-                st.valid_[i] = index >= 0 && index < st.n_real_;
-            }
-            shift_in(st.windows_[0], padding ? st.zeros_.data() : frames[b0 + j], c.n_mels);
-        }
-        // patch embedding
-        for (int i = 0; i < E; ++i) {
-            for (int j = 0; j < nb; ++j) {
-                xin[j] = S[j]->windows_[i].data();
-                yout[j] = S[j]->y_.data();
-            }
-            apply(embed_[i], S, xin, yout, nb);
-            for (int j = 0; j < nb; ++j) {
-                Stream& st = *S[j];
-                const bool valid = st.valid_[i];
-                float* y = st.y_.data();
-                if (!valid) std::fill(y, y + C, 0.0f);
-                float* next = st.feat_.data();  // the next layer's input frame
-                if (!c.spiking) {
-                    const Affine& bn = embed_bn_[i];
-                    if (valid) {
-                        for (int o = 0; o < C; ++o) {
-                            const float scaled = relu(y[o]) * bn.scale[o];
-                            next[o] = scaled + bn.shift[o];
-                        }
-                    } else {
-                        std::fill(next, next + C, 0.0f);
-                    }
-                } else {
-                    const float* lif_x = y;
-                    if (i == E - 1) {
-                        affine(embed_bn_[0], y, st.lif_in_.data(), C);
-                        lif_x = st.lif_in_.data();
-                        // y waits `pad` frames in a delay line to meet the rpe's output
-                        if (pad > 0) {
-                            std::memcpy(st.y_last_.data(), st.delay_.data(), std::size_t(C) * sizeof(float));
-                            shift_in(st.delay_, y, C);
-                        } else {
-                            std::memcpy(st.y_last_.data(), y, std::size_t(C) * sizeof(float));
-                        }
-                    }
-                    if (valid) {
-                        const int fired = lif(lif_x, st.embed_v_[i].data(), next, C, tau, th);
-                        st.spikes_[i] += fired;
-                        st.neuron_frames_[i] += C;
-                        if (st.recording_) {
-                            auto& log = st.spike_log_[i];
-                            for (int o = 0; o < C; ++o) log.push_back(next[o] != 0.0f);
-                        }
-                    } else {
-                        std::fill(next, next + C, 0.0f);
-                    }
-                }
-                shift_in(st.windows_[i + 1], next, C);
-            }
-        }
-        // the residual "rpe" convolution, then z
-        for (int j = 0; j < nb; ++j) {
-            xin[j] = S[j]->windows_[E].data();
-            yout[j] = S[j]->y_.data();
-        }
-        apply(embed_[E], S, xin, yout, nb);
-        Stream* ready[kChunk];
-        int n_ready = 0;
-        for (int j = 0; j < nb; ++j) {
-            Stream& st = *S[j];
-            ++st.t_;
-            if (!st.valid_[E]) continue;
-            const float* r = st.y_.data();
-            const float* base = c.spiking ? st.y_last_.data() : st.windows_[E].data() + std::size_t(k - 1 - pad) * C;
-            for (int o = 0; o < C; ++o) st.z_[o] = base[o] + r[o];
-            ready[n_ready++] = &st;
-        }
-        if (n_ready > 0) run_blocks(ready, n_ready);
+    Scratch* x[kMaxLanes];
+    for (int b0 = 0; b0 < batch; b0 += kMaxLanes) {
+        const int nb = std::min(kMaxLanes, batch - b0);
+        for (int j = 0; j < nb; ++j) x[j] = &s[b0 + j]->lanes_[0];
+        step_lanes(s + b0, x, frames + b0, nb, false);
     }
 }
 
-void Engine::memory_step(Stream* const* S, int nb, int block) const {
+void Engine::step_frames(Stream& stream, const float* frames, int n) const {
+    const std::size_t n_mels = std::size_t(config_.n_mels);
+    Stream* s[kMaxLanes];
+    Scratch* x[kMaxLanes];
+    const float* f[kMaxLanes];
+    const int lanes = int(stream.lanes_.size());
+    for (int f0 = 0; f0 < n; f0 += lanes) {
+        const int nb = std::min(lanes, n - f0);
+        for (int j = 0; j < nb; ++j) {
+            s[j] = &stream;
+            x[j] = &stream.lanes_[j];
+            f[j] = frames + std::size_t(f0 + j) * n_mels;
+        }
+        step_lanes(s, x, f, nb, true);
+    }
+}
+
+// One step per lane. Lanes of distinct streams run side by side; lanes of one stream
+// (one_stream) are its consecutive frames: every product runs on all of them at once (each
+// weight read once per few frames), and whatever carries state from frame to frame (the
+// convolution windows, the Legendre memory, LIF membranes, the running mean) is updated lane
+// after lane, in frame order, so each lane computes exactly what stepping frame by frame does.
+void Engine::step_lanes(Stream* const* S, Scratch* const* X, const float* const* frames, int nb,
+                        bool one_stream) const {
+    const ModelConfig& c = config_;
+    const int E = c.embed_convs, C = c.dim, k = c.kernel_size, pad = c.pad();
+    const float tau = float(c.lif_tau), th = float(c.lif_threshold);
+    const float* xin[kMaxLanes];
+    float* yout[kMaxLanes];
+    // A window as this lane saw it: later lanes of the same stream move the stream's window on,
+    // so each lane then keeps its own copy.
+    const bool copies = one_stream && nb > 1;
+    auto window = [&](int j, int i) -> const float* {
+        return copies ? X[j]->windows_[i].data() : S[j]->windows_[i].data();
+    };
+    auto keep_window = [&](int j, int i) {
+        if (copies) X[j]->windows_[i] = S[j]->windows_[i];
+    };
+    for (int j = 0; j < nb; ++j) {
+        Stream& st = *S[j];
+        Scratch& sc = *X[j];
+        const bool padding = frames[j] == nullptr;
+        if (!padding) ++st.n_real_;
+        for (int i = 0; i <= E; ++i) {
+            const std::int64_t index = st.t_ - std::int64_t(pad) * (i + 1);
+            sc.valid_[i] = index >= 0 && index < st.n_real_;
+        }
+        ++st.t_;
+        shift_in(st.windows_[0], padding ? st.zeros_.data() : frames[j], c.n_mels);
+        keep_window(j, 0);
+    }
+    // patch embedding
+    for (int i = 0; i < E; ++i) {
+        for (int j = 0; j < nb; ++j) {
+            xin[j] = window(j, i);
+            yout[j] = X[j]->y_.data();
+        }
+        apply(embed_[i], X, xin, yout, nb);
+        for (int j = 0; j < nb; ++j) {
+            Stream& st = *S[j];
+            Scratch& sc = *X[j];
+            const bool valid = sc.valid_[i];
+            float* y = sc.y_.data();
+            if (!valid) std::fill(y, y + C, 0.0f);
+            float* next = sc.feat_.data();  // the next layer's input frame
+            if (!c.spiking) {
+                const Affine& bn = embed_bn_[i];
+                if (valid) {
+                    for (int o = 0; o < C; ++o) {
+                        const float scaled = relu(y[o]) * bn.scale[o];
+                        next[o] = scaled + bn.shift[o];
+                    }
+                } else {
+                    std::fill(next, next + C, 0.0f);
+                }
+            } else {
+                const float* lif_x = y;
+                if (i == E - 1) {
+                    affine(embed_bn_[0], y, sc.lif_in_.data(), C);
+                    lif_x = sc.lif_in_.data();
+                    // y waits `pad` frames in a delay line to meet the rpe's output
+                    if (pad > 0) {
+                        std::memcpy(sc.y_last_.data(), st.delay_.data(), std::size_t(C) * sizeof(float));
+                        shift_in(st.delay_, y, C);
+                    } else {
+                        std::memcpy(sc.y_last_.data(), y, std::size_t(C) * sizeof(float));
+                    }
+                }
+                if (valid) {
+                    const int fired = lif(lif_x, st.embed_v_[i].data(), next, C, tau, th);
+                    st.spikes_[i] += fired;
+                    st.neuron_frames_[i] += C;
+                    if (st.recording_) {
+                        auto& log = st.spike_log_[i];
+                        for (int o = 0; o < C; ++o) log.push_back(next[o] != 0.0f);
+                    }
+                } else {
+                    std::fill(next, next + C, 0.0f);
+                }
+            }
+            shift_in(st.windows_[i + 1], next, C);
+            keep_window(j, i + 1);
+        }
+    }
+    // the residual "rpe" convolution, then z
+    for (int j = 0; j < nb; ++j) {
+        xin[j] = window(j, E);
+        yout[j] = X[j]->y_.data();
+    }
+    apply(embed_[E], X, xin, yout, nb);
+    Stream* ready[kMaxLanes];
+    Scratch* ready_x[kMaxLanes];
+    int n_ready = 0;
+    for (int j = 0; j < nb; ++j) {
+        Scratch& sc = *X[j];
+        if (!sc.valid_[E]) continue;
+        const float* r = sc.y_.data();
+        const float* base = c.spiking ? sc.y_last_.data() : window(j, E) + std::size_t(k - 1 - pad) * C;
+        for (int o = 0; o < C; ++o) sc.z_[o] = base[o] + r[o];
+        ready[n_ready] = S[j];
+        ready_x[n_ready++] = &sc;
+    }
+    if (n_ready > 0) run_blocks(ready, ready_x, n_ready, one_stream);
+}
+
+void Engine::memory_step(Stream* const* S, Scratch* const* X, int nb, int block, bool one_stream) const {
     // m_t = A m_{t-1} + B u_t: float64 with float32 weights (as step.py), float32 with int8 weights.
+    if (one_stream && nb > 1) {  // consecutive frames of one stream: each needs the last one's memory
+        for (int j = 0; j < nb; ++j) memory_step(S + j, X + j, 1, block, false);
+        return;
+    }
     const int M = config_.memory_size;
     if (!options_.int8) {
         const double* x[64] = {};
         double* y[64] = {};
         for (int j = 0; j < nb; ++j) {
             x[j] = S[j]->m_[block].data();
-            y[j] = S[j]->m_next_.data();
+            y[j] = X[j]->m_next_.data();
         }
         const kernels::F64Matrix A{A64_.data(), M, M, panels_for(M, kPanel64)};
         table_->f64_dense(A, x, nb, y);
         for (int j = 0; j < nb; ++j) {
             Stream& st = *S[j];
-            const double u = double(st.u_[0]);
+            Scratch& sc = *X[j];
+            const double u = double(sc.u_[0]);
             for (int i = 0; i < M; ++i) {
                 const double driven = u * B64_[i];
-                st.m_[block][i] = st.m_next_[i] + driven;
-                st.m32_[i] = float(st.m_[block][i]);
+                st.m_[block][i] = sc.m_next_[i] + driven;
+                sc.m32_[i] = float(st.m_[block][i]);
             }
         }
         return;
@@ -666,35 +717,37 @@ void Engine::memory_step(Stream* const* S, int nb, int block) const {
     float* y[64] = {};
     for (int j = 0; j < nb; ++j) {
         Stream& st = *S[j];
-        for (int i = 0; i < M; ++i) st.m32_[i] = float(st.m_[block][i]);
-        x[j] = st.m32_.data();
-        y[j] = st.tmp_.data();
+        Scratch& sc = *X[j];
+        for (int i = 0; i < M; ++i) sc.m32_[i] = float(st.m_[block][i]);
+        x[j] = sc.m32_.data();
+        y[j] = sc.tmp_.data();
     }
     const kernels::F32Matrix A{A32_.data(), zero_bias_.data(), M, M, panels_for(M, kPanel)};
     table_->f32_dense(A, x, nb, y);
     for (int j = 0; j < nb; ++j) {
         Stream& st = *S[j];
-        const float u = st.u_[0];
+        Scratch& sc = *X[j];
+        const float u = sc.u_[0];
         for (int i = 0; i < M; ++i) {
             const float driven = u * B32_[i];
-            st.m32_[i] = st.tmp_[i] + driven;
-            st.m_[block][i] = st.m32_[i];
+            sc.m32_[i] = sc.tmp_[i] + driven;
+            st.m_[block][i] = sc.m32_[i];
         }
     }
 }
 
-void Engine::run_blocks(Stream* const* S, int nb) const {
+void Engine::run_blocks(Stream* const* S, Scratch* const* X, int nb, bool one_stream) const {
     const ModelConfig& c = config_;
     const int C = c.dim, M = c.memory_size, H = c.hidden(), K = c.n_classes, E = c.embed_convs;
     const float tau = float(c.lif_tau), th = float(c.lif_threshold), th_in = float(c.lmu_input_threshold);
-    const float* xin[64];
-    float* yout[64];
-    auto run = [&](const Layer& L, std::vector<float> Stream::*in, std::vector<float> Stream::*out) {
+    const float* xin[kMaxLanes];
+    float* yout[kMaxLanes];
+    auto run = [&](const Layer& L, std::vector<float> Scratch::*in, std::vector<float> Scratch::*out) {
         for (int j = 0; j < nb; ++j) {
-            xin[j] = (S[j]->*in).data();
-            yout[j] = (S[j]->*out).data();
+            xin[j] = (X[j]->*in).data();
+            yout[j] = (X[j]->*out).data();
         }
-        apply(L, S, xin, yout, nb);
+        apply(L, X, xin, yout, nb);
     };
     auto spike = [&](Stream& st, int layer, const float* x, float* v, float* out, int n, float threshold) {
         const int fired = lif(x, v, out, n, tau, threshold);
@@ -709,130 +762,157 @@ void Engine::run_blocks(Stream* const* S, int nb) const {
         const BlockWeights& w = blocks_[b];
         const int lif0 = E + 6 * b;  // this block's first LIF layer in lif_names_
         if (!c.spiking) {
-            run(w.Wu, &Stream::z_, &Stream::u_);
-            for (int j = 0; j < nb; ++j) S[j]->u_[0] = relu(S[j]->u_[0]);
-            memory_step(S, nb, b);
+            run(w.Wu, &Scratch::z_, &Scratch::u_);
+            for (int j = 0; j < nb; ++j) X[j]->u_[0] = relu(X[j]->u_[0]);
+            memory_step(S, X, nb, b, one_stream);
             for (int j = 0; j < nb; ++j) {
-                Stream& st = *S[j];
-                std::memcpy(st.hin_.data(), st.m32_.data(), std::size_t(M) * sizeof(float));
-                std::memcpy(st.hin_.data() + M, st.z_.data(), std::size_t(C) * sizeof(float));
+                Scratch& sc = *X[j];
+                std::memcpy(sc.hin_.data(), sc.m32_.data(), std::size_t(M) * sizeof(float));
+                std::memcpy(sc.hin_.data() + M, sc.z_.data(), std::size_t(C) * sizeof(float));
             }
             if (w.split_h) {
-                run(w.Wh_m, &Stream::m32_, &Stream::h_);
-                run(w.Wh_z, &Stream::z_, &Stream::tmp_);
+                run(w.Wh_m, &Scratch::m32_, &Scratch::h_);
+                run(w.Wh_z, &Scratch::z_, &Scratch::tmp_);
                 for (int j = 0; j < nb; ++j) {
-                    float* h = S[j]->h_.data();
-                    const float* t = S[j]->tmp_.data();
+                    float* h = X[j]->h_.data();
+                    const float* t = X[j]->tmp_.data();
                     for (int o = 0; o < C; ++o) h[o] = relu(h[o] + t[o]);
                 }
             } else {
-                run(w.Wh, &Stream::hin_, &Stream::h_);
+                run(w.Wh, &Scratch::hin_, &Scratch::h_);
                 for (int j = 0; j < nb; ++j) {
-                    float* h = S[j]->h_.data();
+                    float* h = X[j]->h_.data();
                     for (int o = 0; o < C; ++o) h[o] = relu(h[o]);
                 }
             }
-            run(w.proj, &Stream::h_, &Stream::tmp_);
+            run(w.proj, &Scratch::h_, &Scratch::tmp_);
             for (int j = 0; j < nb; ++j) {
-                Stream& st = *S[j];
-                for (int o = 0; o < C; ++o) st.z_[o] += st.tmp_[o];
+                Scratch& sc = *X[j];
+                for (int o = 0; o < C; ++o) sc.z_[o] += sc.tmp_[o];
             }
-            run(w.fc1, &Stream::z_, &Stream::f_);
+            run(w.fc1, &Scratch::z_, &Scratch::f_);
             for (int j = 0; j < nb; ++j) {
-                float* f = S[j]->f_.data();
-                for (int o = 0; o < H; ++o) f[o] = gelu(f[o]);
+                table_->gelu(X[j]->f_.data(), H);
             }
-            run(w.fc2, &Stream::f_, &Stream::tmp_);
+            run(w.fc2, &Scratch::f_, &Scratch::tmp_);
             for (int j = 0; j < nb; ++j) {
-                Stream& st = *S[j];
-                for (int o = 0; o < C; ++o) st.z_[o] += relu(st.tmp_[o]);
+                Scratch& sc = *X[j];
+                for (int o = 0; o < C; ++o) sc.z_[o] += relu(sc.tmp_[o]);
             }
             continue;
         }
         // spiking block: s = LIF_0.5(BN(z)); u = LIF(W_u s); m = A m + B u; h = LIF(W_h [LIF(BN(m)); s]) ...
         for (int j = 0; j < nb; ++j) {
             Stream& st = *S[j];
-            affine(w.in_bn, st.z_.data(), st.lif_in_.data(), C);
-            spike(st, lif0, st.lif_in_.data(), st.bs_[b].v_in.data(), st.hin_.data() + M, C, th_in);
+            Scratch& sc = *X[j];
+            affine(w.in_bn, sc.z_.data(), sc.lif_in_.data(), C);
+            spike(st, lif0, sc.lif_in_.data(), st.bs_[b].v_in.data(), sc.hin_.data() + M, C, th_in);
         }
         for (int j = 0; j < nb; ++j) {
-            xin[j] = S[j]->hin_.data() + M;
-            yout[j] = S[j]->tmp_.data();
+            xin[j] = X[j]->hin_.data() + M;
+            yout[j] = X[j]->tmp_.data();
         }
-        apply(w.Wu, S, xin, yout, nb);
-        for (int j = 0; j < nb; ++j) {
-            Stream& st = *S[j];
-            spike(st, lif0 + 1, st.tmp_.data(), st.bs_[b].v_u.data(), st.u_.data(), 1, th);
-        }
-        memory_step(S, nb, b);
+        apply(w.Wu, X, xin, yout, nb);
         for (int j = 0; j < nb; ++j) {
             Stream& st = *S[j];
-            affine(w.m_bn, st.m32_.data(), st.m32_.data(), M);
-            spike(st, lif0 + 2, st.m32_.data(), st.bs_[b].v_m.data(), st.hin_.data(), M, th);
+            Scratch& sc = *X[j];
+            spike(st, lif0 + 1, sc.tmp_.data(), st.bs_[b].v_u.data(), sc.u_.data(), 1, th);
         }
-        run(w.Wh, &Stream::hin_, &Stream::tmp_);
+        memory_step(S, X, nb, b, one_stream);
         for (int j = 0; j < nb; ++j) {
             Stream& st = *S[j];
-            spike(st, lif0 + 3, st.tmp_.data(), st.bs_[b].v_h.data(), st.h_.data(), C, th);
+            Scratch& sc = *X[j];
+            affine(w.m_bn, sc.m32_.data(), sc.m32_.data(), M);
+            spike(st, lif0 + 2, sc.m32_.data(), st.bs_[b].v_m.data(), sc.hin_.data(), M, th);
         }
-        run(w.proj, &Stream::h_, &Stream::tmp_);
+        run(w.Wh, &Scratch::hin_, &Scratch::tmp_);
         for (int j = 0; j < nb; ++j) {
             Stream& st = *S[j];
-            for (int o = 0; o < C; ++o) st.z_[o] += st.tmp_[o];
-            affine(w.fc1_bn, st.z_.data(), st.lif_in_.data(), C);
-            spike(st, lif0 + 4, st.lif_in_.data(), st.bs_[b].v_fc1.data(), st.h_.data(), C, th);
+            Scratch& sc = *X[j];
+            spike(st, lif0 + 3, sc.tmp_.data(), st.bs_[b].v_h.data(), sc.h_.data(), C, th);
         }
-        run(w.fc1, &Stream::h_, &Stream::f_);
+        run(w.proj, &Scratch::h_, &Scratch::tmp_);
         for (int j = 0; j < nb; ++j) {
             Stream& st = *S[j];
-            spike(st, lif0 + 5, st.f_.data(), st.bs_[b].v_fc2.data(), st.f2_.data(), H, th);
+            Scratch& sc = *X[j];
+            for (int o = 0; o < C; ++o) sc.z_[o] += sc.tmp_[o];
+            affine(w.fc1_bn, sc.z_.data(), sc.lif_in_.data(), C);
+            spike(st, lif0 + 4, sc.lif_in_.data(), st.bs_[b].v_fc1.data(), sc.h_.data(), C, th);
         }
-        run(w.fc2, &Stream::f2_, &Stream::tmp_);
+        run(w.fc1, &Scratch::h_, &Scratch::f_);
         for (int j = 0; j < nb; ++j) {
             Stream& st = *S[j];
-            for (int o = 0; o < C; ++o) st.z_[o] += st.tmp_[o];
+            Scratch& sc = *X[j];
+            spike(st, lif0 + 5, sc.f_.data(), st.bs_[b].v_fc2.data(), sc.f2_.data(), H, th);
+        }
+        run(w.fc2, &Scratch::f2_, &Scratch::tmp_);
+        for (int j = 0; j < nb; ++j) {
+            Scratch& sc = *X[j];
+            for (int o = 0; o < C; ++o) sc.z_[o] += sc.tmp_[o];
         }
     }
     // head: per-frame logits, and logits of the running mean of the head's input
     for (int j = 0; j < nb; ++j) {
         Stream& st = *S[j];
+        Scratch& sc = *X[j];
         if (c.spiking) {
-            affine(head_bn_, st.z_.data(), st.lif_in_.data(), C);
-            spike(st, int(lif_names_.size()) - 1, st.lif_in_.data(), st.head_v_.data(), st.feat_.data(), C, th);
+            affine(head_bn_, sc.z_.data(), sc.lif_in_.data(), C);
+            spike(st, int(lif_names_.size()) - 1, sc.lif_in_.data(), st.head_v_.data(), sc.feat_.data(), C, th);
         } else {
-            std::memcpy(st.feat_.data(), st.z_.data(), std::size_t(C) * sizeof(float));
+            std::memcpy(sc.feat_.data(), sc.z_.data(), std::size_t(C) * sizeof(float));
         }
         ++st.count_;
         for (int o = 0; o < C; ++o) {
-            st.sum_[o] += st.feat_[o];
-            st.mean_[o] = float(st.sum_[o] / double(st.count_));
+            st.sum_[o] += sc.feat_[o];
+            sc.mean_[o] = float(st.sum_[o] / double(st.count_));
         }
     }
+    // The frame's logits and the running mean's share the head's weights (dense, float32 even
+    // for spikes): one product reads them once for both, each column the same chain as alone.
+    const float* head_x[2 * kMaxLanes];
+    float* head_y[2 * kMaxLanes];
     for (int j = 0; j < nb; ++j) {
-        xin[j] = S[j]->feat_.data();
-        yout[j] = S[j]->logits_.data();
+        head_x[2 * j] = X[j]->feat_.data();
+        head_y[2 * j] = X[j]->logits_.data();
+        head_x[2 * j + 1] = X[j]->mean_.data();
+        head_y[2 * j + 1] = X[j]->running_.data();
     }
-    apply(head_, S, xin, yout, nb);
-    for (int j = 0; j < nb; ++j) {
-        xin[j] = S[j]->mean_.data();
-        yout[j] = S[j]->running_.data();
-    }
-    table_->f32_dense(f32_view(head_), xin, nb, yout);
+    table_->f32_dense(f32_view(head_), head_x, 2 * nb, head_y);
     for (int j = 0; j < nb; ++j) {
         Stream& st = *S[j];
-        st.outputs_.insert(st.outputs_.end(), st.logits_.begin(), st.logits_.begin() + K);
+        Scratch& sc = *X[j];
+        st.outputs_.insert(st.outputs_.end(), sc.logits_.begin(), sc.logits_.begin() + K);
+        std::copy(sc.running_.begin(), sc.running_.begin() + K, st.running_.begin());  // the last lane's stays
         ++st.emitted_;
     }
 }
 
 // ---------------------------------------------------------------------------------------------
-Stream::Stream(const Engine& engine) : engine_(engine) {
+Scratch::Scratch(const Engine& engine) {
     const ModelConfig& c = engine.config();
     const int C = c.dim, M = c.memory_size, H = c.hidden(), k = c.kernel_size, E = c.embed_convs;
     windows_.resize(E + 1);
     windows_[0].resize(std::size_t(k) * c.n_mels);
     for (int i = 1; i <= E; ++i) windows_[i].resize(std::size_t(k) * C);
     valid_.resize(E + 1);
+    m_next_.resize(M);
+    const int width = std::max({C, M + C, H, c.n_classes, c.n_mels});
+    for (auto* v : {&y_, &y_last_, &z_, &u_, &m32_, &hin_, &h_, &tmp_, &f_, &f2_, &feat_, &mean_, &logits_, &lif_in_,
+                    &running_}) {
+        v->assign(std::size_t(width) + kernels::kPanel, 0.0f);
+    }
+    q_.resize(std::size_t(engine.max_in_) + 4);
+    x64_.resize(std::size_t(engine.max_in_));
+    y64_.resize(std::size_t(engine.max_out_));
+    active_.resize(std::size_t(engine.max_in_));
+}
+
+Stream::Stream(const Engine& engine) : engine_(engine) {
+    const ModelConfig& c = engine.config();
+    const int C = c.dim, M = c.memory_size, H = c.hidden(), k = c.kernel_size, E = c.embed_convs;
+    windows_.resize(E + 1);
+    windows_[0].resize(std::size_t(k) * c.n_mels);
+    for (int i = 1; i <= E; ++i) windows_[i].resize(std::size_t(k) * C);
     if (c.spiking) {
         embed_v_.assign(E, std::vector<float>(C));
         delay_.resize(std::size_t(std::max(c.pad(), 1)) * C);
@@ -848,21 +928,13 @@ Stream::Stream(const Engine& engine) : engine_(engine) {
         head_v_.resize(C);
     }
     m_.assign(c.depth, std::vector<double>(M));
-    m_next_.resize(M);
-    const int width = std::max({C, M + C, H, c.n_classes, c.n_mels});
-    for (auto* v : {&y_, &y_last_, &z_, &u_, &m32_, &hin_, &h_, &tmp_, &f_, &f2_, &feat_, &mean_, &logits_, &lif_in_}) {
-        v->assign(std::size_t(width) + kernels::kPanel, 0.0f);
-    }
     zeros_.assign(c.n_mels, 0.0f);
     sum_.resize(C);
     running_.assign(c.n_classes, 0.0f);
-    q_.resize(std::size_t(engine.max_in_) + 4);
-    x64_.resize(std::size_t(engine.max_in_));
-    y64_.resize(std::size_t(engine.max_out_));
-    active_.resize(std::size_t(engine.max_in_));
     spikes_.assign(engine.lif_names().size(), 0);
     neuron_frames_.assign(engine.lif_names().size(), 0);
     spike_log_.resize(engine.lif_names().size());
+    lanes_.emplace_back(engine);  // more when a push brings several frames (step_loop)
 }
 
 void Stream::reset() {
@@ -886,12 +958,10 @@ void Stream::reset() {
 
 int Stream::step_loop(const float* frames, std::size_t n, std::vector<float>& out) {
     outputs_.clear();
-    Stream* self = this;
-    const int n_mels = engine_.config().n_mels;
-    for (std::size_t f = 0; f < n; ++f) {
-        const float* frame = frames + f * std::size_t(n_mels);
-        engine_.step(&self, &frame, 1);
+    if (n > 1) {
+        while (lanes_.size() < std::size_t(engine_.frame_lanes())) lanes_.emplace_back(engine_);
     }
+    engine_.step_frames(*this, frames, int(n));
     const int K = engine_.config().n_classes;
     out.insert(out.end(), outputs_.begin(), outputs_.end());
     return int(outputs_.size() / std::size_t(K));

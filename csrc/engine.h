@@ -32,6 +32,7 @@ struct EngineOptions {
     bool int8 = false;           // int8 weights, per-output-channel scales
     std::string simd = "auto";   // "auto", "scalar", "avx2", "avx512", "neon"
     bool add_only = true;        // spiking models: accumulate the weight columns of active inputs
+    int frame_lanes = 8;         // frames of one push stepped together (1: strictly one at a time)
 };
 
 // One folded linear map y = W x + b in the engine's weight format.
@@ -77,6 +78,19 @@ struct BlockWeights {
 
 class Stream;
 class Engine;
+
+constexpr int kMaxLanes = 64;  // lanes (streams, or frames of one stream) in one engine step
+
+// The working buffers of one step of one lane (nothing here outlives the step).
+struct Scratch {
+    explicit Scratch(const Engine& engine);
+    std::vector<std::vector<float>> windows_;  // the convolution windows as this lane saw them
+    std::vector<char> valid_;  // per embedding layer: its output at this step is a real frame
+    std::vector<float> y_, y_last_, z_, u_, m32_, hin_, h_, tmp_, f_, f2_, feat_, mean_, logits_, lif_in_, running_;
+    std::vector<double> m_next_, x64_, y64_;
+    std::vector<std::int8_t> q_;
+    std::vector<std::int32_t> active_;
+};
 void push_many(const Engine& engine, Stream* const* streams, const void* const* blocks, const std::size_t* lengths,
                const bool* int16, int count, std::vector<float>* outs);
 
@@ -91,6 +105,7 @@ class Engine {
     const char* simd() const { return table_->name; }
     bool int8() const { return options_.int8; }
     bool add_only() const { return options_.add_only; }
+    int frame_lanes() const { return options_.frame_lanes; }
     std::size_t weight_bytes() const;          // bytes of weights one frame reads (dense)
     std::int64_t macs_per_frame() const;
     const std::vector<std::string>& lif_names() const { return lif_names_; }
@@ -100,9 +115,13 @@ class Engine {
     // next feature frame (n_mels floats), or nullptr for a padding step (flush). Outputs of
     // the frames that become valid are appended to each stream's output buffer.
     void step(Stream* const* streams, const float* const* frames, int batch) const;
+    // n consecutive feature frames of one stream ([n, n_mels]): the same outputs as n steps,
+    // with the products of up to options.frame_lanes frames computed together.
+    void step_frames(Stream& stream, const float* frames, int n) const;
 
   private:
     friend class Stream;
+    friend struct Scratch;
     ModelConfig config_;
     FrontendConfig frontend_config_;
     EngineOptions options_;
@@ -120,11 +139,12 @@ class Engine {
     std::vector<int> lif_sizes_;
     int max_in_ = 0, max_out_ = 0;
 
-    void apply(const Layer& layer, Stream* const* s, const float* const* x, float* const* y, int batch) const;
-    void apply_wide(const Layer& layer, Stream* const* s, const float* const* x, float* const* y, int batch,
+    void apply(const Layer& layer, Scratch* const* sc, const float* const* x, float* const* y, int batch) const;
+    void apply_wide(const Layer& layer, Scratch* const* sc, const float* const* x, float* const* y, int batch,
                     bool add_only) const;
-    void memory_step(Stream* const* s, int batch, int block) const;
-    void run_blocks(Stream* const* s, int batch) const;
+    void step_lanes(Stream* const* s, Scratch* const* x, const float* const* frames, int nb, bool one_stream) const;
+    void memory_step(Stream* const* s, Scratch* const* x, int nb, int block, bool one_stream) const;
+    void run_blocks(Stream* const* s, Scratch* const* x, int nb, bool one_stream) const;
 };
 
 class Stream {
@@ -184,12 +204,7 @@ class Stream {
     std::vector<std::uint64_t> spikes_, neuron_frames_;
     bool recording_ = false;
     std::vector<std::vector<std::uint8_t>> spike_log_;
-    // scratch of one step
-    std::vector<char> valid_;  // per embedding layer: its output at this step is a real frame
-    std::vector<float> y_, y_last_, z_, u_, m32_, hin_, h_, tmp_, f_, f2_, feat_, mean_, logits_, lif_in_;
-    std::vector<double> m_next_, x64_, y64_;
-    std::vector<std::int8_t> q_;
-    std::vector<std::int32_t> active_;
+    std::vector<Scratch> lanes_;  // one, or frame_lanes once a push brings several frames
     std::vector<float> zeros_;
     int step_loop(const float* frames, std::size_t n, std::vector<float>& out);
     template <class Sample>

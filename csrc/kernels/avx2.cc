@@ -186,6 +186,32 @@ void i8_columns(const I8Columns& m, const std::int32_t* active, int n_active, fl
     }
 }
 
+inline __m256 gelu8(__m256 v) {
+    __m256 a = _mm256_mul_ps(v, _mm256_set1_ps(kInvSqrt2));
+    a = _mm256_min_ps(_mm256_max_ps(a, _mm256_set1_ps(-4.0f)), _mm256_set1_ps(4.0f));
+    const __m256 z = _mm256_mul_ps(a, a);
+    __m256 p = _mm256_set1_ps(kErfP[0]), q = _mm256_set1_ps(kErfQ[0]);
+    LMU_UNROLL
+    for (int t = 1; t < kErfTerms; ++t) {  // separate multiply and add: the scalar path's roundings
+        p = _mm256_add_ps(_mm256_mul_ps(p, z), _mm256_set1_ps(kErfP[t]));
+        q = _mm256_add_ps(_mm256_mul_ps(q, z), _mm256_set1_ps(kErfQ[t]));
+    }
+    __m256 erf = _mm256_div_ps(_mm256_mul_ps(a, p), q);
+    erf = _mm256_min_ps(_mm256_max_ps(erf, _mm256_set1_ps(-1.0f)), _mm256_set1_ps(1.0f));
+    return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), v), _mm256_add_ps(_mm256_set1_ps(1.0f), erf));
+}
+
+void gelu(float* x, int n) {
+    int i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, gelu8(_mm256_loadu_ps(x + i)));
+    if (i < n) {  // the tail through a padded copy
+        alignas(32) float tail[8] = {};
+        __builtin_memcpy(tail, x + i, sizeof(float) * static_cast<unsigned>(n - i));
+        _mm256_store_ps(tail, gelu8(_mm256_load_ps(tail)));
+        __builtin_memcpy(x + i, tail, sizeof(float) * static_cast<unsigned>(n - i));
+    }
+}
+
 void f64_dense(const F64Matrix& m, const double* const* x, int batch, double* const* y) {
     constexpr int Q = kPanel64;
     constexpr int G = 4;
@@ -307,7 +333,7 @@ float read_sum(const float* data, long n) {
     return lanes[0] + lanes[1] + lanes[2] + lanes[3] + lanes[4] + lanes[5] + lanes[6] + lanes[7];
 }
 
-const Table kTable = {"avx2", f32_dense, f32_columns, i8_dense, i8_columns, f64_dense, absmax, quantize,
+const Table kTable = {"avx2", f32_dense, f32_columns, i8_dense, i8_columns, f64_dense, absmax, quantize, gelu,
                       fma_loop, dot_i8_loop, read_sum};
 
 }  // namespace

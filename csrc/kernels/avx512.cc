@@ -284,6 +284,30 @@ void quantize(const float* x, int n, float inv, std::int8_t* q) {
     }
 }
 
+inline __m512 gelu16(__m512 v) {
+    __m512 a = _mm512_mul_ps(v, _mm512_set1_ps(kInvSqrt2));
+    a = _mm512_min_ps(_mm512_max_ps(a, _mm512_set1_ps(-4.0f)), _mm512_set1_ps(4.0f));
+    const __m512 z = _mm512_mul_ps(a, a);
+    __m512 p = _mm512_set1_ps(kErfP[0]), q = _mm512_set1_ps(kErfQ[0]);
+    LMU_UNROLL
+    for (int t = 1; t < kErfTerms; ++t) {  // separate multiply and add: the scalar path's roundings
+        p = _mm512_add_ps(_mm512_mul_ps(p, z), _mm512_set1_ps(kErfP[t]));
+        q = _mm512_add_ps(_mm512_mul_ps(q, z), _mm512_set1_ps(kErfQ[t]));
+    }
+    __m512 erf = _mm512_div_ps(_mm512_mul_ps(a, p), q);
+    erf = _mm512_min_ps(_mm512_max_ps(erf, _mm512_set1_ps(-1.0f)), _mm512_set1_ps(1.0f));
+    return _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), v), _mm512_add_ps(_mm512_set1_ps(1.0f), erf));
+}
+
+void gelu(float* x, int n) {
+    int i = 0;
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(x + i, gelu16(_mm512_loadu_ps(x + i)));
+    if (i < n) {
+        const __mmask16 mask = __mmask16((1u << (n - i)) - 1u);
+        _mm512_mask_storeu_ps(x + i, mask, gelu16(_mm512_maskz_loadu_ps(mask, x + i)));
+    }
+}
+
 double fma_loop(long iterations, float* sink) {
     constexpr int K = 16;  // 4-cycle latency x 2 ports x 2 for headroom
     __m512 acc[K];
@@ -333,7 +357,7 @@ float read_sum(const float* data, long n) {
     return _mm512_reduce_add_ps(total);
 }
 
-const Table kTable = {"avx512", f32_dense, f32_columns, i8_dense, i8_columns, f64_dense, absmax, quantize,
+const Table kTable = {"avx512", f32_dense, f32_columns, i8_dense, i8_columns, f64_dense, absmax, quantize, gelu,
                       fma_loop, dot_i8_loop, read_sum};
 
 }  // namespace

@@ -55,6 +55,16 @@ struct F64Matrix {
     int in, out, panels;
 };
 
+// erf(a) ~ a P(a^2) / Q(a^2) for a = clamp(x, -4, 4) (erf(4) = 1 - 1.5e-8), the result clamped
+// to [-1, 1]: a rational least-squares fit made for this kernel, within 3.4e-7 of erf in float32
+// arithmetic and free of library calls. P and Q by Horner's rule from the highest power.
+constexpr int kErfTerms = 6;
+constexpr float kErfP[kErfTerms] = {1.985685230465606e-06f, 2.858951047528535e-04f, 3.921344876289368e-03f,
+                                    5.3214624524116516e-02f, 1.9436807930469513e-01f, 1.1283791065216064f};
+constexpr float kErfQ[kErfTerms] = {3.7480513128684834e-05f, 1.1958053801208735e-03f, 1.5280695632100105e-02f,
+                                    1.1569470912218094e-01f, 5.055861473083496e-01f, 1.0f};
+constexpr float kInvSqrt2 = 0.70710678118654752440f;
+
 struct Table {
     const char* name;
     // y[b] = bias + W x[b] for b < batch (x[b]: in floats, y[b]: out floats).
@@ -74,6 +84,9 @@ struct Table {
     float (*absmax)(const float* x, int n);
     // q[i] = x[i] * inv rounded to the nearest integer, ties to even, for |x[i] * inv| <= 127.
     void (*quantize)(const float* x, int n, float inv, std::int8_t* q);
+    // x[i] = GELU(x[i]) in place, with erf from the rational fit below; every table rounds the
+    // same operations in the same order (no fused multiply-adds), so all give the same bits.
+    void (*gelu)(float* x, int n);
 
     // Micro-benchmarks of the machine (benchmarks/kernel_speed.py derives the speed floor):
     // `iterations` rounds of independent float32 FMA chains; returns the multiply-adds done.

@@ -234,7 +234,33 @@ float read_sum(const float* data, long n) {
     return vaddvq_f32(total);
 }
 
-const Table kTable = {"neon", f32_dense, f32_columns, i8_dense, i8_columns, f64_dense, absmax, quantize,
+inline float32x4_t gelu4(float32x4_t v) {
+    float32x4_t a = vmulq_f32(v, vdupq_n_f32(kInvSqrt2));
+    a = vminq_f32(vmaxq_f32(a, vdupq_n_f32(-4.0f)), vdupq_n_f32(4.0f));
+    const float32x4_t z = vmulq_f32(a, a);
+    float32x4_t p = vdupq_n_f32(kErfP[0]), q = vdupq_n_f32(kErfQ[0]);
+    LMU_UNROLL
+    for (int t = 1; t < kErfTerms; ++t) {  // separate multiply and add: the scalar path's roundings
+        p = vaddq_f32(vmulq_f32(p, z), vdupq_n_f32(kErfP[t]));
+        q = vaddq_f32(vmulq_f32(q, z), vdupq_n_f32(kErfQ[t]));
+    }
+    float32x4_t erf = vdivq_f32(vmulq_f32(a, p), q);
+    erf = vminq_f32(vmaxq_f32(erf, vdupq_n_f32(-1.0f)), vdupq_n_f32(1.0f));
+    return vmulq_f32(vmulq_f32(vdupq_n_f32(0.5f), v), vaddq_f32(vdupq_n_f32(1.0f), erf));
+}
+
+void gelu(float* x, int n) {
+    int i = 0;
+    for (; i + 4 <= n; i += 4) vst1q_f32(x + i, gelu4(vld1q_f32(x + i)));
+    if (i < n) {  // the tail through a padded copy
+        float tail[4] = {};
+        __builtin_memcpy(tail, x + i, sizeof(float) * static_cast<unsigned>(n - i));
+        vst1q_f32(tail, gelu4(vld1q_f32(tail)));
+        __builtin_memcpy(x + i, tail, sizeof(float) * static_cast<unsigned>(n - i));
+    }
+}
+
+const Table kTable = {"neon", f32_dense, f32_columns, i8_dense, i8_columns, f64_dense, absmax, quantize, gelu,
                       fma_loop, dot_i8_loop, read_sum};
 
 }  // namespace

@@ -153,6 +153,26 @@ double dot_i8_loop(long iterations, std::int32_t* sink) {
     return double(iterations) * 64;
 }
 
+// The reference the vector paths repeat lane by lane: clamp, Horner, divide, clamp, GELU.
+void gelu(float* x, int n) {
+    for (int i = 0; i < n; ++i) {
+        const float v = x[i];
+        float a = v * kInvSqrt2;
+        a = a < -4.0f ? -4.0f : a;
+        a = a > 4.0f ? 4.0f : a;
+        const float z = a * a;
+        float p = kErfP[0], q = kErfQ[0];
+        for (int t = 1; t < kErfTerms; ++t) {
+            p = p * z + kErfP[t];
+            q = q * z + kErfQ[t];
+        }
+        float erf = a * p / q;
+        erf = erf < -1.0f ? -1.0f : erf;
+        erf = erf > 1.0f ? 1.0f : erf;
+        x[i] = 0.5f * v * (1.0f + erf);
+    }
+}
+
 float read_sum(const float* data, long n) {
     const long part = n / 8;
     float acc[8] = {};
@@ -164,7 +184,7 @@ float read_sum(const float* data, long n) {
     return total;
 }
 
-const Table kTable = {"scalar", f32_dense, f32_columns, i8_dense, i8_columns, f64_dense, absmax, quantize,
+const Table kTable = {"scalar", f32_dense, f32_columns, i8_dense, i8_columns, f64_dense, absmax, quantize, gelu,
                       fma_loop, dot_i8_loop, read_sum};
 
 }  // namespace

@@ -204,6 +204,23 @@ void test_primitives() {
             for (int i = 0; i < in; ++i) e64 = std::max(e64, std::fabs(r1[i] - r2[i]));
             check(e64 < 1e-12 * in, tag + " f64_dense vs scalar");
         }
+        // GELU: the same bits on every path (lengths that leave every kind of tail), and near
+        // the exact 0.5 x (1 + erf(x / sqrt 2))
+        for (int n : {1, 3, 16, 21, 1024}) {
+            std::vector<float> x(n);
+            for (float& v : x) v = 3.0f * normal(gen);
+            x[0] = n > 1 ? 9.0f : -9.0f;  // past the clamp
+            std::vector<float> got = x, want = x;
+            t->gelu(got.data(), n);
+            ref.gelu(want.data(), n);
+            double err = 0.0;
+            for (int i = 0; i < n; ++i) {
+                const double exact = 0.5 * double(x[i]) * (1.0 + std::erf(double(x[i]) / std::sqrt(2.0)));
+                err = std::max(err, std::fabs(double(want[i]) - exact) / std::max(1.0, std::fabs(double(x[i]))));
+            }
+            check(got == want, std::string(name) + " gelu == scalar (bitwise), n = " + std::to_string(n));
+            check(err < 1e-6, std::string(name) + " gelu near the exact GELU, n = " + std::to_string(n));
+        }
     }
 }
 

@@ -148,15 +148,25 @@ def load_checkpoint(path: Path) -> dict:
 def _initialize_from(model: LMUFormer, path: str, labels) -> None:
     """Start from another model's weights (e.g. a spiking model from its trained non-spiking twin).
 
-    Every tensor must exist with the same shape in both; the labels must be the same, in order.
+    Every tensor must exist with the same shape in both. The labels must be the same, or a subset
+    of the source's (a digits model from a 35-word model): then the head keeps the rows of these
+    labels, in the data's order, and the rest of the network is copied whole.
     """
     from lmustream.models.artifact import load_model
     from lmustream.models.registry import resolve_model
 
     source = load_model(resolve_model(path))
+    theirs = dict(source.model.state_dict())
     if list(source.labels) != list(labels):
-        raise ConfigError(f"init_from {path}: its labels {source.labels} differ from the data's {list(labels)}")
-    ours, theirs = model.state_dict(), source.model.state_dict()
+        missing = [label for label in labels if label not in source.labels]
+        if missing:
+            raise ConfigError(f"init_from {path}: its labels {source.labels} differ from the data's "
+                              f"{list(labels)} (missing there: {missing}); the data's labels must be the "
+                              f"source's or a subset of them")
+        rows = torch.tensor([list(source.labels).index(label) for label in labels])
+        for key in ("head.weight", "head.bias"):
+            theirs[key] = theirs[key].index_select(0, rows)
+    ours = model.state_dict()
     mismatched = sorted(k for k in set(ours) | set(theirs)
                         if k not in ours or k not in theirs or ours[k].shape != theirs[k].shape)
     if mismatched:

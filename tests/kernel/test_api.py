@@ -157,3 +157,19 @@ def test_spike_rates_of_a_spiking_model(spiking):
     rates = stream.spike_rates()
     assert list(rates)[0] == "embed0" and "block0.fc2" in rates and "head" in rates
     assert all(0.0 < r < 1.0 for r in rates.values())
+
+
+def test_frame_lanes_option(plain):
+    """frame_lanes=1 steps strictly frame by frame; any lane count gives the same bits."""
+    wave = audio(1.5, 9)
+    outs = []
+    for lanes in (1, 3, 8, 64):
+        kernel = Kernel(plain[1], frame_lanes=lanes)
+        assert kernel.frame_lanes == lanes
+        stream = kernel.open()
+        outs.append(np.concatenate([stream.push(wave), stream.flush()]))
+    for out in outs[1:]:
+        np.testing.assert_array_equal(out, outs[0])
+    for bad in (0, 65, 2.5, True):
+        with pytest.raises(ValueError, match="frame_lanes"):
+            Kernel(plain[1], frame_lanes=bad)

@@ -117,3 +117,34 @@ def test_add_only_equals_dense_bitwise(spiking, int8):
 def test_forced_unknown_simd_path_is_an_error(plain):
     with pytest.raises(ValueError, match="not available"):
         Kernel(plain[1], simd="sse9")
+
+
+@pytest.mark.parametrize("fixture", ["plain", "spiking"])
+@pytest.mark.parametrize("int8", [False, True])
+def test_frames_pushed_together_equal_one_at_a_time_bitwise(request, fixture, int8):
+    """A push of many frames steps them as lanes of one batch (weights read once per few frames);
+    the memory, windows, membranes and running mean still advance frame by frame, so every
+    output, the running mean and every spike equal pushing the frames one at a time, bit for bit."""
+    _, path = request.getfixturevalue(fixture)
+    kernel = Kernel(path, int8=int8)
+    rng = np.random.default_rng(3)
+    feats = rng.standard_normal((61, kernel.config["n_mels"])).astype(np.float32)
+    one, many = kernel.open(), kernel.open()
+    for stream in (one, many):
+        if kernel.spiking:
+            stream.record_spikes()
+    want = [one.push_features(feats[i:i + 1]) for i in range(len(feats))] + [one.flush()]
+    got, start = [], 0
+    for size in (1, 2, 7, 8, 9, 17, 17):  # within, at and across the lane count; 61 frames in all
+        got.append(many.push_features(feats[start:start + size]))
+        start += size
+    got.append(many.flush())
+    np.testing.assert_array_equal(np.concatenate(got), np.concatenate(want))
+    np.testing.assert_array_equal(many.running, one.running)
+    if kernel.spiking:
+        want_spikes, got_spikes = one.take_spikes(), many.take_spikes()
+        assert want_spikes.keys() == got_spikes.keys()
+        for name, spikes in want_spikes.items():
+            assert spikes.shape[0] > 0
+            np.testing.assert_array_equal(got_spikes[name], spikes, err_msg=name)
+        assert many.spike_rates() == one.spike_rates()

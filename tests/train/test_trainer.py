@@ -201,6 +201,14 @@ def test_init_from_checks_labels_and_shapes(tone_dataset, tmp_path):
         assert torch.equal(target.state_dict()[k], v)
     with pytest.raises(ConfigError, match="labels"):
         _initialize_from(target, str(tmp_path / "src.safetensors"), ("a", "b", "c"))
+    # a subset of the source's labels: the head keeps their rows, in the new order
+    subset = LMUFormer(get_config("lmuformer-tiny", n_classes=2, dim=16, memory_size=8, embed_convs=1, mlp_ratio=1))
+    _initialize_from(subset, str(tmp_path / "src.safetensors"), ("high", "low"))
+    assert torch.equal(subset.head.weight, source.head.weight[[2, 0]])
+    assert torch.equal(subset.head.bias, source.head.bias[[2, 0]])
+    for k, v in source.state_dict().items():
+        if not k.startswith("head."):
+            assert torch.equal(subset.state_dict()[k], v), k
     other = LMUFormer(get_config("lmuformer-tiny", n_classes=3, dim=32, memory_size=8, embed_convs=1, mlp_ratio=1))
     with pytest.raises(ConfigError, match="differ"):
         _initialize_from(other, str(tmp_path / "src.safetensors"), LABELS)
