@@ -91,6 +91,7 @@ struct Scratch {
     std::vector<std::int8_t> q_;
     std::vector<std::int32_t> active_;
 };
+
 void push_many(const Engine& engine, Stream* const* streams, const void* const* blocks, const std::size_t* lengths,
                const bool* int16, int count, std::vector<float>* outs);
 
