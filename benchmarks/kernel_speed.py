@@ -78,36 +78,34 @@ def paper_model(name: str, directory: str) -> str:
     return path
 
 
-def time_kernel(path: str, int8: bool, feats: np.ndarray, wave: np.ndarray, repeats: int,
-                spike_path: str = "add-only", audio: bool = True) -> dict[str, float]:
-    """Per-frame times: model only frame by frame ("model"), model only with a push's frames
-    stepped together ("model_block"), and frontend + model for audio pushed in blocks."""
-    sequential = Kernel(path, int8=int8, spike_path=spike_path, frame_lanes=1).open()
-    together = Kernel(path, int8=int8, spike_path=spike_path).open()
-    lookahead = sequential.kernel.lookahead
-    for stream in (sequential, together):
-        stream.push_features(feats[:50])
+def time_model(kernel: Kernel, feats: np.ndarray, repeats: int) -> float:
+    """Per-frame time of the model alone: all features in one push (frame_lanes decides whether
+    its frames step one at a time or together)."""
+    stream = kernel.open()
+    stream.push_features(feats[:50])
 
-    def model_only(stream):
+    def run():
+        stream.reset()
+        return len(stream.push_features(feats)) + kernel.lookahead
+
+    return best_of(run, repeats)
+
+
+def time_audio(kernel: Kernel, wave: np.ndarray, repeats: int) -> dict[str, float]:
+    """Per-frame time of frontend + model, audio pushed in 10 ms, 100 ms and 1 s blocks."""
+    stream = kernel.open()
+
+    def chunks(size):
         def run():
             stream.reset()
-            return len(stream.push_features(feats)) + lookahead
-        return run
-
-    def audio_chunks(size):
-        def run():
-            together.reset()
             n = 0
             for i in range(0, wave.size, size):
-                n += len(together.push(wave[i:i + size]))
-            return n + lookahead
+                n += len(stream.push(wave[i:i + size]))
+            return n + kernel.lookahead
         return run
 
-    out = {"model": best_of(model_only(sequential), repeats), "model_block": best_of(model_only(together), repeats)}
-    if audio:
-        for name, size in (("audio_10ms", 160), ("audio_100ms", 1600), ("audio_1s", 16000)):
-            out[name] = best_of(audio_chunks(size), repeats)
-    return out
+    return {name: best_of(chunks(size), repeats)
+            for name, size in (("audio_10ms", 160), ("audio_100ms", 1600), ("audio_1s", 16000))}
 
 
 def time_onnx(path: str, feats: np.ndarray, repeats: int) -> float:
@@ -233,7 +231,9 @@ def main() -> None:
                   f"{f['floor'] * 1e6:>8.1f}us  {f['binds']}")
 
         # 2. kernel vs references
-        t = {"float32": time_kernel(path, False, feats, wave, repeats), "int8": time_kernel(path, True, feats, wave, repeats)}
+        t = {name: {"model": time_model(Kernel(path, int8=k.int8, frame_lanes=1), feats, repeats),
+                    "model_block": time_model(k, feats, repeats), **time_audio(k, wave, repeats)}
+             for name, k in (("float32", f32), ("int8", i8))}
         ref_feats = feats[:args.reference_frames]
         model = load_model(path).model
         step = StepLMUFormer(model)
@@ -276,7 +276,8 @@ def main() -> None:
         for int8 in (False, True):
             timings = {}
             for path_kind in ("add-only", "dense"):
-                timings[path_kind] = time_kernel(spath, int8, sfeats, wave, repeats, path_kind, audio=False)["model"]
+                k = Kernel(spath, int8=int8, spike_path=path_kind, frame_lanes=1)
+                timings[path_kind] = time_model(k, sfeats, repeats)
             rows.append(("int8" if int8 else "float32", timings))
         for name, tm in rows:
             print(f"  {name:<9} add-only {tm['add-only'] * 1e6:8.1f}   dense {tm['dense'] * 1e6:8.1f}   "

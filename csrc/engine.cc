@@ -133,6 +133,9 @@ Dense linear_dense(const Artifact& art, const std::string& prefix) {
     return d;
 }
 
+// w / step rounded to the nearest integer (ties to even) in [-127, 127].
+inline float quantized(float w, float step) { return std::max(-127.0f, std::min(127.0f, std::nearbyint(w / step))); }
+
 Layer pack(const Dense& d, bool int8, bool spike_input, bool add_only) {
     Layer L;
     L.in = d.in;
@@ -168,8 +171,7 @@ Layer pack(const Dense& d, bool int8, bool spike_input, bool add_only) {
             const float step = peak * (1.0f - 0.02f * float(c)) / 127.0f;
             double err = 0.0;
             for (int i = 0; i < d.in; ++i) {
-                const float v = std::max(-127.0f, std::min(127.0f, std::nearbyint(row[i] / step)));
-                const double e = double(row[i]) - double(v) * step;
+                const double e = double(row[i]) - double(quantized(row[i], step)) * step;
                 err += e * e;
             }
             if (best < 0.0 || err < best) {
@@ -178,10 +180,7 @@ Layer pack(const Dense& d, bool int8, bool spike_input, bool add_only) {
             }
         }
         L.scale[o] = s;
-        for (int i = 0; i < d.in; ++i) {
-            const float v = std::nearbyint(d.w[std::size_t(o) * d.in + i] / s);
-            q[std::size_t(o) * d.in + i] = std::int8_t(std::max(-127.0f, std::min(127.0f, v)));
-        }
+        for (int i = 0; i < d.in; ++i) q[std::size_t(o) * d.in + i] = std::int8_t(quantized(row[i], s));
     }
     L.columns = spike_input && add_only;
     if (L.columns) {
@@ -256,8 +255,8 @@ Engine::Engine(const Artifact& art, const EngineOptions& options)
     // A spiking model with float32 weights folds and sums in float64 (see engine.h).
     const bool wide = spk && !q;
     auto bn_of = [&](const std::string& prefix) { return fold_bn(art, prefix, wide); };
-    // int8 weights everywhere except, in a spiking model, the spiking patch embedding: its four
-    // LIF stages turn weight rounding into spike flips that every later layer inherits (measured
+    // int8 weights everywhere except, in a spiking model, the four convolutions of the patch
+    // embedding (the rpe convolution stays int8): their four LIF stages turn weight rounding into spike flips that every later layer inherits (measured
     // with benchmarks/kernel_int8_accuracy.py: asc40-slmuformer -0.7 accuracy points with it in
     // int8, -0.2 without). A non-spiking model keeps it in int8: float weights there would push
     // the paper-size model's 1.9 MB of weights past this CPU's 2 MB L2 (54 instead of 41 us a frame).
@@ -449,12 +448,11 @@ void Engine::apply(const Layer& L, Scratch* const* sc, const float* const* x, fl
     }
     // int8 activations: spikes go in as they are (0/1, scale 1, so the dense and add-only
     // forms agree bit for bit); real inputs are quantized per call with a symmetric scale.
-    constexpr int kMaxBatch = 64;
-    const std::int8_t* xq[kMaxBatch];
-    float x_scale[kMaxBatch];
+    const std::int8_t* xq[kMaxLanes];
+    float x_scale[kMaxLanes];
     const kernels::I8Matrix m{L.w8.data(), L.scale.data(), L.bias.data(), L.rowsum.data(), L.in, L.in4, L.out, L.panels};
-    for (int b0 = 0; b0 < batch; b0 += kMaxBatch) {
-        const int nb = std::min(kMaxBatch, batch - b0);
+    for (int b0 = 0; b0 < batch; b0 += kMaxLanes) {
+        const int nb = std::min(kMaxLanes, batch - b0);
         for (int j = 0; j < nb; ++j) {
             std::int8_t* qv = sc[b0 + j]->q_.data();
             const float* xv = x[b0 + j];
@@ -693,8 +691,8 @@ void Engine::memory_step(Stream* const* S, Scratch* const* X, int nb, int block,
     }
     const int M = config_.memory_size;
     if (!options_.int8) {
-        const double* x[64] = {};
-        double* y[64] = {};
+        const double* x[kMaxLanes] = {};
+        double* y[kMaxLanes] = {};
         for (int j = 0; j < nb; ++j) {
             x[j] = S[j]->m_[block].data();
             y[j] = X[j]->m_next_.data();
@@ -713,8 +711,8 @@ void Engine::memory_step(Stream* const* S, Scratch* const* X, int nb, int block,
         }
         return;
     }
-    const float* x[64] = {};
-    float* y[64] = {};
+    const float* x[kMaxLanes] = {};
+    float* y[kMaxLanes] = {};
     for (int j = 0; j < nb; ++j) {
         Stream& st = *S[j];
         Scratch& sc = *X[j];

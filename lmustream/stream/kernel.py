@@ -154,8 +154,8 @@ class Kernel:
         _require_kernel()
         if spike_path not in SPIKE_PATHS:
             raise ValueError(f"spike_path must be one of {SPIKE_PATHS}, got {spike_path!r}")
-        if isinstance(frame_lanes, bool) or not isinstance(frame_lanes, int) or not 1 <= frame_lanes <= 64:
-            raise ValueError(f"frame_lanes must be an integer from 1 to 64, got {frame_lanes!r}")
+        if isinstance(frame_lanes, bool) or not isinstance(frame_lanes, int):
+            raise ValueError(f"frame_lanes must be an integer, got {frame_lanes!r}")  # the engine checks 1..64
         self.path = _resolve_model(path_or_name)
         self._engine = _kernel.Engine(str(self.path), bool(int8), simd or "auto", spike_path == "add-only",
                                       int(frame_lanes))
