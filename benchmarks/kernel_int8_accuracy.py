@@ -9,12 +9,14 @@ when the data is the one the model was trained on), the kernel runs the clip's f
 utterance (push_features, flush) and predicts the argmax of the running mean logits, which is
 the parallel model's output. Prints accuracy of the PyTorch model, the float32 kernel and the
 int8 kernel, the int8 - float32 difference (target: within 0.3 percentage points; judged both
-ways, two-sided and as a loss only) and how many predictions int8 changed.
+ways, two-sided and as a loss only), how many predictions int8 changed, and the RMS difference
+between the int8 and float32 clip logits (the running mean at the clip's end).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 
 import numpy as np
 import torch
@@ -54,6 +56,7 @@ def evaluate(model_name: str, data: str, split: str, limit: int | None, cache_di
     n = len(dataset) if limit is None else min(limit, len(dataset))
     correct = {"torch": 0, "float32": 0, "int8": 0}
     changed = 0
+    squared_error, count = 0.0, 0
     for i in tqdm(range(n), desc=str(model_name), leave=False):
         x, y = dataset[i]
         x = np.asarray(x, dtype=np.float32)
@@ -68,7 +71,11 @@ def evaluate(model_name: str, data: str, split: str, limit: int | None, cache_di
             preds[name] = int(np.argmax(stream.running))
             correct[name] += preds[name] == y
         changed += preds["int8"] != preds["float32"]
-    return {"model": str(model_name), "n": n, **{k: v / n for k, v in correct.items()}, "changed": changed}
+        error = np.asarray(streams["int8"].running, np.float64) - np.asarray(streams["float32"].running, np.float64)
+        squared_error += float(np.sum(error * error))
+        count += error.size
+    return {"model": str(model_name), "n": n, **{k: v / n for k, v in correct.items()}, "changed": changed,
+            "rms": math.sqrt(squared_error / max(count, 1))}
 
 
 def main() -> None:
@@ -80,12 +87,13 @@ def main() -> None:
     parser.add_argument("--cache-dir", help="feature cache (default: lmustream's)")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    print(f"{'model':<28}{'clips':>7}{'PyTorch':>9}{'float32':>9}{'int8':>9}{'int8 - f32':>12}{'changed':>9}  target")
+    print(f"{'model':<28}{'clips':>7}{'PyTorch':>9}{'float32':>9}{'int8':>9}{'int8 - f32':>12}{'changed':>9}"
+          f"{'logit RMS':>11}  target")
     for model in args.model:
         r = evaluate(model, args.data, args.split, args.limit, args.cache_dir)
         delta = 100 * (r["int8"] - r["float32"])
         print(f"{r['model']:<28}{r['n']:>7}{100 * r['torch']:>8.2f}%{100 * r['float32']:>8.2f}%"
-              f"{100 * r['int8']:>8.2f}%{delta:>+11.2f}pt{r['changed']:>9}  "
+              f"{100 * r['int8']:>8.2f}%{delta:>+11.2f}pt{r['changed']:>9}{r['rms']:>11.4f}  "
               f"{'ok' if abs(delta) <= 0.3 else 'MISSED'} (|int8 - f32| <= 0.3pt); "
               f"{'ok' if delta >= -0.3 else 'MISSED'} (int8 loses <= 0.3pt)")
 

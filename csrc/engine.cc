@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "legendre.h"
 
@@ -206,10 +207,46 @@ Layer pack(const Dense& d, bool int8, bool spike_input, bool add_only) {
     return L;
 }
 
+// int8 weights plus a second int8 plane holding what the first one rounded away (see Layer::fine).
+Layer pack_two_planes(const Dense& d) {
+    Layer L = pack(d, true, false, false);
+    Dense residual;
+    residual.in = d.in;
+    residual.out = d.out;
+    residual.w.resize(d.w.size());
+    residual.b.assign(std::size_t(d.out), 0.0f);
+    for (int o = 0; o < d.out; ++o) {
+        for (int i = 0; i < d.in; ++i) {
+            const std::size_t k = std::size_t(o) * d.in + i;
+            residual.w[k] = d.w[k] - quantized(d.w[k], L.scale[o]) * L.scale[o];
+        }
+    }
+    L.fine.push_back(pack(residual, true, false, false));
+    return L;
+}
+
 }  // namespace
 
+// The input's range [lo, hi] spread over 253 codes (252 steps: a step of slack keeps every code
+// within [-127, 127] whatever the roundings). Asymmetric, because most inputs are one-sided (a
+// log-mel frame; the outputs of ReLU and GELU): a symmetric scale would leave half the codes
+// unused. Falls back to a symmetric scale when the zero point would be too large for exact
+// int32 sums (zero * rowsum, over in4 inputs), i.e. for a constant or nearly constant input.
+InputCode input_code(float lo, float hi, int in4) {
+    const long long limit = std::min<long long>(1LL << 16, std::numeric_limits<std::int32_t>::max() / (127LL * in4) - 128);
+    const float span = hi - lo;
+    if (std::isfinite(span) && span > 1e-30f) {
+        const float inv = 252.0f / span;
+        const float zero = std::nearbyint(0.5f * (lo * inv + hi * inv));
+        if (std::fabs(zero) <= float(limit)) return {inv, span / 252.0f, std::int32_t(zero)};  // (NaN fails too)
+    }
+    const float peak = std::max(-lo, hi);
+    if (peak > 1e-30f) return {127.0f / peak, peak / 127.0f, 0};  // |x * (127 / peak)| rounds to <= 127
+    return {0.0f, 1.0f, 0};                                        // all zero
+}
+
 Layer make_layer(int in, int out, const std::vector<float>& w, const std::vector<float>& b, bool int8,
-                 bool spike_input, bool add_only) {
+                 bool spike_input, bool add_only, bool two_planes) {
     if (in < 1 || out < 1 || w.size() != std::size_t(in) * out || b.size() != std::size_t(out)) {
         throw std::invalid_argument("make_layer: sizes do not match");
     }
@@ -218,6 +255,10 @@ Layer make_layer(int in, int out, const std::vector<float>& w, const std::vector
     d.out = out;
     d.w = w;
     d.b = b;
+    if (two_planes) {
+        if (!int8 || spike_input) throw std::invalid_argument("make_layer: two planes are for int8 weights on real inputs");
+        return pack_two_planes(d);
+    }
     return pack(d, int8, spike_input, add_only);
 }
 
@@ -231,7 +272,8 @@ inline float relu(float x) { return x > 0.0f ? x : 0.0f; }
 
 std::size_t Layer::weight_bytes() const {
     if (wide) return std::size_t(in) * out * sizeof(double);
-    return int8 ? std::size_t(in) * out : std::size_t(in) * out * sizeof(float);
+    if (!int8) return std::size_t(in) * out * sizeof(float);
+    return std::size_t(in) * out + (fine.empty() ? 0 : fine[0].weight_bytes());
 }
 
 Engine::Engine(const Artifact& art, const EngineOptions& options)
@@ -256,10 +298,12 @@ Engine::Engine(const Artifact& art, const EngineOptions& options)
     const bool wide = spk && !q;
     auto bn_of = [&](const std::string& prefix) { return fold_bn(art, prefix, wide); };
     // int8 weights everywhere except, in a spiking model, the four convolutions of the patch
-    // embedding (the rpe convolution stays int8): their four LIF stages turn weight rounding into spike flips that every later layer inherits (measured
-    // with benchmarks/kernel_int8_accuracy.py: asc40-slmuformer -0.7 accuracy points with it in
-    // int8, -0.2 without). A non-spiking model keeps it in int8: float weights there would push
-    // the paper-size model's 1.9 MB of weights past this CPU's 2 MB L2 (54 instead of 41 us a frame).
+    // embedding (the rpe convolution stays int8): their four LIF stages turn weight rounding into
+    // spike flips that every later layer inherits (measured with benchmarks/kernel_int8_accuracy.py:
+    // asc40-slmuformer -0.7 accuracy points with it in int8, -0.2 without). A non-spiking model
+    // gives its first convolution, whose rounding every later layer inherits, a second int8 plane
+    // (pack_two_planes: +0.1 MB) rather than float32 weights, which would push the paper-size
+    // model's 1.9 MB of weights past this CPU's 2 MB L2 (54 instead of 41 us a frame).
     auto finish = [&](Dense d, const Affine* bn, bool spike_input, bool keep_float = false) {
         if (wide) {
             fold_into64(d, bn);
@@ -277,7 +321,7 @@ Engine::Engine(const Artifact& art, const EngineOptions& options)
             embed_.push_back(finish(d, &bn, i > 0, keep_float));  // conv_i -> BN_i -> LIF: the BN folds in
         } else {
             embed_bn_.push_back(bn);  // after a ReLU, or feeding the residual too
-            embed_.push_back(finish(d, nullptr, spk && i > 0, keep_float));
+            embed_.push_back(q && !spk && i == 0 ? pack_two_planes(d) : finish(d, nullptr, spk && i > 0, keep_float));
         }
     }
     embed_.push_back(finish(conv_dense(art, "embed.rpe.weight", c.kernel_size), nullptr, spk));
@@ -447,33 +491,46 @@ void Engine::apply(const Layer& L, Scratch* const* sc, const float* const* x, fl
         return;
     }
     // int8 activations: spikes go in as they are (0/1, scale 1, so the dense and add-only
-    // forms agree bit for bit); real inputs are quantized per call with a symmetric scale.
+    // forms agree bit for bit); real inputs are quantized per call over their range (input_code).
     const std::int8_t* xq[kMaxLanes];
     float x_scale[kMaxLanes];
+    std::int32_t x_zero[kMaxLanes];
     const kernels::I8Matrix m{L.w8.data(), L.scale.data(), L.bias.data(), L.rowsum.data(), L.in, L.in4, L.out, L.panels};
     for (int b0 = 0; b0 < batch; b0 += kMaxLanes) {
         const int nb = std::min(kMaxLanes, batch - b0);
         for (int j = 0; j < nb; ++j) {
             std::int8_t* qv = sc[b0 + j]->q_.data();
             const float* xv = x[b0 + j];
+            x_zero[j] = 0;
+            x_scale[j] = 1.0f;
             if (L.spike_input) {
                 for (int i = 0; i < L.in; ++i) qv[i] = xv[i] != 0.0f ? 1 : 0;
-                x_scale[j] = 1.0f;
             } else {
-                const float peak = table_->absmax(xv, L.in);
-                if (peak > 1e-30f) {  // (127 / peak must stay finite)
-                    // |x * (127 / peak)| <= 127 (1 + 2^-23) rounds to at most 127: no clamp needed
-                    table_->quantize(xv, L.in, 127.0f / peak, qv);
-                    x_scale[j] = peak / 127.0f;
+                float lo, hi;
+                table_->minmax(xv, L.in, &lo, &hi);
+                const InputCode code = input_code(lo, hi, L.in4);
+                if (code.inv > 0.0f) {
+                    table_->quantize(xv, L.in, code.inv, code.zero, qv);
+                    x_scale[j] = code.scale;
+                    x_zero[j] = code.zero;
                 } else {
                     std::memset(qv, 0, std::size_t(L.in));
-                    x_scale[j] = 1.0f;
                 }
             }
             std::memset(qv + L.in, 0, std::size_t(L.in4 - L.in));
             xq[j] = qv;
         }
-        table_->i8_dense(m, xq, x_scale, nb, y + b0);
+        table_->i8_dense(m, xq, x_scale, x_zero, nb, y + b0);
+        if (!L.fine.empty()) {  // the second plane, on the same codes
+            const Layer& F = L.fine[0];
+            const kernels::I8Matrix f{F.w8.data(), F.scale.data(), F.bias.data(), F.rowsum.data(), F.in, F.in4, F.out, F.panels};
+            float* part[kMaxLanes];
+            for (int j = 0; j < nb; ++j) part[j] = sc[b0 + j]->fine_.data();
+            table_->i8_dense(f, xq, x_scale, x_zero, nb, part);
+            for (int j = 0; j < nb; ++j) {
+                for (int o = 0; o < L.out; ++o) y[b0 + j][o] += part[j][o];
+            }
+        }
     }
 }
 
@@ -896,7 +953,7 @@ Scratch::Scratch(const Engine& engine) {
     m_next_.resize(M);
     const int width = std::max({C, M + C, H, c.n_classes, c.n_mels});
     for (auto* v : {&y_, &y_last_, &z_, &u_, &m32_, &hin_, &h_, &tmp_, &f_, &f2_, &feat_, &mean_, &logits_, &lif_in_,
-                    &running_}) {
+                    &running_, &fine_}) {
         v->assign(std::size_t(width) + kernels::kPanel, 0.0f);
     }
     q_.resize(std::size_t(engine.max_in_) + 4);

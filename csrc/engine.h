@@ -47,6 +47,9 @@ struct Layer {
     std::vector<float> scale;  // [panels * 16]
     std::vector<std::int32_t> rowsum;
     int in4 = 0;
+    // int8 with a second plane (0 or 1 layers): the rounding residual W - scale * w8, quantized
+    // again and applied to the same input codes, for ~16-bit weights where rounding matters most.
+    std::vector<Layer> fine;
     // float64 weights (spiking models with float32 weights): w64[panels64][in][8], bias64[panels64 * 8];
     // the sum is taken in float64 and rounded to float32 once
     bool wide = false;
@@ -58,8 +61,18 @@ struct Layer {
 // Packs a dense row-major [out][in] float32 map (weights w, bias b) into the layout the
 // primitives read: float32 panels, or int8 (per-output-channel scales; by column when the
 // inputs are spikes and add_only is set).
+// two_planes (int8 only): with the second plane of Layer::fine.
 Layer make_layer(int in, int out, const std::vector<float>& w, const std::vector<float>& b, bool int8,
-                 bool spike_input, bool add_only);
+                 bool spike_input, bool add_only, bool two_planes = false);
+
+// How one call's real-valued input becomes int8 codes: x ~ (q + zero) * scale, q in [-127, 127]
+// (quantize with inv and zero; inv = 0: the input is all zero).
+struct InputCode {
+    float inv, scale;
+    std::int32_t zero;
+};
+// The codes of an input whose values lie in [lo, hi], for a layer of in4 (padded) inputs.
+InputCode input_code(float lo, float hi, int in4);
 
 struct Affine {  // eval-mode batch norm: y = x * scale + shift
     std::vector<float> scale, shift;
@@ -86,7 +99,7 @@ struct Scratch {
     explicit Scratch(const Engine& engine);
     std::vector<std::vector<float>> windows_;  // the convolution windows as this lane saw them
     std::vector<char> valid_;  // per embedding layer: its output at this step is a real frame
-    std::vector<float> y_, y_last_, z_, u_, m32_, hin_, h_, tmp_, f_, f2_, feat_, mean_, logits_, lif_in_, running_;
+    std::vector<float> y_, y_last_, z_, u_, m32_, hin_, h_, tmp_, f_, f2_, feat_, mean_, logits_, lif_in_, running_, fine_;
     std::vector<double> m_next_, x64_, y64_;
     std::vector<std::int8_t> q_;
     std::vector<std::int32_t> active_;

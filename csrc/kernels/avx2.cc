@@ -128,10 +128,19 @@ inline __m256 i8_finish(__m256i acc, float x_scale, const float* scale, const fl
     return _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc), s), _mm256_loadu_ps(bias));
 }
 
+// The same for inputs that stand for xq + x_zero: acc + x_zero * rowsum first, exact in int32.
+inline __m256 i8_finish(__m256i acc, float x_scale, std::int32_t x_zero, const std::int32_t* rowsum,
+                        const float* scale, const float* bias) {
+    const __m256i offset = _mm256_mullo_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(rowsum)),
+                                              _mm256_set1_epi32(x_zero));
+    return i8_finish(_mm256_add_epi32(acc, offset), x_scale, scale, bias);
+}
+
 // Without VNNI: |x| (unsigned) times w * sign(x) with maddubs gives exact int16 pair sums
 // (|x|, |w| <= 127, so no saturation), and madd with ones adds the pairs into int32.
 template <int G>
-inline void i8_block(const I8Matrix& m, int p0, const std::int8_t* xq, float x_scale, float* y) {
+inline void i8_block(const I8Matrix& m, int p0, const std::int8_t* xq, float x_scale, std::int32_t x_zero,
+                     float* y) {
     const int groups = m.in4 / 4;
     __m256i lo[G], hi[G];
     const std::int8_t* w[G];
@@ -159,16 +168,18 @@ inline void i8_block(const I8Matrix& m, int p0, const std::int8_t* xq, float x_s
     LMU_UNROLL
     for (int g = 0; g < G; ++g) {
         const int p = p0 + g;
-        store16(y + p * P, i8_finish(lo[g], x_scale, m.scale + p * P, m.bias + p * P),
-                i8_finish(hi[g], x_scale, m.scale + p * P + 8, m.bias + p * P + 8), lanes_of(p, m.out));
+        store16(y + p * P, i8_finish(lo[g], x_scale, x_zero, m.rowsum + p * P, m.scale + p * P, m.bias + p * P),
+                i8_finish(hi[g], x_scale, x_zero, m.rowsum + p * P + 8, m.scale + p * P + 8, m.bias + p * P + 8),
+                lanes_of(p, m.out));
     }
 }
 
-void i8_dense(const I8Matrix& m, const std::int8_t* const* xq, const float* x_scale, int batch, float* const* y) {
+void i8_dense(const I8Matrix& m, const std::int8_t* const* xq, const float* x_scale, const std::int32_t* x_zero,
+              int batch, float* const* y) {
     for (int b = 0; b < batch; ++b) {
         int p = 0;
-        for (; p + 4 <= m.panels; p += 4) i8_block<4>(m, p, xq[b], x_scale[b], y[b]);
-        for (; p < m.panels; ++p) i8_block<1>(m, p, xq[b], x_scale[b], y[b]);
+        for (; p + 4 <= m.panels; p += 4) i8_block<4>(m, p, xq[b], x_scale[b], x_zero[b], y[b]);
+        for (; p < m.panels; ++p) i8_block<1>(m, p, xq[b], x_scale[b], x_zero[b], y[b]);
     }
 }
 
@@ -241,27 +252,36 @@ void f64_dense(const F64Matrix& m, const double* const* x, int batch, double* co
     }
 }
 
-float absmax(const float* x, int n) {
-    const __m256 sign = _mm256_set1_ps(-0.0f);
-    __m256 peak = _mm256_setzero_ps();
-    int i = 0;
-    for (; i + 8 <= n; i += 8) peak = _mm256_max_ps(peak, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)));
-    alignas(32) float lanes[8];
-    _mm256_store_ps(lanes, peak);
-    float best = 0.0f;
-    for (float v : lanes) best = v > best ? v : best;
-    for (; i < n; ++i) {
-        const float a = x[i] < 0.0f ? -x[i] : x[i];
-        best = a > best ? a : best;
-    }
-    return best;
-}
-
-void quantize(const float* x, int n, float inv, std::int8_t* q) {
-    const __m256 scale = _mm256_set1_ps(inv);
+void minmax(const float* x, int n, float* lo, float* hi) {
+    __m256 a = _mm256_set1_ps(x[0]), b = a;
     int i = 0;
     for (; i + 8 <= n; i += 8) {
-        const __m256i v = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i), scale));  // nearest, ties even
+        const __m256 v = _mm256_loadu_ps(x + i);
+        a = _mm256_min_ps(a, v);
+        b = _mm256_max_ps(b, v);
+    }
+    alignas(32) float la[8], lb[8];
+    _mm256_store_ps(la, a);
+    _mm256_store_ps(lb, b);
+    float low = la[0], high = lb[0];
+    for (int l = 1; l < 8; ++l) {
+        low = la[l] < low ? la[l] : low;
+        high = lb[l] > high ? lb[l] : high;
+    }
+    for (; i < n; ++i) {
+        low = x[i] < low ? x[i] : low;
+        high = x[i] > high ? x[i] : high;
+    }
+    *lo = low;
+    *hi = high;
+}
+
+void quantize(const float* x, int n, float inv, std::int32_t zero, std::int8_t* q) {
+    const __m256 scale = _mm256_set1_ps(inv);
+    const __m256i z = _mm256_set1_epi32(zero);
+    int i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const __m256i v = _mm256_sub_epi32(_mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + i), scale)), z);  // nearest, ties even
         alignas(32) std::int32_t lanes[8];
         _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), v);
         for (int l = 0; l < 8; ++l) q[i + l] = static_cast<std::int8_t>(lanes[l]);
@@ -270,7 +290,7 @@ void quantize(const float* x, int n, float inv, std::int8_t* q) {
     for (; i < n; ++i) {
         const float scaled = x[i] * inv;
         const float shifted = scaled + kRound;
-        q[i] = static_cast<std::int8_t>(static_cast<int>(shifted - kRound));
+        q[i] = static_cast<std::int8_t>(static_cast<int>(shifted - kRound) - zero);
     }
 }
 
@@ -333,7 +353,7 @@ float read_sum(const float* data, long n) {
     return lanes[0] + lanes[1] + lanes[2] + lanes[3] + lanes[4] + lanes[5] + lanes[6] + lanes[7];
 }
 
-const Table kTable = {"avx2", f32_dense, f32_columns, i8_dense, i8_columns, f64_dense, absmax, quantize, gelu,
+const Table kTable = {"avx2", f32_dense, f32_columns, i8_dense, i8_columns, f64_dense, minmax, quantize, gelu,
                       fma_loop, dot_i8_loop, read_sum};
 
 }  // namespace

@@ -111,11 +111,12 @@ void f32_columns(const F32Matrix& m, const std::int32_t* active, int n_active, f
     for (; p < m.panels; ++p) f32_columns_block<1>(m, p, active, n_active, y);
 }
 
-inline void i8_epilogue(const I8Matrix& m, int p, __m512i acc, float x_scale, float* y) {
-    // Inputs went in as x + 128 (unsigned); take 128 * rowsum back out: exact in int32.
+inline void i8_epilogue(const I8Matrix& m, int p, __m512i acc, float x_scale, std::int32_t x_zero, float* y) {
+    // Inputs went in as x + 128 (unsigned) and stand for x + x_zero: acc - (128 - x_zero) * rowsum,
+    // exact in int32.
     const __mmask16 mask = tail_mask(p, m.out);
     const __m512i rowsum = _mm512_maskz_loadu_epi32(mask, m.rowsum + p * P);
-    acc = _mm512_sub_epi32(acc, _mm512_slli_epi32(rowsum, 7));
+    acc = _mm512_sub_epi32(acc, _mm512_mullo_epi32(rowsum, _mm512_set1_epi32(128 - x_zero)));
     const __m512 scale = _mm512_mul_ps(_mm512_set1_ps(x_scale), _mm512_maskz_loadu_ps(mask, m.scale + p * P));
     const __m512 out = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), scale),
                                      _mm512_maskz_loadu_ps(mask, m.bias + p * P));
@@ -124,7 +125,7 @@ inline void i8_epilogue(const I8Matrix& m, int p, __m512i acc, float x_scale, fl
 
 template <int NB, int G>
 inline void i8_block(const I8Matrix& m, int p0, const std::int8_t* const* xq, const float* x_scale,
-                     float* const* y) {
+                     const std::int32_t* x_zero, float* const* y) {
     const int groups = m.in4 / 4;
     __m512i acc[NB][G];
     const std::int8_t* w[G];
@@ -154,24 +155,26 @@ inline void i8_block(const I8Matrix& m, int p0, const std::int8_t* const* xq, co
     LMU_UNROLL
     for (int g = 0; g < G; ++g) {
         LMU_UNROLL
-        for (int b = 0; b < NB; ++b) i8_epilogue(m, p0 + g, acc[b][g], x_scale[b], y[b]);
+        for (int b = 0; b < NB; ++b) i8_epilogue(m, p0 + g, acc[b][g], x_scale[b], x_zero[b], y[b]);
     }
 }
 
 template <int NB, int G>
-void i8_panels(const I8Matrix& m, const std::int8_t* const* xq, const float* x_scale, float* const* y) {
+void i8_panels(const I8Matrix& m, const std::int8_t* const* xq, const float* x_scale, const std::int32_t* x_zero,
+               float* const* y) {
     int p = 0;
-    for (; p + G <= m.panels; p += G) i8_block<NB, G>(m, p, xq, x_scale, y);
-    for (; p < m.panels; ++p) i8_block<NB, 1>(m, p, xq, x_scale, y);
+    for (; p + G <= m.panels; p += G) i8_block<NB, G>(m, p, xq, x_scale, x_zero, y);
+    for (; p < m.panels; ++p) i8_block<NB, 1>(m, p, xq, x_scale, x_zero, y);
 }
 
-void i8_dense(const I8Matrix& m, const std::int8_t* const* xq, const float* x_scale, int batch, float* const* y) {
+void i8_dense(const I8Matrix& m, const std::int8_t* const* xq, const float* x_scale, const std::int32_t* x_zero,
+              int batch, float* const* y) {
     int b = 0;
-    for (; b + 4 <= batch; b += 4) i8_panels<4, 4>(m, xq + b, x_scale + b, y + b);
+    for (; b + 4 <= batch; b += 4) i8_panels<4, 4>(m, xq + b, x_scale + b, x_zero + b, y + b);
     switch (batch - b) {
-        case 3: i8_panels<3, 4>(m, xq + b, x_scale + b, y + b); break;
-        case 2: i8_panels<2, 6>(m, xq + b, x_scale + b, y + b); break;
-        case 1: i8_panels<1, 8>(m, xq + b, x_scale + b, y + b); break;
+        case 3: i8_panels<3, 4>(m, xq + b, x_scale + b, x_zero + b, y + b); break;
+        case 2: i8_panels<2, 6>(m, xq + b, x_scale + b, x_zero + b, y + b); break;
+        case 1: i8_panels<1, 8>(m, xq + b, x_scale + b, x_zero + b, y + b); break;
         default: break;
     }
 }
@@ -259,27 +262,34 @@ void f64_dense(const F64Matrix& m, const double* const* x, int batch, double* co
     }
 }
 
-float absmax(const float* x, int n) {
-    __m512 peak = _mm512_setzero_ps();
-    int i = 0;
-    for (; i + 16 <= n; i += 16) peak = _mm512_max_ps(peak, _mm512_abs_ps(_mm512_loadu_ps(x + i)));
-    if (i < n) {
-        const __mmask16 mask = __mmask16((1u << (n - i)) - 1u);
-        peak = _mm512_max_ps(peak, _mm512_abs_ps(_mm512_maskz_loadu_ps(mask, x + i)));
-    }
-    return _mm512_reduce_max_ps(peak);
-}
-
-void quantize(const float* x, int n, float inv, std::int8_t* q) {
-    const __m512 scale = _mm512_set1_ps(inv);
+void minmax(const float* x, int n, float* lo, float* hi) {
+    __m512 a = _mm512_set1_ps(x[0]), b = a;
     int i = 0;
     for (; i + 16 <= n; i += 16) {
-        const __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + i), scale));  // nearest, ties even
+        const __m512 v = _mm512_loadu_ps(x + i);
+        a = _mm512_min_ps(a, v);
+        b = _mm512_max_ps(b, v);
+    }
+    if (i < n) {  // masked-off lanes keep x[0]
+        const __mmask16 mask = __mmask16((1u << (n - i)) - 1u);
+        a = _mm512_mask_min_ps(a, mask, a, _mm512_maskz_loadu_ps(mask, x + i));
+        b = _mm512_mask_max_ps(b, mask, b, _mm512_maskz_loadu_ps(mask, x + i));
+    }
+    *lo = _mm512_reduce_min_ps(a);
+    *hi = _mm512_reduce_max_ps(b);
+}
+
+void quantize(const float* x, int n, float inv, std::int32_t zero, std::int8_t* q) {
+    const __m512 scale = _mm512_set1_ps(inv);
+    const __m512i z = _mm512_set1_epi32(zero);
+    int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m512i v = _mm512_sub_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + i), scale)), z);  // nearest, ties even
         _mm_storeu_si128(reinterpret_cast<__m128i*>(q + i), _mm512_cvtsepi32_epi8(v));
     }
     if (i < n) {
         const __mmask16 mask = __mmask16((1u << (n - i)) - 1u);
-        const __m512i v = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(mask, x + i), scale));
+        const __m512i v = _mm512_sub_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_maskz_loadu_ps(mask, x + i), scale)), z);
         _mm_mask_storeu_epi8(q + i, mask, _mm512_cvtsepi32_epi8(v));
     }
 }
@@ -357,7 +367,7 @@ float read_sum(const float* data, long n) {
     return _mm512_reduce_add_ps(total);
 }
 
-const Table kTable = {"avx512", f32_dense, f32_columns, i8_dense, i8_columns, f64_dense, absmax, quantize, gelu,
+const Table kTable = {"avx512", f32_dense, f32_columns, i8_dense, i8_columns, f64_dense, minmax, quantize, gelu,
                       fma_loop, dot_i8_loop, read_sum};
 
 }  // namespace

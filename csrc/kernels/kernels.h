@@ -32,7 +32,7 @@ struct F32Matrix {
 
 // int8 weights with per-output-channel scales, for dense products:
 // w[panels][in4 / 4][16][4] (groups of 4 inputs per output: the VNNI layout), in4 = in
-// rounded up to 4 (padding is zero); rowsum[o] = sum_i w[o][i] (for the unsigned-input form).
+// rounded up to 4 (padding is zero); rowsum[o] = sum_i w[o][i] (for the inputs' zero points).
 struct I8Matrix {
     const std::int8_t* w;
     const float* scale;
@@ -71,19 +71,21 @@ struct Table {
     void (*f32_dense)(const F32Matrix& m, const float* const* x, int batch, float* const* y);
     // y = bias + sum of the columns W[:, i] for i in active[0 .. n_active): W s for spikes s.
     void (*f32_columns)(const F32Matrix& m, const std::int32_t* active, int n_active, float* y);
-    // y[b] = bias + scale * x_scale[b] * (W_q xq[b]), integer accumulation (exact), xq[b]:
-    // in4 int8 values with zeros past `in`. The float epilogue is float(acc) * (x_scale[b] * scale[o])
-    // + bias[o], rounded step by step, so every table gives the same bits.
-    void (*i8_dense)(const I8Matrix& m, const std::int8_t* const* xq, const float* x_scale, int batch,
-                     float* const* y);
+    // y[b] = bias + scale * x_scale[b] * (W_q (xq[b] + x_zero[b])), integer accumulation (exact):
+    // acc = W_q xq[b] + x_zero[b] * rowsum in int32, xq[b]: in4 int8 values with zeros past `in`.
+    // The float epilogue is float(acc) * (x_scale[b] * scale[o]) + bias[o], rounded step by step,
+    // so every table gives the same bits.
+    void (*i8_dense)(const I8Matrix& m, const std::int8_t* const* xq, const float* x_scale,
+                     const std::int32_t* x_zero, int batch, float* const* y);
     // y = bias + scale * (sum of the int8 columns in active): the spiking add-only form (x_scale = 1).
     void (*i8_columns)(const I8Columns& m, const std::int32_t* active, int n_active, float* y);
     // y[b] = W x[b] in float64.
     void (*f64_dense)(const F64Matrix& m, const double* const* x, int batch, double* const* y);
-    // max |x[i]| over n floats.
-    float (*absmax)(const float* x, int n);
-    // q[i] = x[i] * inv rounded to the nearest integer, ties to even, for |x[i] * inv| <= 127.
-    void (*quantize)(const float* x, int n, float inv, std::int8_t* q);
+    // *lo = min x[i], *hi = max x[i] over n >= 1 floats.
+    void (*minmax)(const float* x, int n, float* lo, float* hi);
+    // q[i] = (x[i] * inv rounded to the nearest integer, ties to even) - zero, for callers that
+    // keep |x[i] * inv| < 2^22 and every q[i] within [-127, 127].
+    void (*quantize)(const float* x, int n, float inv, std::int32_t zero, std::int8_t* q);
     // x[i] = GELU(x[i]) in place, with erf from the rational fit below; every table rounds the
     // same operations in the same order (no fused multiply-adds), so all give the same bits.
     void (*gelu)(float* x, int n);

@@ -79,19 +79,22 @@ void f32_columns(const F32Matrix& m, const std::int32_t* active, int n_active, f
     }
 }
 
-inline void i8_finish(const int32x4_t* acc, float x_scale, const I8Matrix& m, int p, float* y) {
+inline void i8_finish(const int32x4_t* acc, float x_scale, std::int32_t x_zero, const I8Matrix& m, int p, float* y) {
     float32x4_t out[4];
     LMU_UNROLL
     for (int q = 0; q < 4; ++q) {
+        // inputs that stand for xq + x_zero: acc + x_zero * rowsum, exact in int32
+        const int32x4_t total = vmlaq_s32(acc[q], vld1q_s32(m.rowsum + p * P + 4 * q), vdupq_n_s32(x_zero));
         const float32x4_t s = vmulq_f32(vdupq_n_f32(x_scale), vld1q_f32(m.scale + p * P + 4 * q));
-        out[q] = vaddq_f32(vmulq_f32(vcvtq_f32_s32(acc[q]), s), vld1q_f32(m.bias + p * P + 4 * q));
+        out[q] = vaddq_f32(vmulq_f32(vcvtq_f32_s32(total), s), vld1q_f32(m.bias + p * P + 4 * q));
     }
     store16(y + p * P, out, lanes_of(p, m.out));
 }
 
 // Products of int8 pairs fit in int16 (|x|, |w| <= 127); pairwise widening adds finish each
 // output's group of four in int32: exact, as every other table.
-void i8_dense(const I8Matrix& m, const std::int8_t* const* xq, const float* x_scale, int batch, float* const* y) {
+void i8_dense(const I8Matrix& m, const std::int8_t* const* xq, const float* x_scale, const std::int32_t* x_zero,
+              int batch, float* const* y) {
     const int groups = m.in4 / 4;
     for (int b = 0; b < batch; ++b) {
         for (int p = 0; p < m.panels; ++p) {
@@ -109,7 +112,7 @@ void i8_dense(const I8Matrix& m, const std::int8_t* const* xq, const float* x_sc
                     acc[q] = vaddq_s32(acc[q], vpaddq_s32(vpaddlq_s16(lo), vpaddlq_s16(hi)));
                 }
             }
-            i8_finish(acc, x_scale[b], m, p, y[b]);
+            i8_finish(acc, x_scale[b], x_zero[b], m, p, y[b]);
         }
     }
 }
@@ -157,22 +160,28 @@ void f64_dense(const F64Matrix& m, const double* const* x, int batch, double* co
     }
 }
 
-float absmax(const float* x, int n) {
-    float32x4_t peak = vdupq_n_f32(0.0f);
-    int i = 0;
-    for (; i + 4 <= n; i += 4) peak = vmaxq_f32(peak, vabsq_f32(vld1q_f32(x + i)));
-    float best = vmaxvq_f32(peak);
-    for (; i < n; ++i) {
-        const float a = x[i] < 0.0f ? -x[i] : x[i];
-        best = a > best ? a : best;
-    }
-    return best;
-}
-
-void quantize(const float* x, int n, float inv, std::int8_t* q) {
+void minmax(const float* x, int n, float* lo, float* hi) {
+    float32x4_t a = vdupq_n_f32(x[0]), b = a;
     int i = 0;
     for (; i + 4 <= n; i += 4) {
-        const int32x4_t v = vcvtnq_s32_f32(vmulq_n_f32(vld1q_f32(x + i), inv));  // nearest, ties even
+        const float32x4_t v = vld1q_f32(x + i);
+        a = vminq_f32(a, v);
+        b = vmaxq_f32(b, v);
+    }
+    float low = vminvq_f32(a), high = vmaxvq_f32(b);
+    for (; i < n; ++i) {
+        low = x[i] < low ? x[i] : low;
+        high = x[i] > high ? x[i] : high;
+    }
+    *lo = low;
+    *hi = high;
+}
+
+void quantize(const float* x, int n, float inv, std::int32_t zero, std::int8_t* q) {
+    const int32x4_t z = vdupq_n_s32(zero);
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        const int32x4_t v = vsubq_s32(vcvtnq_s32_f32(vmulq_n_f32(vld1q_f32(x + i), inv)), z);  // nearest, ties even
         q[i] = static_cast<std::int8_t>(vgetq_lane_s32(v, 0));
         q[i + 1] = static_cast<std::int8_t>(vgetq_lane_s32(v, 1));
         q[i + 2] = static_cast<std::int8_t>(vgetq_lane_s32(v, 2));
@@ -182,7 +191,7 @@ void quantize(const float* x, int n, float inv, std::int8_t* q) {
     for (; i < n; ++i) {
         const float scaled = x[i] * inv;
         const float shifted = scaled + kRound;
-        q[i] = static_cast<std::int8_t>(static_cast<int>(shifted - kRound));
+        q[i] = static_cast<std::int8_t>(static_cast<int>(shifted - kRound) - zero);
     }
 }
 
@@ -260,7 +269,7 @@ void gelu(float* x, int n) {
     }
 }
 
-const Table kTable = {"neon", f32_dense, f32_columns, i8_dense, i8_columns, f64_dense, absmax, quantize, gelu,
+const Table kTable = {"neon", f32_dense, f32_columns, i8_dense, i8_columns, f64_dense, minmax, quantize, gelu,
                       fma_loop, dot_i8_loop, read_sum};
 
 }  // namespace

@@ -43,7 +43,8 @@ void f32_columns(const F32Matrix& m, const std::int32_t* active, int n_active, f
     }
 }
 
-void i8_dense(const I8Matrix& m, const std::int8_t* const* xq, const float* x_scale, int batch, float* const* y) {
+void i8_dense(const I8Matrix& m, const std::int8_t* const* xq, const float* x_scale, const std::int32_t* x_zero,
+              int batch, float* const* y) {
     const int groups = m.in4 / 4;
     for (int b = 0; b < batch; ++b) {
         for (int p = 0; p < m.panels; ++p) {
@@ -61,7 +62,7 @@ void i8_dense(const I8Matrix& m, const std::int8_t* const* xq, const float* x_sc
             for (int l = 0; l < n; ++l) {
                 const int o = p * P + l;
                 const float s = x_scale[b] * m.scale[o];
-                y[b][o] = static_cast<float>(acc[l]) * s + m.bias[o];
+                y[b][o] = static_cast<float>(acc[l] + x_zero[b] * m.rowsum[o]) * s + m.bias[o];
             }
         }
     }
@@ -101,23 +102,24 @@ void f64_dense(const F64Matrix& m, const double* const* x, int batch, double* co
     }
 }
 
-float absmax(const float* x, int n) {
-    float peak = 0.0f;
-    for (int i = 0; i < n; ++i) {
-        const float a = x[i] < 0.0f ? -x[i] : x[i];
-        peak = a > peak ? a : peak;
+void minmax(const float* x, int n, float* lo, float* hi) {
+    float a = x[0], b = x[0];
+    for (int i = 1; i < n; ++i) {
+        a = x[i] < a ? x[i] : a;
+        b = x[i] > b ? x[i] : b;
     }
-    return peak;
+    *lo = a;
+    *hi = b;
 }
 
-void quantize(const float* x, int n, float inv, std::int8_t* q) {
+void quantize(const float* x, int n, float inv, std::int32_t zero, std::int8_t* q) {
     // Adding and subtracting 1.5 * 2^23 rounds to the nearest integer (ties to even) in the
     // default rounding mode, exactly as the SIMD conversions do.
     constexpr float kRound = 12582912.0f;
     for (int i = 0; i < n; ++i) {
         const float scaled = x[i] * inv;
         const float shifted = scaled + kRound;
-        q[i] = static_cast<std::int8_t>(static_cast<int>(shifted - kRound));
+        q[i] = static_cast<std::int8_t>(static_cast<int>(shifted - kRound) - zero);
     }
 }
 
@@ -184,7 +186,7 @@ float read_sum(const float* data, long n) {
     return total;
 }
 
-const Table kTable = {"scalar", f32_dense, f32_columns, i8_dense, i8_columns, f64_dense, absmax, quantize, gelu,
+const Table kTable = {"scalar", f32_dense, f32_columns, i8_dense, i8_columns, f64_dense, minmax, quantize, gelu,
                       fma_loop, dot_i8_loop, read_sum};
 
 }  // namespace

@@ -95,6 +95,80 @@ void test_legendre() {
     check(s.A.size() == 64 * 64 && std::isfinite(row) && row > 0.0, "legendre_state_space(64): finite A and B");
 }
 
+// --- int8 input codes and the two-plane layer ---------------------------------------------
+void test_int8_codes() {
+    const kernels::Table& ref = kernels::scalar_table();
+    std::mt19937 gen(11);
+    std::uniform_real_distribution<float> uni(0.0f, 1.0f);
+    // ranges: one-sided, two-sided, far from zero, tiny, constant, huge
+    const std::pair<float, float> ranges[] = {{0.0f, 3.0f}, {-1.0f, 2.0f}, {-12.0f, -4.0f}, {100.0f, 100.5f},
+                                               {-1e-20f, 1e-20f}, {5.0f, 5.0f}, {-3e30f, 1e30f}, {0.0f, 0.0f}};
+    bool codes_in_range = true, close = true;
+    for (auto [lo, hi] : ranges) {
+        std::vector<float> x(257);
+        for (float& v : x) v = lo + (hi - lo) * uni(gen);
+        x[0] = lo;
+        x[1] = hi;
+        float a, b;
+        ref.minmax(x.data(), int(x.size()), &a, &b);
+        const InputCode c = input_code(a, b, 260);
+        std::vector<std::int8_t> q(x.size(), 0);
+        if (c.inv > 0.0f) ref.quantize(x.data(), int(x.size()), c.inv, c.zero, q.data());
+        for (std::size_t i = 0; i < x.size(); ++i) {
+            codes_in_range = codes_in_range && q[i] >= -127;  // (never -128)
+            const double back = (double(q[i]) + c.zero) * c.scale;
+            close = close && std::fabs(back - x[i]) <= 0.51 * c.scale + 1e-6 * std::fabs(x[i]);
+        }
+    }
+    check(codes_in_range, "int8 input codes stay within [-127, 127] for every range");
+    check(close, "int8 input codes: (q + zero) * scale within half a step of x");
+    const InputCode one_sided = input_code(0.0f, 3.0f, 260);
+    check(std::fabs(one_sided.scale - 3.0f / 252.0f) < 1e-7f, "a one-sided range gets a step of range / 252 (not 2 * peak / 254)");
+    const InputCode far = input_code(1000.0f, 1000.001f, 260);
+    check(far.zero == 0 && std::fabs(far.scale - 1000.001f / 127.0f) < 1e-3f,
+          "a zero point too large for exact int32 sums falls back to the symmetric scale");
+
+    // two planes: ~16-bit weights, so the product is much closer to float32 than one plane
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    const int in = 384, out = 48;
+    std::vector<float> w(std::size_t(in) * out), bias(out), x(in);
+    for (float& v : w) v = normal(gen) * (uni(gen) < 0.02f ? 8.0f : 1.0f);  // a few large weights
+    for (float& v : bias) v = normal(gen);
+    for (float& v : x) v = normal(gen);
+    const Layer one = make_layer(in, out, w, bias, true, false, false);
+    const Layer two = make_layer(in, out, w, bias, true, false, false, true);
+    check(two.fine.size() == 1 && two.weight_bytes() == 2 * one.weight_bytes(), "two planes: a second int8 plane");
+    // the products as the engine takes them: int8 input codes, then each plane through i8_dense
+    std::vector<std::int8_t> xq(std::size_t(one.in4), 0);
+    const InputCode c = input_code(*std::min_element(x.begin(), x.end()), *std::max_element(x.begin(), x.end()), one.in4);
+    ref.quantize(x.data(), in, c.inv, c.zero, xq.data());
+    const std::int8_t* xqp = xq.data();
+    auto product = [&](const Layer& L, std::vector<float>& y) {
+        const kernels::I8Matrix m{L.w8.data(), L.scale.data(), L.bias.data(), L.rowsum.data(), L.in, L.in4, L.out, L.panels};
+        float* yp = y.data();
+        ref.i8_dense(m, &xqp, &c.scale, &c.zero, 1, &yp);
+    };
+    std::vector<float> y1(out), y2(out), fine(out);
+    product(one, y1);
+    product(two, y2);
+    product(two.fine[0], fine);
+    double err1 = 0.0, err2 = 0.0;
+    for (int o = 0; o < out; ++o) {
+        double exact = bias[o];  // float weights on the same (dequantized) input
+        for (int i = 0; i < in; ++i) exact += double(w[std::size_t(o) * in + i]) * ((double(xq[i]) + c.zero) * c.scale);
+        err1 = std::max(err1, std::fabs(double(y1[o]) - exact));
+        err2 = std::max(err2, std::fabs(double(y2[o]) + fine[o] - exact));
+    }
+    check(two.scale == one.scale && err2 < err1 / 50.0, "two planes: weight rounding error < 1/50 of one plane's");
+    bool threw = false;
+    try {
+        make_layer(in, out, w, bias, false, false, false, true);
+    } catch (const std::invalid_argument&) {
+        threw = true;
+    }
+    check(threw, "two planes need int8 weights");
+}
+
 // --- primitives: every SIMD path against the scalar reference ---------------------------------
 void test_primitives() {
     std::mt19937 gen(7);
@@ -174,17 +248,51 @@ void test_primitives() {
                 for (int i = 0; i < in; ++i) sq[i] = std::int8_t(spikes[bi][i]);
                 const std::int8_t* sqp = sq.data();
                 const float one = 1.0f;
+                const std::int32_t no_zero = 0;
                 std::vector<float> dense8(out), cols8(out);
                 float* d8 = dense8.data();
-                t->i8_dense(qm, &sqp, &one, 1, &d8);
+                t->i8_dense(qm, &sqp, &one, &no_zero, 1, &d8);
                 t->i8_columns(qc, active.data(), int(active.size()), cols8.data());
                 same = same && dense8 == cols8;
             }
             check(same, tag + " spikes: add-only == dense (float32 and int8, bitwise)");
-            // int8: integer accumulation, so every path gives the same bits
-            t->i8_dense(qm, qp, xs, B, yp);
-            ref.i8_dense(qm, qp, xs, B, yrp);
+            // int8: integer accumulation, so every path gives the same bits, with the inputs'
+            // zero points too (each lane its own)
+            const std::int32_t zeros[B] = {0, 0, 0, 0, 0}, shifted[B] = {0, 37, -200, 1000, -16000};
+            t->i8_dense(qm, qp, xs, zeros, B, yp);
+            ref.i8_dense(qm, qp, xs, zeros, B, yrp);
             check(y == yr, tag + " i8_dense == scalar (bitwise)");
+            t->i8_dense(qm, qp, xs, shifted, B, yp);
+            ref.i8_dense(qm, qp, xs, shifted, B, yrp);
+            bool exact = y == yr;
+            for (int bi = 0; bi < B; ++bi) {  // against the integer sum written out
+                for (int o = 0; o < out; ++o) {
+                    long long acc = 0;
+                    for (int i = 0; i < in; ++i) {
+                        const std::int8_t wq = Q.w8[((std::size_t(o / 16) * (Q.in4 / 4) + i / 4) * 16 + o % 16) * 4 + i % 4];
+                        acc += (long long)wq * (xq[bi][i] + shifted[bi]);
+                    }
+                    exact = exact && y[bi][o] == float(acc) * (xs[bi] * Q.scale[o]) + Q.bias[o];
+                }
+            }
+            check(exact, tag + " i8_dense with zero points == scalar == the integer sum (bitwise)");
+            // the input codes: range and quantization give the same bits on every path
+            bool codes = true;
+            for (int bi = 0; bi < B; ++bi) {
+                float lo, hi, rlo, rhi;
+                t->minmax(x[bi].data(), in, &lo, &hi);
+                ref.minmax(x[bi].data(), in, &rlo, &rhi);
+                codes = codes && lo == rlo && hi == rhi && lo == *std::min_element(x[bi].begin(), x[bi].end()) &&
+                        hi == *std::max_element(x[bi].begin(), x[bi].end());
+                std::vector<std::int8_t> a(in), r(in);
+                const float inv = 252.0f / (hi - lo + 1e-3f);
+                const std::int32_t zero = std::int32_t(std::nearbyint(0.5f * (lo * inv + hi * inv)));
+                t->quantize(x[bi].data(), in, inv, zero, a.data());
+                ref.quantize(x[bi].data(), in, inv, zero, r.data());
+                codes = codes && a == r;
+                for (int i = 0; i < in; ++i) codes = codes && int(r[i]) == int(std::nearbyint(x[bi][i] * inv)) - zero;
+            }
+            check(codes, tag + " minmax and quantize with a zero point == scalar (bitwise)");
             // float64
             std::vector<double> A(std::size_t(in) * in);
             for (double& v : A) v = normal(gen);
@@ -372,6 +480,7 @@ int main(int argc, char** argv) {
             test_json();
             test_legendre();
             test_primitives();
+            test_int8_codes();
             test_frontend();
             for (int i = 2; i < argc; ++i) {
                 test_artifact(argv[i]);
