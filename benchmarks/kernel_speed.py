@@ -13,7 +13,8 @@ spiking LMUFormer. Prints:
   2. the kernel's time per frame, model only (features in, stepped strictly frame by frame:
      frame_lanes=1, every weight read once per frame, as the floor assumes; and with the
      frames of a push stepped together, the default) and frontend + model (audio in, pushed in
-     10 ms, 100 ms and 1 s blocks), float32 and int8 weights; onnxruntime (float32, the
+     10 ms, 20 ms, 100 ms and 1 s blocks from Python, and in 10 and 20 ms blocks from C++: the
+     native test program's `time` mode), float32 and int8 weights; onnxruntime (float32, the
      exported step graph, 1 thread) and the PyTorch step form on the same frames; the ratios
      the targets are stated in and the real-time factor per push size;
   3. spiking model: add-only vs dense path at equal size, and the spike rates per LIF layer;
@@ -143,6 +144,26 @@ def time_torch(step: StepLMUFormer, feats: np.ndarray, repeats: int) -> float:
     return best_of(run, repeats)
 
 
+def native_pushes(path: str, push_ms=(10, 20), rounds: int = 5) -> dict[str, float] | str:
+    """Frontend + model per 10 ms of audio for a C++ caller (no Python in the loop): the native
+    test program's `time` mode, built -O3 like the extension; returns seconds per 10 ms by push
+    size, or why it could not run."""
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    build = os.path.join(repo, "build", "native", "timing")  # its own folder: -O3, as the extension
+    binary = os.path.join(build, "kernel_test")
+    made = subprocess.run(["make", "-s", "-C", os.path.join(repo, "csrc", "tests"), f"BUILD={build}", "OPT=-O3",
+                           binary], capture_output=True, text=True)
+    if made.returncode != 0:
+        return "native build failed: " + (made.stderr or made.stdout).strip()[-300:]
+    out = {}
+    for ms in push_ms:
+        done = subprocess.run([binary, "time", path, "int8", str(ms), str(rounds)], capture_output=True, text=True)
+        if done.returncode != 0:
+            return f"kernel_test time failed: {done.stderr.strip()[-300:]}"
+        out[f"{ms} ms"] = float(done.stdout.split(": ")[1].split(" us")[0]) * 1e-6
+    return out
+
+
 def floor(kernel: Kernel, int8: bool) -> dict:
     simd = kernel.simd
     macs, nbytes = kernel.macs_per_frame, kernel.weight_bytes
@@ -261,6 +282,12 @@ def main() -> None:
             cells = "".join(f"{k[key] * 1e6:>7.1f} ({k[key] / FRAME_SECONDS:.4f})"
                             for key in ("audio_10ms", "audio_20ms", "audio_100ms", "audio_1s"))
             print(f"  {'kernel ' + name + ' weights':<26}{cells}")
+        native = native_pushes(path)
+        if isinstance(native, str):
+            print(f"  C++ caller (no Python in the loop): skipped ({native})")
+        else:
+            print("  C++ caller (no Python in the loop), int8: " + ", ".join(
+                f"{ms} pushes {sec * 1e6:.1f} us ({sec / FRAME_SECONDS:.4f})" for ms, sec in native.items()))
         print(f"  targets: float32 <= 1.5x floor: {t['float32']['model'] / floors['float32']['floor']:.2f}x; "
               f"int8 <= 1.5x its floor: {t['int8']['model'] / floors['int8']['floor']:.2f}x; "
               f"float32 >= 1.5x ORT: {t_onnx / t['float32']['model']:.1f}x; "
