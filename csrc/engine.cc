@@ -265,6 +265,9 @@ Layer make_layer(int in, int out, const std::vector<float>& w, const std::vector
 namespace {
 
 kernels::F32Matrix f32_view(const Layer& L) { return {L.w32.data(), L.bias.data(), L.in, L.out, L.panels}; }
+kernels::I8Matrix i8_view(const Layer& L) {
+    return {L.w8.data(), L.scale.data(), L.bias.data(), L.rowsum.data(), L.in, L.in4, L.out, L.panels};
+}
 
 inline float relu(float x) { return x > 0.0f ? x : 0.0f; }
 
@@ -495,7 +498,7 @@ void Engine::apply(const Layer& L, Scratch* const* sc, const float* const* x, fl
     const std::int8_t* xq[kMaxLanes];
     float x_scale[kMaxLanes];
     std::int32_t x_zero[kMaxLanes];
-    const kernels::I8Matrix m{L.w8.data(), L.scale.data(), L.bias.data(), L.rowsum.data(), L.in, L.in4, L.out, L.panels};
+    const kernels::I8Matrix m = i8_view(L);
     for (int b0 = 0; b0 < batch; b0 += kMaxLanes) {
         const int nb = std::min(kMaxLanes, batch - b0);
         for (int j = 0; j < nb; ++j) {
@@ -522,11 +525,9 @@ void Engine::apply(const Layer& L, Scratch* const* sc, const float* const* x, fl
         }
         table_->i8_dense(m, xq, x_scale, x_zero, nb, y + b0);
         if (!L.fine.empty()) {  // the second plane, on the same codes
-            const Layer& F = L.fine[0];
-            const kernels::I8Matrix f{F.w8.data(), F.scale.data(), F.bias.data(), F.rowsum.data(), F.in, F.in4, F.out, F.panels};
             float* part[kMaxLanes];
             for (int j = 0; j < nb; ++j) part[j] = sc[b0 + j]->fine_.data();
-            table_->i8_dense(f, xq, x_scale, x_zero, nb, part);
+            table_->i8_dense(i8_view(L.fine[0]), xq, x_scale, x_zero, nb, part);
             for (int j = 0; j < nb; ++j) {
                 for (int o = 0; o < L.out; ++o) y[b0 + j][o] += part[j][o];
             }
