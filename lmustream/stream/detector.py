@@ -13,6 +13,9 @@ those posteriors over the last ``smoothing`` seconds::
     post_t = sigmoid(avg_t) or softmax(avg_t)
     p_t    = mean(post[t - S + 1 .. t])                 S = smoothing / 10 ms
 
+with the frames before the stream began taken to be the model's logits on silence
+(:func:`silence_logits`), so the first frames of a stream do not decide alone.
+
 A keyword k fires at frame t when ``p_t[k] >= threshold[k]``, the trigger is armed (p[k]
 went below its threshold since k last fired) and k last fired at least ``refractory``
 seconds ago. The event is emitted when p[k] has passed its peak, or ``hold`` seconds after
@@ -47,6 +50,7 @@ DEFAULT_ISOLATION_S = 1.0  # a keyword fits in the model's one-second clip; long
 ISOLATION_GAP_S = 0.2  # a pause this long separates a command from the speech before it
 ISOLATION_LOOKBACK_S = 3.0  # audio examined before a decision to tell a command from running speech
 ISOLATION_FLOOR_S = 10.0  # audio whose quietest frames give the noise floor for that
+SILENCE_PRIOR_S = 1.0  # digital silence whose logits stand for the audio before a stream began
 SPAN_DROP = math.log(4.0)  # without audio levels, a word's frames: per-frame log-posterior within this of its peak
 
 
@@ -176,13 +180,23 @@ class FrameClock:
 
 
 class MovingAverage:
-    """Mean of the last ``window`` rows at every row, state carried across pushes (fewer rows
-    at the very start: the mean of those seen)."""
+    """Mean of the last ``window`` rows at every row, state carried across pushes.
 
-    def __init__(self, window: int, columns: int):
+    At the very start fewer than ``window`` rows exist: the mean is of those seen, or, given
+    ``prior`` (one row), the missing rows are taken to be ``prior``, so that the first few
+    rows of a stream weigh no more than any others.
+    """
+
+    def __init__(self, window: int, columns: int, prior: np.ndarray | None = None):
         if window < 1:
             raise ConfigError(f"moving-average window must be >= 1 frame, got {window}")
         self.window, self.columns = int(window), int(columns)
+        if prior is not None:
+            prior = np.asarray(prior, np.float64)
+            if prior.shape != (self.columns,) or not np.isfinite(prior).all():
+                raise ConfigError(f"moving-average prior must be {self.columns} finite values, got shape "
+                                  f"{prior.shape}")
+        self.prior = prior
         self.reset()
 
     def reset(self) -> None:
@@ -199,20 +213,28 @@ class MovingAverage:
         end = np.arange(h + 1, h + n + 1)
         begin = np.maximum(end - self.window, 0)
         count = np.minimum(self.seen + np.arange(1, n + 1), self.window)
-        out = (sums[end] - sums[begin]) / count[:, None]
+        if self.prior is None:
+            out = (sums[end] - sums[begin]) / count[:, None]
+        else:
+            out = (sums[end] - sums[begin] + (self.window - count)[:, None] * self.prior) / self.window
         self._tail = joined[-(self.window - 1):] if self.window > 1 else joined[:0]
         self.seen += n
         return out
 
 
 class PosteriorSmoother:
-    """Per-frame logits ``[n, classes]`` -> smoothed posteriors ``[n, classes]`` (module docstring)."""
+    """Per-frame logits ``[n, classes]`` -> smoothed posteriors ``[n, classes]`` (module docstring).
 
-    def __init__(self, n_classes: int, window_frames: int, smoothing_frames: int, posterior: str = "softmax"):
+    ``prior_logits``: the logits assumed for the frames before the stream began (see
+    :func:`silence_logits`); without it the first window averages only the frames seen.
+    """
+
+    def __init__(self, n_classes: int, window_frames: int, smoothing_frames: int, posterior: str = "softmax",
+                 prior_logits: np.ndarray | None = None):
         if posterior not in ("sigmoid", "softmax"):
             raise ConfigError(f"posterior must be 'sigmoid' or 'softmax' here, got {posterior!r}")
         self.sigmoid = posterior == "sigmoid"
-        self.logits = MovingAverage(window_frames, n_classes)
+        self.logits = MovingAverage(window_frames, n_classes, prior_logits)
         self.posteriors = MovingAverage(smoothing_frames, n_classes)
 
     def reset(self) -> None:
@@ -585,8 +607,10 @@ class Detector:
         self._callbacks: list[Callable[[Event], Any]] = [on_event] if on_event else []
         c, clock = self.config, self.clock
         self._window_frames, self._smoothing_frames = clock.frames(c.window), clock.frames(c.smoothing)
+        self._stream = self.kernel.open()
+        self.prior_logits = silence_logits(self._stream, self.model_rate)
         self._smoother = PosteriorSmoother(len(self.labels), self._window_frames, self._smoothing_frames,
-                                           c.posterior)
+                                           c.posterior, self.prior_logits)
         self._classes = [self.labels.index(k) for k in self.keywords]
         self._triggers = [KeywordTrigger(c.threshold_of(k), clock.frames(c.refractory),
                                          int(round(c.hold / clock.frame_seconds))) for k in self.keywords]
@@ -596,7 +620,6 @@ class Detector:
         self._isolation = (int(round(c.isolation / clock.frame_seconds)), clock.frames(ISOLATION_GAP_S),
                            clock.frames(ISOLATION_LOOKBACK_S), clock.frames(ISOLATION_FLOOR_S))
         self._levels = LevelMeter(hop, win)
-        self._stream = self.kernel.open()
         self._resampler = None
         self.reset()
 
@@ -739,6 +762,24 @@ class Detector:
         start, end = self._history.span(cls, first, hit.emit + self.clock.lookahead)
         return Event(keyword, self.clock.start(start), self.clock.end(end), hit.confidence,
                      self.clock.decided(hit.emit))
+
+
+def silence_logits(stream, sample_rate: int, seconds: float = SILENCE_PRIOR_S) -> np.ndarray | None:
+    """The mean per-frame logits of a fresh model stream on ``seconds`` of digital silence
+    (the stream is reset afterwards); None for a stream that takes no audio.
+
+    The detector's logit window starts full of these: a stream is scored as if a quiet
+    second preceded it, so its first frames (a click as the input opens, the step from a
+    muted input to room noise) carry 1/window of the weight, as any frame later does,
+    instead of deciding alone.
+    """
+    if not hasattr(stream, "push"):
+        return None
+    logits = np.asarray(stream.push(np.zeros(int(round(sample_rate * seconds)), np.float32)), np.float64)
+    stream.reset()
+    if logits.ndim != 2 or logits.shape[0] == 0:
+        return None
+    return logits.mean(axis=0)
 
 
 def _mono(samples) -> np.ndarray:

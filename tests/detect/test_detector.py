@@ -56,18 +56,37 @@ def split_push(trigger, p, rng):
     return [(t.fire, t.emit, t.confidence) for t in out]
 
 
+def push_in_random_blocks(average, x, rng, largest):
+    """The rows ``average`` gives for ``x`` pushed in blocks of 0..largest rows."""
+    parts, i = [], 0
+    while i < len(x):
+        k = int(rng.integers(0, largest))
+        parts.append(average.push(x[i:i + k]))
+        i += k
+    return np.concatenate(parts)
+
+
 def test_moving_average_blocks_equal_one_push(rng):
     x = rng.normal(size=(500, 3))
     whole = MovingAverage(37, 3).push(x)
     naive = np.array([x[max(0, i - 36):i + 1].mean(axis=0) for i in range(500)])
     np.testing.assert_allclose(whole, naive, atol=1e-12)
-    ma = MovingAverage(37, 3)
-    parts, i = [], 0
-    while i < 500:
-        k = int(rng.integers(0, 60))
-        parts.append(ma.push(x[i:i + k]))
-        i += k
-    np.testing.assert_allclose(np.concatenate(parts), naive, atol=1e-12)
+    np.testing.assert_allclose(push_in_random_blocks(MovingAverage(37, 3), x, rng, 60), naive, atol=1e-12)
+
+
+def test_a_prior_fills_the_window_before_the_stream_began(rng):
+    x = rng.normal(size=(120, 3))
+    prior = np.array([-4.0, 0.5, 2.0])
+    padded = np.concatenate([np.tile(prior, (37, 1)), x])
+    naive = np.array([padded[i + 1:i + 38].mean(axis=0) for i in range(120)])  # the window over prior + rows
+    ma = MovingAverage(37, 3, prior)
+    np.testing.assert_allclose(push_in_random_blocks(ma, x, rng, 20), naive, atol=1e-12)
+    ma.reset()
+    np.testing.assert_allclose(ma.push(x), naive, atol=1e-12)
+    with pytest.raises(ConfigError, match="prior"):
+        MovingAverage(37, 3, np.zeros(4))
+    with pytest.raises(ConfigError, match="prior"):
+        MovingAverage(37, 3, np.array([0.0, np.nan, 0.0]))
 
 
 def test_smoother_is_softmax_of_the_window_mean_then_averaged(rng):
@@ -289,6 +308,36 @@ def test_callbacks_iterator_reset_and_keyword_selection(rng):
     assert det.time == 0 and det.frames == 0
     again = list(det.detect([x]))
     assert [(e.keyword, e.detected_at) for e in again] == [(e.keyword, e.detected_at) for e in events]
+
+
+def test_the_window_starts_full_of_the_models_silence_logits():
+    det = Detector(EnergyKernel(), threshold=0.5, window=0.3, smoothing=0.05)
+    fresh = EnergyKernel().open()
+    expected = np.asarray(fresh.push(silence(1.0)), np.float64).mean(axis=0)
+    np.testing.assert_allclose(det.prior_logits, expected, atol=1e-6)
+    assert det.labels[int(np.argmax(det.prior_logits))] == "_silence_"
+    # computing it left the detector's own stream fresh: a new stream reports what a second detector does
+    x = keyword_audio()
+    other = Detector(EnergyKernel(), threshold=0.5, window=0.3, smoothing=0.05)
+    assert [(e.keyword, e.detected_at) for e in det.detect([x])] == \
+        [(e.keyword, e.detected_at) for e in other.detect([x[:8000], x[8000:]])]
+
+
+def test_a_stream_that_opens_on_digital_silence_raises_no_alarm_at_its_start():
+    """The input opening: 60 ms of exact zeros, then a real recording's room noise. The step
+    used to decide alone over the few frames of a fresh logit window (a false 'stop' at 0.2 s
+    from a live audio server); with the window primed by silence it weighs 6 frames in 100."""
+    import soundfile as sf
+
+    from tests.conftest import REPO
+
+    truth = json.loads((REPO / "examples" / "keywords.json").read_text())
+    x, rate = sf.read(REPO / "examples" / "keywords.flac", dtype="float32")
+    det = Detector("sc12-lmuformer", backend="torch")
+    for pad_s in (0.04, 0.06, 0.08, 0.1):
+        y = np.concatenate([np.zeros(int(pad_s * rate), np.float32), x])
+        events = list(det.detect(y[i:i + 320] for i in range(0, y.size, 320)))
+        assert [e.keyword for e in events] == [k["keyword"] for k in truth["keywords"]], (pad_s, events)
 
 
 def test_unknown_and_silence_are_never_reported(rng):

@@ -111,7 +111,8 @@ def test_listen_detects_the_keywords_of_a_recording_at_their_times(pulse):
     assert summary["type"] == "summary" and summary["sample_rate"] != 16000  # resampled at the edge
     assert summary["seconds"] == pytest.approx(seconds, abs=0.05)
     found = [d["keyword"] for d in detections]
-    assert found == [k["keyword"] for k in TRUTH["keywords"]], (found, errors)
+    heard = [(d["keyword"], d["start"], d["detected_at"], d["confidence"]) for d in detections]
+    assert found == [k["keyword"] for k in TRUTH["keywords"]], (heard, offset, errors)
     for d, k in zip(detections, TRUTH["keywords"]):
         # decided between the word's start and a second after its end, on the recording's clock
         assert offset + k["start"] - OFFSET_SLACK_S <= d["detected_at"] <= offset + k["end"] + 1.0 + OFFSET_SLACK_S, \
