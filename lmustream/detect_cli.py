@@ -17,6 +17,7 @@ from lmustream.errors import AudioError, ConfigError
 DEFAULT_MODEL = "sc12-lmuformer"
 STREAM_BLOCK_SECONDS = 0.5  # file blocks: memory stays constant whatever the file's length
 METER_SECONDS = 0.1  # level meter refresh period (it shows the peak level since the last refresh)
+MUTED_SECONDS = 3.0  # exact zeros this long from the input: say so (a muted or wrong device)
 
 
 # -- shared options -----------------------------------------------------------------------------
@@ -108,6 +109,31 @@ def _cmd_stream(args) -> int:
 
 
 # -- listen --------------------------------------------------------------------------------------
+class _MutedInput:
+    """Notices an input that has delivered only exact zeros for MUTED_SECONDS since it opened
+    (no real microphone does: its noise floor is never digital silence) and says so, once."""
+
+    def __init__(self, sample_rate: int, device_name: str):
+        self.limit = int(MUTED_SECONDS * sample_rate)
+        self.device_name = device_name
+        self.zeros = 0
+        self.done = False
+
+    def push(self, block) -> str | None:
+        """The warning to show, the first time the zeros reach MUTED_SECONDS; else None."""
+        if self.done:
+            return None
+        if block.any():
+            self.done = True  # it has sound: nothing to say for the rest of the session
+            return None
+        self.zeros += block.size
+        if self.zeros < self.limit:
+            return None
+        self.done = True
+        return (f"warning: {self.device_name!r} has delivered only digital silence (exact zeros) for "
+                f"{MUTED_SECONDS:g} s: is it muted, or the wrong device? (see --list-devices and --device)")
+
+
 class _Stop:
     """Set by SIGTERM (and SIGINT when it arrives outside Python code) to end the loop cleanly."""
 
@@ -146,6 +172,7 @@ def _cmd_listen(args) -> int:
     drawn, peak_db = 0.0, -120.0
     silence_deadline = started + 5.0
     interrupted = False
+    muted = _MutedInput(mic.sample_rate, mic.device.name)
     try:
         with mic:
             print(f"listening on {mic.device.name!r} at {mic.sample_rate} Hz "
@@ -159,6 +186,9 @@ def _cmd_listen(args) -> int:
                 silence_deadline = time.monotonic() + 5.0
                 if args.seconds is not None:  # bound by audio time, not wall time
                     block = block[: max(0, int(round((args.seconds - detector.time) * mic.sample_rate)))]
+                warning = muted.push(block)
+                if warning:
+                    print(("\r\033[K" if meter else "") + warning, file=sys.stderr, flush=True)
                 events = detector.push(block)
                 max_backlog = max(max_backlog, mic.backlog)
                 for event in events:

@@ -86,6 +86,40 @@ def test_listen_without_an_input_device(model, monkeypatch, capsys):
     assert main(["listen", "--list-devices"]) == 1
 
 
+class RecordedMicrophone:
+    """A stand-in for the microphone that delivers ``SIGNAL`` in 20 ms blocks at 16 kHz."""
+
+    SIGNAL = np.zeros(0, np.float32)
+
+    def __init__(self, device=None, block_seconds=0.02):
+        from types import SimpleNamespace
+
+        self.device = SimpleNamespace(name="recorded", index=0)
+        self.sample_rate, self.block_size = 16000, int(16000 * block_seconds)
+        self.overflows, self.backlog, self._at = 0, 0, 0
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def read(self, timeout=1.0):
+        block = self.SIGNAL[self._at:self._at + self.block_size]
+        self._at += self.block_size
+        return block if block.size else np.zeros(self.block_size, np.float32)
+
+
+@pytest.mark.parametrize("zeros_s, warned", [(4.0, True), (2.5, False), (0.0, False)])
+def test_listen_warns_once_about_an_input_of_exact_zeros(model, monkeypatch, capsys, rng, zeros_s, warned):
+    sound = (0.01 * rng.standard_normal(16000 * 2)).astype(np.float32)
+    monkeypatch.setattr(RecordedMicrophone, "SIGNAL", np.concatenate([silence(zeros_s), sound, silence(4.0)]))
+    monkeypatch.setattr(microphone, "Microphone", RecordedMicrophone)
+    assert main(["listen", "--model", model, "--json", "--seconds", str(zeros_s + 6.0)]) == 0
+    err = capsys.readouterr().err
+    assert err.count("digital silence") == int(warned), err  # zeros after sound are a quiet room, not a mute
+
+
 @pytest.fixture
 def small_corpus(tmp_path, rng):
     pos = tmp_path / "pos"
