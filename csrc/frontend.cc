@@ -12,6 +12,20 @@ constexpr double kMelBreakHz = 700.0;
 
 double mel(double hz) { return kMelFactor * std::log1p(hz / kMelBreakHz); }
 
+// One radix-2 stage's butterflies on h pairs (a[k], b[k]) with twiddles w[k]. The halves never
+// overlap, which `restrict` tells the compiler so that it vectorises the loop.
+void butterflies(double* __restrict ra, double* __restrict ia, double* __restrict rb, double* __restrict ib,
+                 const double* __restrict wr, const double* __restrict wi, int h) {
+    for (int k = 0; k < h; ++k) {
+        const double tr = rb[k] * wr[k] - ib[k] * wi[k];
+        const double ti = rb[k] * wi[k] + ib[k] * wr[k];
+        rb[k] = ra[k] - tr;
+        ib[k] = ia[k] - ti;
+        ra[k] += tr;
+        ia[k] += ti;
+    }
+}
+
 }  // namespace
 
 Fbank::Fbank(const FrontendConfig& config)
@@ -70,6 +84,18 @@ Fbank::Fbank(const FrontendConfig& config)
             cos_[k] = std::cos(2.0 * kPi * k / n_fft_);
             sin_[k] = -std::sin(2.0 * kPi * k / n_fft_);
         }
+        // Each butterfly stage's twiddles e^{-2 pi i k / size}, k < size / 2, copied out of the
+        // table above so the stage reads them contiguously (and the compiler can vectorise it);
+        // the stage of half-width h starts at h - 1.
+        stage_cos_.resize(std::max(half - 1, 0));
+        stage_sin_.resize(std::max(half - 1, 0));
+        for (int size = 2; size <= half; size <<= 1) {
+            const int h = size / 2, step = n_fft_ / size;
+            for (int k = 0; k < h; ++k) {
+                stage_cos_[h - 1 + k] = cos_[k * step];
+                stage_sin_[h - 1 + k] = sin_[k * step];
+            }
+        }
     } else {
         // Direct DFT for the rare non-power-of-two sizes (round_to_power_of_two = false).
         const int bins = n_fft_ / 2 + 1;
@@ -85,7 +111,7 @@ Fbank::Fbank(const FrontendConfig& config)
     }
 }
 
-void Fbank::power_spectrum(double* x, double* power, std::vector<double>& work) const {
+void Fbank::power_spectrum(const double* x, double* power, double* re) const {
     const int N = n_fft_;
     if (!power_of_two_) {
         for (int k = 0; k <= N / 2; ++k) {
@@ -101,8 +127,6 @@ void Fbank::power_spectrum(double* x, double* power, std::vector<double>& work) 
         return;
     }
     const int half = N / 2;
-    work.resize(std::size_t(2) * half);
-    double* re = work.data();
     double* im = re + half;
     // z[j] = x[2j] + i x[2j+1], in bit-reversed order
     for (int j = 0; j < half; ++j) {
@@ -110,24 +134,16 @@ void Fbank::power_spectrum(double* x, double* power, std::vector<double>& work) 
         im[bit_reverse_[j]] = x[2 * j + 1];
     }
     for (int size = 2; size <= half; size <<= 1) {
-        const int step = N / size;  // twiddle stride in the size-N table: e^{-2 pi i k / size}
         const int h = size / 2;
+        const double* wr = stage_cos_.data() + (h - 1);
+        const double* wi = stage_sin_.data() + (h - 1);
         for (int start = 0; start < half; start += size) {
-            for (int k = 0; k < h; ++k) {
-                const double wr = cos_[k * step], wi = sin_[k * step];
-                const int a = start + k, b = a + h;
-                const double tr = re[b] * wr - im[b] * wi;
-                const double ti = re[b] * wi + im[b] * wr;
-                re[b] = re[a] - tr;
-                im[b] = im[a] - ti;
-                re[a] += tr;
-                im[a] += ti;
-            }
+            butterflies(re + start, im + start, re + start + h, im + start + h, wr, wi, h);
         }
     }
     // Split: X[k] = (Z[k] + conj Z[N/2-k]) / 2 + e^{-2 pi i k / N} (Z[k] - conj Z[N/2-k]) / (2i)
     for (int k = 0; k <= half; ++k) {
-        const int a = k % half, b = (half - k) % half;
+        const int a = k < half ? k : 0, b = k > 0 ? half - k : 0;  // k mod half, (half - k) mod half
         const double zr = re[a], zi = im[a], cr = re[b], ci = -im[b];
         const double er = 0.5 * (zr + cr), ei = 0.5 * (zi + ci);
         const double or_ = 0.5 * (zi - ci), oi = -0.5 * (zr - cr);  // (z - conj)/(2i)
@@ -151,11 +167,17 @@ void Fbank::frame(const double* samples, float* out, std::vector<double>& work) 
     work.resize(std::size_t(n_fft_) + bins + std::size_t(n_fft_));
     double* x = work.data();
     double* power = x + n_fft_;
-    std::vector<double> fft_work;  // small; kept local so `work` is not resized under our pointers
+    double* fft = power + bins;  // n_fft: the half-size complex FFT's real and imaginary parts
     double mean = 0.0;
     if (config_.remove_dc_offset) {
-        for (int i = 0; i < n; ++i) mean += samples[i];
-        mean /= n;
+        // four running sums: one chain would wait on each addition's latency, 400 times a frame
+        double sum[4] = {0.0, 0.0, 0.0, 0.0};
+        int i = 0;
+        for (; i + 4 <= n; i += 4) {
+            for (int j = 0; j < 4; ++j) sum[j] += samples[i + j];
+        }
+        for (; i < n; ++i) sum[0] += samples[i];
+        mean = ((sum[0] + sum[1]) + (sum[2] + sum[3])) / n;
     }
     for (int i = 0; i < n; ++i) x[i] = samples[i] - mean;
     if (config_.preemphasis != 0.0) {
@@ -164,7 +186,7 @@ void Fbank::frame(const double* samples, float* out, std::vector<double>& work) 
     }
     for (int i = 0; i < n; ++i) x[i] *= window_[i];
     for (int i = n; i < n_fft_; ++i) x[i] = 0.0;
-    power_spectrum(x, power, fft_work);
+    power_spectrum(x, power, fft);
     const double scale = 1.0 / (2.0 * config_.std);
     for (int m = 0; m < n_mels_; ++m) {
         const Filter& f = filters_[m];

@@ -40,9 +40,11 @@ class Fbank {
     std::vector<double> window_;
     std::vector<Filter> filters_;
     std::vector<double> cos_, sin_;     // twiddles (radix-2) or the DFT table (other sizes)
+    std::vector<double> stage_cos_, stage_sin_;  // cos_ / sin_ laid out stage by stage (radix-2)
     std::vector<int> bit_reverse_;       // of the half-size complex FFT
 
-    void power_spectrum(double* x, double* power, std::vector<double>& work) const;
+    // |X[k]|^2, k <= n_fft / 2, of x[n_fft]; `re` is scratch of n_fft doubles.
+    void power_spectrum(const double* x, double* power, double* re) const;
 };
 
 // One stream's position in the signal: the samples not yet consumed by a frame.
