@@ -26,6 +26,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help=f"model file, or the name of a shipped model (default {DEFAULT_MODEL})")
     p.add_argument("--backend", default="auto", choices=["auto", "kernel", "torch"],
                    help="auto: the C++ kernel when it is built, else the PyTorch step form (default auto)")
+    p.add_argument("--int8", action="store_true",
+                   help="int8 weights on the C++ kernel: about 3x less time per frame, accuracy within 0.3 points "
+                        "of float32 on the shipped models (docs/kernel.md)")
     p.add_argument("--verbose", action="store_true", help="say which backend runs the model, and the settings")
 
 
@@ -59,7 +62,7 @@ def _detector(args, sample_rate: int | None = None):
     detector = Detector(args.model, keywords=_keywords(args), threshold=getattr(args, "threshold", None),
                         smoothing=args.smoothing, refractory=args.refractory, window=args.window, hold=args.hold,
                         posterior=args.posterior, isolation=args.isolation, sample_rate=sample_rate,
-                        backend=args.backend)
+                        backend=args.backend, int8=args.int8)
     if args.verbose:
         c = detector.config
         print(f"backend: {detector.backend_note}", file=sys.stderr)
@@ -299,7 +302,7 @@ def _cmd_eval_stream(args) -> int:
                                               frame_logits, keyword_clips, pick_thresholds, plot_det, score_events,
                                               span_errors, stream_levels, summarize, sweep)
 
-    kernel = open_kernel(args.model, args.backend)
+    kernel = open_kernel(args.model, args.backend, int8=args.int8)
     labels = list(kernel.labels)
     config = _config_from_args(args)
     keywords = _keyword_list(args, labels)
@@ -368,7 +371,7 @@ def _cmd_calibrate(args) -> int:
     from lmustream.stream.calibrate import calibrate, write_calibrated_model, write_calibration
     from lmustream.stream.stream_eval import collect_audio, keyword_clips
 
-    kernel = open_kernel(args.model, args.backend)
+    kernel = open_kernel(args.model, args.backend, int8=args.int8)
     labels = list(kernel.labels)
     config = _config_from_args(args)
     keywords = _keyword_list(args, labels)

@@ -8,6 +8,9 @@
   * ``"torch"``: :class:`lmustream.stream.torch_stream.TorchKernel`, the PyTorch step form;
   * ``"auto"`` (default): the C++ kernel when it imports and loads this model, else PyTorch.
     ``kernel.backend_note`` says which one was chosen and, on fallback, why.
+
+``int8=True`` runs the C++ kernel with int8 weights (docs/kernel.md): it needs the kernel, so
+it never falls back to PyTorch.
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ def default_backend_note() -> str:
     return "C++ kernel (lmustream.stream.kernel.Kernel)" if cls is not None else f"PyTorch step form ({why})"
 
 
-def open_kernel(model: Any, backend: str = "auto", threads: int | None = None):
+def open_kernel(model: Any, backend: str = "auto", threads: int | None = None, int8: bool = False):
     """Load ``model`` (file path, shipped name, or a ModelArtifact: torch only) on a backend.
 
     The returned object carries ``backend`` ("kernel" or "torch") and ``backend_note``.
@@ -56,19 +59,25 @@ def open_kernel(model: Any, backend: str = "auto", threads: int | None = None):
     from lmustream.models.registry import resolve_model
 
     is_artifact = type(model).__name__ == "ModelArtifact"
+    if int8 and (backend == "torch" or is_artifact):
+        raise ConfigError("int8 weights run on the C++ kernel only: use backend 'kernel' or 'auto' with a model "
+                          "file" + ("" if backend == "torch" else ", not an in-memory ModelArtifact"))
     note = None
     if backend in ("auto", "kernel") and not is_artifact:
         path = resolve_model(model)
         cls, why = _cpp_kernel_class()
         if cls is not None:
             try:
-                kernel = cls(str(path))
+                kernel = cls(str(path), int8=True) if int8 else cls(str(path))
             except Exception as e:  # e.g. a model kind the C++ kernel does not support yet
                 why = f"the C++ kernel could not load {path.name}: {type(e).__name__}: {e}"
             else:
                 simd = getattr(kernel, "simd", None)
-                _set_note(kernel, "kernel", f"C++ kernel ({simd})" if simd else "C++ kernel")
+                weights = ", int8 weights" if int8 else ""
+                _set_note(kernel, "kernel", f"C++ kernel ({simd}{weights})" if simd else f"C++ kernel{weights}")
                 return kernel
+        if int8:
+            raise ConfigError(f"int8 weights need the C++ kernel, but {why}")
         if backend == "kernel":
             raise ConfigError(f"backend 'kernel' requested but {why}")
         note = f"PyTorch step form (C++ kernel unavailable: {why})"

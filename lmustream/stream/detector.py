@@ -571,6 +571,7 @@ class Detector:
       sample_rate: rate of the audio that will be pushed; other rates than the model's are
         resampled as the audio arrives (soxr, band-limited).
       backend: "auto" (C++ kernel when built, else PyTorch), "kernel" or "torch".
+      int8: run the C++ kernel with int8 weights (about 3x less time per frame; needs the kernel).
       on_event: a callback called with each :class:`Event` (more with :meth:`add_callback`).
 
     ``push(samples)`` returns the events the samples complete; ``flush()`` ends the stream;
@@ -582,7 +583,7 @@ class Detector:
                  smoothing: float | None = None, refractory: float | None = None, *,
                  window: float | None = None, hold: float | None = None, posterior: str | None = None,
                  isolation: float | None = None, sample_rate: int | None = None,
-                 backend: str = "auto", on_event: Callable[[Event], Any] | None = None):
+                 backend: str = "auto", int8: bool = False, on_event: Callable[[Event], Any] | None = None):
         from lmustream.stream.backend import (backend_of, kernel_training_loss, model_detector_defaults,
                                               model_training_loss, open_kernel)
 
@@ -590,7 +591,7 @@ class Detector:
             self.kernel, defaults, loss = model, {}, kernel_training_loss(model)
         else:
             defaults, loss = model_detector_defaults(model), model_training_loss(model)
-            self.kernel = open_kernel(model, backend)
+            self.kernel = open_kernel(model, backend, int8=int8)
         self.backend, self.backend_note = backend_of(self.kernel)
         self.labels = list(self.kernel.labels)
         self.config = resolve_posterior(self._make_config(defaults, threshold, smoothing, refractory, window, hold,

@@ -93,6 +93,35 @@ def test_auto_uses_a_working_cpp_kernel(tmp_path, monkeypatch):
     assert kernel.backend == "torch" and "spiking models not supported" in kernel.backend_note
 
 
+def test_int8_runs_the_cpp_kernel_or_says_why(tmp_path, monkeypatch):
+    path = tiny_model_file(tmp_path / "m.safetensors")
+    with pytest.raises(ConfigError, match="int8 weights run on the C\\+\\+ kernel only"):
+        open_kernel(path, "torch", int8=True)
+    with pytest.raises(ConfigError, match="ModelArtifact"):
+        open_kernel(tiny_artifact(), int8=True)
+    monkeypatch.setattr(backend_module, "_cpp_kernel_class", lambda: (None, "not built here"))
+    with pytest.raises(ConfigError, match="int8 weights need the C\\+\\+ kernel, but not built here"):
+        open_kernel(path, "auto", int8=True)  # no silent fallback to float32 PyTorch
+    with pytest.raises(ConfigError, match="not built here"):
+        Detector(str(path), int8=True)
+
+
+def test_int8_kernel_detects_the_example_keywords():
+    pytest.importorskip("lmustream._kernel")
+    import soundfile as sf
+
+    from tests.conftest import REPO
+
+    truth = json.loads((REPO / "examples" / "keywords.json").read_text())
+    x, rate = sf.read(REPO / "examples" / "keywords.flac", dtype="float32")
+    det = Detector("sc12-lmuformer", int8=True)
+    assert det.kernel.int8 and "int8" in det.backend_note
+    events = list(det.detect(x[i:i + 320] for i in range(0, x.size, 320)))
+    assert [e.keyword for e in events] == [k["keyword"] for k in truth["keywords"]]
+    for e, k in zip(events, truth["keywords"]):
+        assert k["start"] - 0.15 <= e.start <= k["end"] <= e.detected_at + 0.5, (e, k)
+
+
 def test_cpp_kernel_probe_reports_a_missing_class(monkeypatch):
     fake = types.ModuleType("lmustream.stream.kernel")
     fake.kernel_available = lambda: True

@@ -79,6 +79,16 @@ def test_stream_text_output_and_errors(tmp_path, model, capsys):
     assert "no shipped model" in capsys.readouterr().err
 
 
+def test_stream_int8_says_what_runs_and_refuses_torch(model, tmp_path, capsys):
+    pytest.importorskip("lmustream._kernel")
+    path = tmp_path / "x.wav"
+    write_audio(path, varied_signal(np.random.default_rng(0)))
+    assert main(["stream", str(path), "--model", model, "--int8", "--verbose"]) == 0
+    assert "int8 weights" in capsys.readouterr().err
+    assert main(["stream", str(path), "--model", model, "--int8", "--backend", "torch"]) == 2
+    assert "int8 weights run on the C++ kernel only" in capsys.readouterr().err
+
+
 def test_listen_without_an_input_device(model, monkeypatch, capsys):
     monkeypatch.setattr(microphone, "input_devices", lambda: [])
     assert main(["listen", "--model", model]) == 2
