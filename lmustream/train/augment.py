@@ -50,6 +50,8 @@ class FeatureAugmenter:
             logmel = logmel + gain[:, None, None]
         if self.noise is not None and c.noise_prob > 0:
             logmel = self._mix_noise(logmel, g)
+        if c.channel_eq_db > 0:
+            logmel = logmel + self._channel_curve(B, M, g).to(dev)[:, None, :]
         if c.lowpass_prob > 0:
             logmel = self._lowpass(logmel, g)
         x = self._normalize(logmel)
@@ -81,6 +83,18 @@ class FeatureAugmenter:
         log_gain = lx - ln - snr * (math.log(10) / 10)  # g = E_x / (E_n 10^(snr/10))
         mixed = torch.logaddexp(logmel, noise + log_gain[:, None, None])
         return torch.where(use[:, None, None], mixed, logmel)
+
+    def _channel_curve(self, B, M, g):
+        """Per clip, a microphone's frequency response over the mel bins, in log energy [B, M]:
+        a tilt from -t to +t across the band plus a bump of height b and random centre and width,
+        |t|, |b| <= channel_eq_db (real recordings differ from one another in exactly this)."""
+        eq = self.config.channel_eq_db * (math.log(10) / 10)
+        position = torch.linspace(-1.0, 1.0, M)[None, :]  # [1, M]
+        tilt = _uniform(g, B, -eq, eq, "cpu")[:, None]
+        bump = _uniform(g, B, -eq, eq, "cpu")[:, None]
+        centre = _uniform(g, B, -1.0, 1.0, "cpu")[:, None]
+        width = _uniform(g, B, 0.15, 0.6, "cpu")[:, None]
+        return tilt * position + bump * torch.exp(-0.5 * ((position - centre) / width) ** 2)
 
     def _lowpass(self, logmel, g):
         """A band-limited channel: mel bins centred above a random cutoff fall to the log floor."""

@@ -50,6 +50,7 @@ class AugmentConfig:
     time_stretch: float = 0.0  # tempo perturbation: time scaled by beta in [1-s, 1+s] about the clip centre
     lowpass_prob: float = 0.0  # probability of a band-limited channel (e.g. 8 kHz telephone / recorder audio)
     lowpass_hz: tuple = (3400.0, 7000.0)  # its cutoff, drawn uniformly, Hz
+    channel_eq_db: float = 0.0  # microphone response: a random tilt plus one broad bump, each up to +- this, dB
 
 
 @dataclass
@@ -102,6 +103,8 @@ class TrainConfig:
             raise ConfigError(f"optim.schedule must be 'step' or 'cosine', got {self.optim.schedule!r}")
         if self.optim.optimizer not in ("adam", "adamw"):
             raise ConfigError(f"optim.optimizer must be 'adam' or 'adamw', got {self.optim.optimizer!r}")
+        if not (0 <= self.augment.channel_eq_db <= 40):
+            raise ConfigError(f"augment.channel_eq_db must be in [0, 40] dB, got {self.augment.channel_eq_db}")
         low, high = self.augment.lowpass_hz
         if not (0 <= self.augment.lowpass_prob <= 1 and 0 < low <= high):
             raise ConfigError(f"augment.lowpass_prob must be in [0, 1] and lowpass_hz an increasing pair of "

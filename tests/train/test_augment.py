@@ -143,3 +143,24 @@ def test_lowpass_floors_only_bins_above_the_cutoff():
     j = above.index(True)
     assert torch.allclose(out[..., j:], torch.full_like(out[..., j:], floor), atol=1e-5)
     torch.testing.assert_close(out[..., :j], x[..., :j], atol=1e-5, rtol=0)
+
+
+def test_channel_eq_is_one_smooth_bounded_curve_per_clip():
+    x, y, xa, ya = run({"channel_eq_db": 6.0})
+    fe = FbankConfig()
+    curve_db = (xa - x) * (2 * fe.std) * (10 / math.log(10))  # back to dB of energy, [B, N, M]
+    # the same response at every frame of a clip, and a different one for each clip
+    torch.testing.assert_close(curve_db, curve_db[:, :1].expand_as(curve_db), atol=1e-3, rtol=0)
+    per_clip = curve_db[:, 0]  # [B, M]
+    assert per_clip.abs().max() <= 12.0 + 1e-3  # tilt and bump, each within +- 6 dB
+    assert per_clip.abs().max() > 1.0 and not torch.allclose(per_clip[0], per_clip[1])
+    assert (per_clip[:, 1:] - per_clip[:, :-1]).abs().max() < 1.0  # smooth across neighbouring mel bins
+    assert torch.equal(ya, y)
+
+
+def test_channel_eq_bounds_checked():
+    from lmustream.errors import ConfigError
+    from lmustream.train.config import load_config
+
+    with pytest.raises(ConfigError, match="channel_eq_db"):
+        load_config(None, ["augment.channel_eq_db=-1"])
