@@ -144,10 +144,10 @@ def time_torch(step: StepLMUFormer, feats: np.ndarray, repeats: int) -> float:
     return best_of(run, repeats)
 
 
-def native_pushes(path: str, push_ms=(10, 20), rounds: int = 5) -> dict[str, float] | str:
+def native_pushes(path: str, push_ms=(10, 20), rounds: int = 5) -> tuple[dict[str, float], float] | str:
     """Frontend + model per 10 ms of audio for a C++ caller (no Python in the loop): the native
     test program's `time` mode, built -O3 like the extension; returns seconds per 10 ms by push
-    size and the frontend's own ("frontend"), or why it could not run."""
+    size and the frontend's own seconds per 10 ms, or why it could not run."""
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     build = os.path.join(repo, "build", "native", "timing")  # its own folder: -O3, as the extension
     binary = os.path.join(build, "kernel_test")
@@ -155,15 +155,15 @@ def native_pushes(path: str, push_ms=(10, 20), rounds: int = 5) -> dict[str, flo
                            binary], capture_output=True, text=True)
     if made.returncode != 0:
         return "native build failed: " + (made.stderr or made.stdout).strip()[-300:]
-    out = {}
+    out, frontend = {}, 0.0
     for ms in push_ms:
         done = subprocess.run([binary, "time", path, "int8", str(ms), str(rounds)], capture_output=True, text=True)
         if done.returncode != 0:
             return f"kernel_test time failed: {done.stderr.strip()[-300:]}"
         # "...: 35.2 us per 10 ms of audio (frontend 3.9 us), real-time factor 0.0035"
         out[f"{ms} ms"] = float(done.stdout.split(": ")[1].split(" us")[0]) * 1e-6
-        out["frontend"] = float(done.stdout.split("(frontend ")[1].split(" us")[0]) * 1e-6
-    return out
+        frontend = float(done.stdout.split("(frontend ")[1].split(" us")[0]) * 1e-6
+    return out, frontend
 
 
 def floor(kernel: Kernel, int8: bool) -> dict:
@@ -288,9 +288,9 @@ def main() -> None:
         if isinstance(native, str):
             print(f"  C++ caller (no Python in the loop): skipped ({native})")
         else:
-            frontend = native.pop("frontend")
+            per_push, frontend = native
             print("  C++ caller (no Python in the loop), int8: " + ", ".join(
-                f"{ms} pushes {sec * 1e6:.1f} us ({sec / FRAME_SECONDS:.4f})" for ms, sec in native.items())
+                f"{ms} pushes {sec * 1e6:.1f} us ({sec / FRAME_SECONDS:.4f})" for ms, sec in per_push.items())
                 + f"; of which the frontend {frontend * 1e6:.1f} us")
         print(f"  targets: float32 <= 1.5x floor: {t['float32']['model'] / floors['float32']['floor']:.2f}x; "
               f"int8 <= 1.5x its floor: {t['int8']['model'] / floors['int8']['floor']:.2f}x; "

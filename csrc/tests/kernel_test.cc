@@ -488,32 +488,28 @@ int time_pushes(const std::string& path, bool int8, int push_ms, int rounds) {
         const double t = double(i) / rate;
         audio[std::size_t(i)] = float(0.3 * std::sin(2.0 * M_PI * (300.0 + 200.0 * std::sin(0.5 * t)) * t)) + noise(gen);
     }
-    std::vector<float> out;
-    double best = 1e30;
-    for (int r = 0; r < rounds; ++r) {
-        stream.reset();
-        out.clear();
-        const auto start = std::chrono::steady_clock::now();
-        for (int i = 0; i < n; i += block) {
-            stream.push(audio.data() + i, std::size_t(std::min(block, n - i)), out);
-            out.clear();
+    // The best of `rounds` passes of `push` over the audio in `block`-sample pushes, in seconds.
+    auto best_pass = [&](auto&& reset, auto&& push) {
+        double best = 1e30;
+        for (int r = 0; r < rounds; ++r) {
+            reset();
+            const auto start = std::chrono::steady_clock::now();
+            for (int i = 0; i < n; i += block) push(audio.data() + i, std::size_t(std::min(block, n - i)));
+            best = std::min(best, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
         }
-        const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-        best = std::min(best, seconds);
-    }
+        return best;
+    };
+    std::vector<float> out;
+    const double best = best_pass([&] { stream.reset(); }, [&](const float* x, std::size_t k) {
+        stream.push(x, k, out);
+        out.clear();
+    });
     // the frontend's share: the same pushes into the log-mel stream alone
     FbankStream features;
-    std::vector<float> frames;
-    double frontend = 1e30;
-    for (int r = 0; r < rounds; ++r) {
-        features.reset();
-        const auto start = std::chrono::steady_clock::now();
-        for (int i = 0; i < n; i += block) {
-            features.push(engine.fbank(), audio.data() + i, std::size_t(std::min(block, n - i)), frames);
-            frames.clear();
-        }
-        frontend = std::min(frontend, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-    }
+    const double frontend = best_pass([&] { features.reset(); }, [&](const float* x, std::size_t k) {
+        features.push(engine.fbank(), x, k, out);
+        out.clear();
+    });
     const double per_10ms = best / (n / double(rate) * 100.0), frontend_10ms = frontend / (n / double(rate) * 100.0);
     std::printf("%s weights, %d ms pushes (%s): %.1f us per 10 ms of audio (frontend %.1f us), real-time factor %.4f\n",
                 int8 ? "int8" : "float32", push_ms, engine.simd(), per_10ms * 1e6, frontend_10ms * 1e6, per_10ms / 0.01);

@@ -68,7 +68,7 @@ def open_kernel(model: Any, backend: str = "auto", threads: int | None = None, i
         cls, why = _cpp_kernel_class()
         if cls is not None:
             try:
-                kernel = cls(str(path), int8=True) if int8 else cls(str(path))
+                kernel = cls(str(path), int8=int8)
             except Exception as e:  # e.g. a model kind the C++ kernel does not support yet
                 why = f"the C++ kernel could not load {path.name}: {type(e).__name__}: {e}"
             else:

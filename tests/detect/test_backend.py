@@ -71,7 +71,7 @@ def test_auto_uses_a_working_cpp_kernel(tmp_path, monkeypatch):
     path = tiny_model_file(tmp_path / "m.safetensors")
 
     class FakeKernel:
-        def __init__(self, p):
+        def __init__(self, p, int8=False):
             self.path, self.labels, self.lookahead = p, LABELS, 3
 
         def open(self):
@@ -85,7 +85,7 @@ def test_auto_uses_a_working_cpp_kernel(tmp_path, monkeypatch):
     assert det.backend == "kernel"
 
     class Refuses(FakeKernel):
-        def __init__(self, p):
+        def __init__(self, p, int8=False):
             raise RuntimeError("spiking models not supported")
 
     monkeypatch.setattr(backend_module, "_cpp_kernel_class", lambda: (Refuses, None))
