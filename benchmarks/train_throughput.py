@@ -1,26 +1,87 @@
-"""Training throughput (clips/s): the FFT-parallel Legendre memory vs stepping its recurrence.
+"""Training throughput (clips/s): the FFT-parallel LMUFormer vs the same model stepped frame by frame.
 
-    python benchmarks/train_throughput.py [--device cuda] [--batch 128] [--steps 20]
+    python benchmarks/train_throughput.py [--device cuda] [--batch 128] [--steps 20] [--profile]
 
 For the paper-size LMUFormer and spiking LMUFormer (35 classes, 128 frames x 128 mel), times
-forward + backward + Adam step on random batches with the memory computed by FFT (the training
-path) and frame by frame (``memory_path="recurrent"``: the same model and batch), and prints
-clips/s and the ratio. bf16 autocast on CUDA, as the trainer uses.
+forward + backward + Adam step on random batches (bf16 autocast on CUDA, as the trainer uses)
+along three paths that compute the same function:
+
+  fft       the training path: the Legendre memory by FFT over all frames at once, the spiking
+            model's LIF neurons by one fused scan per layer (Triton on CUDA);
+  memory    only eq. 1 (m_t = A m_{t-1} + B u_t) stepped frame by frame, everything else as in
+            fft: the least sequential work any frame-by-frame training can do;
+  rnn       the model trained as a recurrent network: the LMU cell (u_t = ReLU(W_u x_t), m_t,
+            h_t = ReLU(W_h [m_t; x_t])) and every LIF neuron layer advanced one frame at a time
+            with autograd through time, as the original LMU and spikingjelly's step mode train.
+            Convolutions and batch norms have no recurrence and stay batched over frames.
+
+and prints clips/s and the ratios. ``--profile`` adds the CUDA kernels that take the fft step's
+time (torch.profiler).
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 import torch
 import torch.nn.functional as F
 
 from lmustream.models import LMUFormer, get_config
+from lmustream.models import lmuformer as lmuformer_module
+from lmustream.models.spiking import LIF
+
+SC_V2_TRAIN_CLIPS = 84_843
 
 
-def clips_per_second(model, x, y, memory_path: str, steps: int, amp: bool) -> float:
+def lmu_cell_forward(self, x: torch.Tensor, memory_path: str = "fft") -> torch.Tensor:
+    """LMUMixer.forward as a recurrent cell: one frame at a time (the LMU's RNN form)."""
+    x_t = x.transpose(1, 2)  # (B, N, C)
+    state = self.memory.initial_state(x.shape[0], x.device)
+    hs = []
+    for t in range(x_t.shape[1]):
+        u_t = F.relu(self.W_u(x_t[:, t]))[:, 0]  # (B,)
+        m_t, state = self.memory.step(u_t, state)  # (B, M)
+        hs.append(F.relu(self.W_h(torch.cat([m_t, x_t[:, t]], dim=-1))))  # (B, C)
+    h = torch.stack(hs, dim=-1)  # (B, C, N)
+    return self.proj_bn(self.proj(h))
+
+
+def lif_stepped_forward(self, x: torch.Tensor, v: torch.Tensor | None = None) -> torch.Tensor:
+    """LIF.forward as a loop of LIF.step: autograd through every frame."""
+    if v is None:
+        v = self.initial_state(x[..., 0])
+    spikes = []
+    for t in range(x.shape[-1]):
+        s, v = self.step(x[..., t], v)
+        spikes.append(s)
+    return torch.stack(spikes, dim=-1)
+
+
+@contextmanager
+def rnn_form():
+    """Swap in the frame-by-frame forwards for the duration (the modules' weights are untouched)."""
+    saved = lmuformer_module.LMUMixer.forward, LIF.forward
+    lmuformer_module.LMUMixer.forward, LIF.forward = lmu_cell_forward, lif_stepped_forward
+    try:
+        yield
+    finally:
+        lmuformer_module.LMUMixer.forward, LIF.forward = saved
+
+
+def max_difference(model, x: torch.Tensor) -> float:
+    """Largest |logit| difference between the fft and the rnn form (eval mode, float32): same function?"""
+    model.eval()
+    with torch.no_grad():
+        reference = model(x.float(), memory_path="fft")
+        with rnn_form():
+            stepped = model(x.float(), memory_path="recurrent")
+    model.train()
+    return float((reference - stepped).abs().max())
+
+
+def make_step(model, x, y, memory_path: str, amp: bool):
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     ctx = torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext()
 
@@ -32,59 +93,87 @@ def clips_per_second(model, x, y, memory_path: str, steps: int, amp: bool) -> fl
         loss.backward()
         opt.step()
 
-    for _ in range(2):  # warm-up (cuFFT plans, allocator)
+    return step
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def clips_per_second(step, batch: int, steps: int, device: torch.device) -> float:
+    for _ in range(2):  # warm-up (cuFFT plans, Triton compilation, allocator)
         step()
-    if x.is_cuda:
-        torch.cuda.synchronize()
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(steps):
         step()
-    if x.is_cuda:
-        torch.cuda.synchronize()
-    return steps * x.shape[0] / (time.perf_counter() - start)
+    synchronize(device)
+    return steps * batch / (time.perf_counter() - start)
+
+
+def profile_table(step, device: torch.device, rows: int = 12) -> str:
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for _ in range(3):
+            step()
+        synchronize(device)
+    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    return prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--recurrent-steps", type=int, default=3, help="steps timed for the slow path")
+    parser.add_argument("--steps", type=int, default=20, help="steps timed for the fft path")
+    parser.add_argument("--slow-steps", type=int, default=3, help="steps timed for the two stepped paths")
+    parser.add_argument("--models", default="lmuformer,slmuformer")
+    parser.add_argument("--profile", action="store_true", help="also print the kernels of the fft step")
     args = parser.parse_args()
     device = torch.device(args.device)
     amp = device.type == "cuda"
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device: {name}; batch {args.batch} x 128 frames x 128 mel; torch {torch.__version__}")
-    print(f"\n{'model':<12}{'FFT clips/s':>14}{'recurrent clips/s':>20}{'ratio':>9}{'epoch of 84,843 clips (FFT)':>30}")
-    for config in ("lmuformer", "slmuformer"):
+    print(f"device: {name}; batch {args.batch} x 128 frames x 128 mel; torch {torch.__version__}", flush=True)
+
+    results = []
+    for config in args.models.split(","):
         torch.manual_seed(0)
         model = LMUFormer(get_config(config)).to(device).train()
         x = torch.randn(args.batch, 128, 128, device=device)
         y = F.one_hot(torch.randint(0, 35, (args.batch,), device=device), 35).float()
-        fft = clips_per_second(model, x, y, "fft", args.steps, amp)
-        rec = clips_per_second(model, x, y, "recurrent", args.recurrent_steps, amp)
-        print(f"{config:<12}{fft:>14,.0f}{rec:>20,.0f}{fft / rec:>9.1f}{84843 / fft:>28.1f} s")
-    print("\n(84,843 = clips in the Speech Commands v2 training split)")
-    # The Legendre memory alone (the only part of the model the two paths compute differently).
+        difference = max_difference(model, x[:8])
+        fft_step = make_step(model, x, y, "fft", amp)
+        fft = clips_per_second(fft_step, args.batch, args.steps, device)
+        memory = clips_per_second(make_step(model, x, y, "recurrent", amp), args.batch, args.slow_steps, device)
+        with rnn_form():
+            rnn = clips_per_second(make_step(model, x, y, "recurrent", amp), args.batch, args.slow_steps, device)
+        results.append((config, fft, memory, rnn))
+        print(f"  {config}: fft {fft:,.0f}  memory {memory:,.0f}  rnn {rnn:,.0f} clips/s; "
+              f"max |logit difference| fft vs rnn {difference:.1e}", flush=True)
+        if args.profile:
+            print(profile_table(fft_step, device), flush=True)
+
+    print(f"\n{'model':<12}{'fft clips/s':>13}{'memory clips/s':>16}{'rnn clips/s':>13}"
+          f"{'fft/memory':>12}{'fft/rnn':>9}{'SC v2 epoch (fft)':>19}")
+    for config, fft, memory, rnn in results:
+        print(f"{config:<12}{fft:>13,.0f}{memory:>16,.0f}{rnn:>13,.0f}{fft / memory:>11.1f}x{fft / rnn:>8.1f}x"
+              f"{SC_V2_TRAIN_CLIPS / fft:>17.1f} s")
+    print(f"\n(SC v2 epoch = the {SC_V2_TRAIN_CLIPS:,} clips of the Speech Commands v2 training split at the fft rate)")
+
+    # The Legendre memory alone (the only part of the model the fft and memory paths compute differently).
     from lmustream.models import LegendreMemory
-    print(f"\n{'Legendre memory alone':<24}{'FFT clips/s':>14}{'recurrent clips/s':>20}{'ratio':>9}")
+    print(f"\n{'Legendre memory alone':<24}{'FFT clips/s':>14}{'stepped clips/s':>18}{'ratio':>9}")
     for order in (256, 512):
         memory = LegendreMemory(order, 128.0).to(device)
         u = torch.rand(args.batch, 128, device=device, requires_grad=True)
         rates = []
-        for path, steps in (("fft", args.steps), ("recurrent", args.recurrent_steps)):
+        for path, steps in (("fft", args.steps), ("recurrent", args.slow_steps)):
             run = memory if path == "fft" else memory.recurrent
-            for _ in range(2):
-                run(u).square().mean().backward()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            for _ in range(steps):
-                run(u).square().mean().backward()
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            rates.append(steps * args.batch / (time.perf_counter() - start))
-        print(f"{'M = ' + str(order):<24}{rates[0]:>14,.0f}{rates[1]:>20,.0f}{rates[0] / rates[1]:>9.1f}")
+            rates.append(clips_per_second(lambda: run(u).square().mean().backward(), args.batch, steps, device))
+        print(f"{'M = ' + str(order):<24}{rates[0]:>14,.0f}{rates[1]:>18,.0f}{rates[0] / rates[1]:>8.1f}x")
 
 
 if __name__ == "__main__":
