@@ -3,7 +3,8 @@
     python benchmarks/train_throughput.py [--device cuda] [--batch 128] [--steps 20] [--profile]
 
 For the paper-size LMUFormer and spiking LMUFormer (35 classes, 128 frames x 128 mel), times
-forward + backward + Adam step on random batches (bf16 autocast on CUDA, as the trainer uses)
+forward + backward + Adam step on random batches (on CUDA as the trainer runs: bf16 autocast,
+fused Adam, cuDNN's autotuned convolutions)
 along three paths that compute the same function:
 
   fft       the training path: the Legendre memory by FFT over all frames at once, the spiking
@@ -31,6 +32,8 @@ import torch.nn.functional as F
 from lmustream.models import LMUFormer, get_config
 from lmustream.models import lmuformer as lmuformer_module
 from lmustream.models.spiking import LIF
+from lmustream.train.config import OptimConfig
+from lmustream.train.trainer import make_optimizer, use_fast_cuda_kernels
 
 SC_V2_TRAIN_CLIPS = 84_843
 
@@ -81,8 +84,11 @@ def max_difference(model, x: torch.Tensor) -> float:
     return float((reference - stepped).abs().max())
 
 
-def make_step(model, x, y, memory_path: str, amp: bool):
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+def make_step(model, x, y, memory_path: str, amp: bool, plain: bool = False):
+    if plain:
+        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    else:
+        opt = make_optimizer(model.parameters(), OptimConfig(lr=1e-4), x.device)
     ctx = torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext()
 
     def step():
@@ -131,12 +137,17 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="steps timed for the fft path")
     parser.add_argument("--slow-steps", type=int, default=3, help="steps timed for the two stepped paths")
     parser.add_argument("--models", default="lmuformer,slmuformer")
+    parser.add_argument("--plain", action="store_true",
+                        help="CUDA: PyTorch's defaults (unfused Adam, cuDNN's heuristic algorithms) instead of the trainer's")
     parser.add_argument("--profile", action="store_true", help="also print the kernels of the fft step")
     args = parser.parse_args()
     device = torch.device(args.device)
     amp = device.type == "cuda"
+    if not args.plain:
+        use_fast_cuda_kernels(device)  # as the trainer does (both paths)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    print(f"device: {name}; batch {args.batch} x 128 frames x 128 mel; torch {torch.__version__}", flush=True)
+    setup = "PyTorch defaults" if args.plain else "trainer settings"
+    print(f"device: {name}; batch {args.batch} x 128 frames x 128 mel; torch {torch.__version__}; {setup}", flush=True)
 
     results = []
     for config in args.models.split(","):
@@ -145,11 +156,11 @@ def main() -> None:
         x = torch.randn(args.batch, 128, 128, device=device)
         y = F.one_hot(torch.randint(0, 35, (args.batch,), device=device), 35).float()
         difference = max_difference(model, x[:8])
-        fft_step = make_step(model, x, y, "fft", amp)
+        fft_step = make_step(model, x, y, "fft", amp, args.plain)
         fft = clips_per_second(fft_step, args.batch, args.steps, device)
-        memory = clips_per_second(make_step(model, x, y, "recurrent", amp), args.batch, args.slow_steps, device)
+        memory = clips_per_second(make_step(model, x, y, "recurrent", amp, args.plain), args.batch, args.slow_steps, device)
         with rnn_form():
-            rnn = clips_per_second(make_step(model, x, y, "recurrent", amp), args.batch, args.slow_steps, device)
+            rnn = clips_per_second(make_step(model, x, y, "recurrent", amp, args.plain), args.batch, args.slow_steps, device)
         results.append((config, fft, memory, rnn))
         print(f"  {config}: fft {fft:,.0f}  memory {memory:,.0f}  rnn {rnn:,.0f} clips/s; "
               f"max |logit difference| fft vs rnn {difference:.1e}", flush=True)
