@@ -16,7 +16,7 @@ from lmustream.errors import ConfigError
 from lmustream.models import LMUFormer
 from lmustream.models.artifact import load_model
 from lmustream.train.config import load_config
-from lmustream.train.trainer import lr_factor, train
+from lmustream.train.trainer import lr_factor, make_optimizer, train, use_fast_cuda_kernels
 
 LABELS = ("low", "mid", "high")
 TINY_MODEL = ["model=lmuformer-tiny", "model_overrides.dim=16", "model_overrides.memory_size=8",
@@ -154,6 +154,17 @@ def test_paper_schedule():
     assert lr_factor(config, 20) == pytest.approx(0.85 ** 2)
     cos = load_config(None, ["optim.schedule=cosine", "epochs=10"])
     assert lr_factor(cos, 0) == pytest.approx(1.0) and lr_factor(cos, 10) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_optimizer_follows_the_config_and_fuses_only_on_cuda():
+    model = torch.nn.Linear(3, 2)
+    adam = make_optimizer(model.parameters(), load_config(None, ["optim.lr=0.01"]).optim, torch.device("cpu"))
+    assert type(adam) is torch.optim.Adam and adam.defaults["lr"] == 0.01 and not adam.defaults["fused"]
+    adamw = make_optimizer(model.parameters(), load_config(None, ["optim.optimizer=adamw"]).optim, torch.device("cpu"))
+    assert type(adamw) is torch.optim.AdamW
+    before = torch.backends.cudnn.benchmark
+    use_fast_cuda_kernels(torch.device("cpu"))  # a CPU run leaves the global cuDNN setting alone
+    assert torch.backends.cudnn.benchmark == before
 
 
 def test_config_errors(tmp_path):
