@@ -62,9 +62,21 @@ class FeaturePack:
         return {name: int(len(y)) for name, (_, y) in self.splits.items()}
 
 
-def write_pack(pack: FeaturePack, path: str | Path) -> Path:
-    """Write ``pack`` to ``path`` (atomically: a crash never leaves half a pack behind)."""
+COMPRESSIONS = ("deflate", "lzma")
+
+
+def write_pack(pack: FeaturePack, path: str | Path, compression: str = "deflate") -> Path:
+    """Write ``pack`` to ``path`` (atomically: a crash never leaves half a pack behind).
+
+    ``compression``: "deflate" (numpy's ``savez_compressed``) or "lzma" (smaller, by about a sixth
+    on speech features, and slower to write; for packs that travel). Both are zip archives of
+    ``.npy`` members that ``numpy.load`` reads as they are.
+    """
     import io
+    import zipfile
+
+    if compression not in COMPRESSIONS:
+        raise ConfigError(f"unknown pack compression {compression!r}; choose one of {', '.join(COMPRESSIONS)}")
 
     path = Path(path)
     if path.suffix != ".npz":
@@ -81,7 +93,14 @@ def write_pack(pack: FeaturePack, path: str | Path) -> Path:
     if pack.noise is not None:
         arrays["noise"] = np.asarray(pack.noise, np.float16)
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **arrays)
+    if compression == "deflate":
+        np.savez_compressed(buffer, **arrays)
+    else:
+        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_LZMA) as archive:
+            for name, array in arrays.items():
+                member = io.BytesIO()
+                np.save(member, array, allow_pickle=False)
+                archive.writestr(f"{name}.npy", member.getvalue())
     from lmustream.models.artifact import atomic_write_bytes
 
     atomic_write_bytes(path, buffer.getvalue())

@@ -30,9 +30,10 @@ def test_quantization_error_is_half_a_step():
     assert quantize(np.array([-5.0, 5.0]))[1] == 2  # out of range values are counted
 
 
-def test_roundtrip(tmp_path):
+@pytest.mark.parametrize("compression", ["deflate", "lzma"])
+def test_roundtrip(tmp_path, compression):
     pack = make_pack()
-    path = write_pack(pack, tmp_path / "p.npz")
+    path = write_pack(pack, tmp_path / "p.npz", compression=compression)
     back = read_pack(path)
     assert back.labels == pack.labels and back.frames == 5 and back.frontend == FRONTEND
     for split in ("train", "validation"):
@@ -54,6 +55,8 @@ def test_bad_files_are_named(tmp_path):
         read_pack(other)
     with pytest.raises(ConfigError, match=".npz"):
         write_pack(make_pack(), tmp_path / "p.bin")
+    with pytest.raises(ConfigError, match="compression"):
+        write_pack(make_pack(), tmp_path / "p.npz", compression="zstd")
 
 
 def test_label_indices_checked(tmp_path):
@@ -131,3 +134,30 @@ def test_pack_must_match_the_data_section_it_stands_for(tmp_path):
     other = load_config(None, settings[:2] + ["data.validation_speakers=3", f"data.pack={path}"])
     with pytest.raises(ConfigError, match="validation_speakers"):
         prepare_data(other, verbose=False)
+
+
+def test_data_pack_command_writes_an_lzma_pack_the_trainer_reads(tmp_path, capsys):
+    import soundfile as sf
+
+    from lmustream.cli import main
+    from lmustream.train.config import load_config
+    from lmustream.train.data import prepare_data
+
+    words = tmp_path / "words"
+    words.mkdir()
+    rng = np.random.default_rng(0)
+    for label, f0 in (("low", 300.0), ("high", 2000.0)):
+        for speaker in ("s1", "s2", "s3"):
+            for take in range(2):
+                t = np.arange(8000) / 16000
+                wave = 0.3 * np.sin(2 * np.pi * f0 * t) + 0.01 * rng.standard_normal(t.size)
+                sf.write(words / f"{label}_{speaker}_{take}.wav", wave.astype(np.float32), 16000)
+    settings = ["data.kind=pattern", "data.pattern={label}_{speaker}_{index}.wav", "data.frames=20",
+                "data.validation_speakers=1", f"data.cache_dir={tmp_path / 'cache'}"]
+    out = tmp_path / "words.npz"
+    assert main(["data", "pack", "--data", str(words), "--out", str(out), "--compression", "lzma", *settings]) == 0
+    assert "wrote" in capsys.readouterr().out
+    pack = read_pack(out)
+    assert sorted(pack.labels) == ["high", "low"] and sum(pack.counts().values()) == 12
+    config = load_config(None, [f"data.path={words}", *settings, f"data.pack={out}"])
+    assert len(prepare_data(config, verbose=False).train) == pack.counts()["train"]
