@@ -310,7 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     pack.add_argument("--out", required=True, help="the .npz pack to write")
     pack.add_argument("--add", action="append", default=[], metavar="PACK",
                       help="another pack whose train split is appended (repeatable)")
-    pack.add_argument("--compression", choices=("deflate", "lzma"), default="deflate",
+    from lmustream.data.pack import COMPRESSIONS
+
+    pack.add_argument("--compression", choices=list(COMPRESSIONS), default="deflate",
                       help="deflate (default, fast) or lzma (about a sixth smaller, slower to write; "
                            "for packs copied to another machine)")
     pack.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,18 +63,18 @@ class FeaturePack:
         return {name: int(len(y)) for name, (_, y) in self.splits.items()}
 
 
-COMPRESSIONS = ("deflate", "lzma")
+# Zip member compression of a pack: "deflate" as numpy's savez_compressed, "lzma" for packs that travel.
+COMPRESSIONS = {"deflate": zipfile.ZIP_DEFLATED, "lzma": zipfile.ZIP_LZMA}
 
 
 def write_pack(pack: FeaturePack, path: str | Path, compression: str = "deflate") -> Path:
     """Write ``pack`` to ``path`` (atomically: a crash never leaves half a pack behind).
 
-    ``compression``: "deflate" (numpy's ``savez_compressed``) or "lzma" (smaller, by about a sixth
+    ``compression``: "deflate" (as numpy's ``savez_compressed``) or "lzma" (smaller, by about a sixth
     on speech features, and slower to write; for packs that travel). Both are zip archives of
     ``.npy`` members that ``numpy.load`` reads as they are.
     """
     import io
-    import zipfile
 
     if compression not in COMPRESSIONS:
         raise ConfigError(f"unknown pack compression {compression!r}; choose one of {', '.join(COMPRESSIONS)}")
@@ -93,14 +94,11 @@ def write_pack(pack: FeaturePack, path: str | Path, compression: str = "deflate"
     if pack.noise is not None:
         arrays["noise"] = np.asarray(pack.noise, np.float16)
     buffer = io.BytesIO()
-    if compression == "deflate":
-        np.savez_compressed(buffer, **arrays)
-    else:
-        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_LZMA) as archive:
-            for name, array in arrays.items():
-                member = io.BytesIO()
-                np.save(member, array, allow_pickle=False)
-                archive.writestr(f"{name}.npy", member.getvalue())
+    with zipfile.ZipFile(buffer, "w", compression=COMPRESSIONS[compression]) as archive:
+        for name, array in arrays.items():
+            member = io.BytesIO()
+            np.save(member, array, allow_pickle=False)
+            archive.writestr(f"{name}.npy", member.getvalue())
     from lmustream.models.artifact import atomic_write_bytes
 
     atomic_write_bytes(path, buffer.getvalue())

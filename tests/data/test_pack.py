@@ -146,10 +146,10 @@ def test_data_pack_command_writes_an_lzma_pack_the_trainer_reads(tmp_path, capsy
     words = tmp_path / "words"
     words.mkdir()
     rng = np.random.default_rng(0)
+    t = np.arange(8000) / 16000
     for label, f0 in (("low", 300.0), ("high", 2000.0)):
         for speaker in ("s1", "s2", "s3"):
             for take in range(2):
-                t = np.arange(8000) / 16000
                 wave = 0.3 * np.sin(2 * np.pi * f0 * t) + 0.01 * rng.standard_normal(t.size)
                 sf.write(words / f"{label}_{speaker}_{take}.wav", wave.astype(np.float32), 16000)
     settings = ["data.kind=pattern", "data.pattern={label}_{speaker}_{index}.wav", "data.frames=20",
