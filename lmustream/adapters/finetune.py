@@ -36,6 +36,7 @@ from lmustream.adapters.evaluate import accuracy, predict
 from lmustream.adapters.head import grow_head, imprint_classes
 from lmustream.errors import ConfigError
 from lmustream.train.config import AugmentConfig
+from lmustream.train.distill import kl_to_teacher
 
 DEFAULT_RANKS = {"aflora": 4, "lora": 8, "vera": 64}
 CATCH_ALL_FACTOR = 5  # replay clips of _unknown_ / _silence_ per replay clip of a word
@@ -211,13 +212,6 @@ def sampling_log_prior(y_enroll: torch.Tensor, y_replay: torch.Tensor, new_class
     return adjustment.float()
 
 
-def distillation_loss(student_old: torch.Tensor, teacher_old: torch.Tensor, temperature: float) -> torch.Tensor:
-    """KL(teacher || student) over the old classes at temperature T, times T^2 (Hinton et al.)."""
-    t = temperature
-    return F.kl_div(F.log_softmax(student_old / t, dim=1), F.softmax(teacher_old / t, dim=1),
-                    reduction="batchmean") * t * t
-
-
 def finetune(model, new_words, *, config: FinetuneConfig | None = None, out: str | Path | None = None,
              adapter_out: str | Path | None = None, replay=None, eval_new=None, eval_old=None,
              noise_dirs=(), cache_dir=None, progress: bool = True, log=None) -> FinetuneResult:
@@ -319,7 +313,7 @@ def finetune(model, new_words, *, config: FinetuneConfig | None = None, out: str
         weight[config.batch_size:] = config.replay_weight  # replay clips follow the enrollment clips
         loss = (per_clip * weight).sum() / weight.sum().clamp(min=1e-12)
         if config.distill_weight > 0:  # on the old classes, whose prior is one constant: no adjustment needed
-            loss = loss + config.distill_weight * distillation_loss(
+            loss = loss + config.distill_weight * kl_to_teacher(
                 logits[:, :n_old], teacher_logits[idx], config.distill_temperature)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -78,6 +78,15 @@ class PrefixLossConfig:
 
 
 @dataclass
+class DistillConfig:
+    """Knowledge distillation (lmustream.train.distill): loss = (1-w) * loss + w * T^2 KL(teacher || student)."""
+
+    teacher: str | None = None  # a model file or shipped model name with the data's labels; None disables
+    weight: float = 0.5  # w: the share of the loss that follows the teacher
+    temperature: float = 2.0  # T: softens both posteriors so the teacher's near-misses count
+
+
+@dataclass
 class TrainConfig:
     model: str = "lmuformer"  # a named configuration (lmustream.models.NAMED_CONFIGS)
     model_overrides: dict = field(default_factory=dict)  # e.g. {causal: true, dim: 128}
@@ -85,6 +94,7 @@ class TrainConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     prefix_loss: PrefixLossConfig = field(default_factory=PrefixLossConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
     epochs: int = 30
     batch_size: int = 128  # global batch (split across DDP processes)
     seed: int = 0
@@ -116,6 +126,8 @@ class TrainConfig:
             raise ConfigError(f"augment.mixup_rate must be in [0, 1], got {self.augment.mixup_rate}")
         from lmustream.train.early_exit_loss import validate as validate_prefix_loss
         validate_prefix_loss(self.prefix_loss, self.data.frames)
+        from lmustream.train.distill import validate as validate_distill
+        validate_distill(self.distill)
         from lmustream.models import get_config
         get_config(self.model, **self.model_overrides)  # raises on unknown names / fields
         return self

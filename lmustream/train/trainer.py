@@ -29,6 +29,7 @@ from lmustream.train.augment import FeatureAugmenter
 from lmustream.train.config import OptimConfig, TrainConfig
 from lmustream.train.distributed import share_batch_statistics
 from lmustream.train.early_exit_loss import model_outputs, prefix_loss
+from lmustream.train.distill import blend as distill_blend
 from lmustream.train.evaluate import add_to_confusion
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -227,6 +228,10 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
         train_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = make_optimizer(model.parameters(), config.optim, device)
+    teacher = None
+    if config.distill.teacher:
+        from lmustream.train.distill import load_teacher
+        teacher = load_teacher(config.distill.teacher, list(data.labels), data.frontend, device)
     augmenter = FeatureAugmenter(config.augment, data.frontend, data.noise)
 
     n_train = len(data.train)
@@ -276,6 +281,10 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
                 with _autocast(device, config.amp):
                     logits, prefixes = model_outputs(train_model, x, config.prefix_loss)
                 loss = _loss(logits.float(), target, config)
+                if teacher is not None:
+                    with _autocast(device, config.amp):
+                        teacher_logits = teacher(x)
+                    loss = distill_blend(loss, logits.float(), teacher_logits.float(), config.distill)
                 if prefixes is not None:  # early-exit training: also a loss on the running-mean prefixes
                     loss = loss + prefix_loss(prefixes.float(), target, lambda z, t: _loss(z, t, config),
                                               config.prefix_loss, g)

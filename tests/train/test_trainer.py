@@ -223,3 +223,84 @@ def test_init_from_checks_labels_and_shapes(tone_dataset, tmp_path):
     other = LMUFormer(get_config("lmuformer-tiny", n_classes=3, dim=32, memory_size=8, embed_convs=1, mlp_ratio=1))
     with pytest.raises(ConfigError, match="differ"):
         _initialize_from(other, str(tmp_path / "src.safetensors"), LABELS)
+
+
+def test_distillation_loss_terms():
+    """w = 0 is the task loss alone, w = 1 the T^2-scaled KL alone, which is 0 when the posteriors agree."""
+    from lmustream.train.config import DistillConfig
+    from lmustream.train.distill import blend, kl_to_teacher
+
+    g = torch.Generator().manual_seed(0)
+    student, teacher = torch.randn(8, 5, generator=g), torch.randn(8, 5, generator=g)
+    task = torch.tensor(1.25)
+    assert kl_to_teacher(teacher, teacher, 2.0).abs() < 1e-6
+    assert kl_to_teacher(student, teacher, 2.0) > 0.01
+    assert blend(task, student, teacher, DistillConfig(weight=0.0)) == task
+    kl = kl_to_teacher(student, teacher, 3.0)
+    assert torch.allclose(blend(task, student, teacher, DistillConfig(weight=1.0, temperature=3.0)), kl)
+    p_t, log_p_s = torch.softmax(teacher / 3, 1), torch.log_softmax(student / 3, 1)
+    expected = (p_t * (p_t.log() - log_p_s)).sum(1).mean() * 9
+    assert torch.allclose(kl, expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("bad, match", [("distill.weight=1.5", "distill.weight"),
+                                        ("distill.temperature=0", "distill.temperature")])
+def test_distill_config_errors(bad, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(None, [bad])
+
+
+def test_distillation_alone_teaches_the_student(tone_dataset, tmp_path):
+    """With w = 1 the labels carry no weight: the student learns the task from the teacher's posteriors
+    only. The teacher's file lists its labels in another order, which load_teacher must undo."""
+    from lmustream.models.artifact import ModelArtifact, save_model
+    from lmustream.train.distill import load_teacher
+
+    teacher_path = train(load_config(None, base_overrides(tone_dataset, tmp_path / "teacher", tmp_path / "cache")
+                                     + ["epochs=4"]), progress=False)
+    teacher = load_model(teacher_path)
+    teacher_acc = float(teacher.extra["validation_accuracy"])
+    assert teacher_acc > 0.8
+    # the same teacher, its classes stored in reverse order
+    flipped = LMUFormer(teacher.model.config)
+    flipped.load_state_dict(teacher.model.state_dict())
+    with torch.no_grad():
+        flipped.head.weight.copy_(teacher.model.head.weight.flip(0))
+        flipped.head.bias.copy_(teacher.model.head.bias.flip(0))
+    save_model(tmp_path / "flipped.safetensors", ModelArtifact(flipped.eval(), teacher.labels[::-1], teacher.frontend))
+    reordered = load_teacher(str(tmp_path / "flipped.safetensors"), teacher.labels, teacher.frontend, torch.device("cpu"))
+    x = torch.randn(4, 50, teacher.model.config.n_mels)
+    assert torch.allclose(reordered(x), teacher.model(x), atol=1e-5)
+    assert not any(p.requires_grad for p in reordered.parameters())
+    reordered.train()
+    assert not reordered.model.training  # the teacher's batch norms never switch to batch statistics
+
+    student_overrides = base_overrides(tone_dataset, tmp_path / "student", tmp_path / "cache") + [
+        "epochs=4", f"distill.teacher={tmp_path / 'flipped.safetensors'}", "distill.weight=1", "seed=1"]
+    student = load_model(train(load_config(None, student_overrides), progress=False))
+    assert float(student.extra["validation_accuracy"]) > 0.8  # chance: 1/3
+    # and the labels really carry no weight: a teacher that names every word wrongly teaches the errors
+    liar = LMUFormer(teacher.model.config)
+    liar.load_state_dict(teacher.model.state_dict())
+    with torch.no_grad():
+        liar.head.weight.copy_(teacher.model.head.weight.roll(1, 0))
+        liar.head.bias.copy_(teacher.model.head.bias.roll(1, 0))
+    save_model(tmp_path / "liar.safetensors", ModelArtifact(liar.eval(), teacher.labels, teacher.frontend))
+    liar_overrides = base_overrides(tone_dataset, tmp_path / "misled", tmp_path / "cache") + [
+        "epochs=4", f"distill.teacher={tmp_path / 'liar.safetensors'}", "distill.weight=1", "seed=1"]
+    misled = load_model(train(load_config(None, liar_overrides), progress=False))
+    assert float(misled.extra["validation_accuracy"]) < 0.4  # its best epoch
+
+
+def test_teacher_must_match_the_data(tmp_path):
+    from lmustream.audio.features import FbankConfig
+    from lmustream.models import get_config
+    from lmustream.models.artifact import ModelArtifact, save_model
+    from lmustream.train.distill import load_teacher
+
+    model = LMUFormer(get_config("lmuformer-tiny", n_classes=3, dim=16, memory_size=8, embed_convs=1, mlp_ratio=1))
+    save_model(tmp_path / "t.safetensors", ModelArtifact(model, list(LABELS)))
+    with pytest.raises(ConfigError, match=r"only the data has \['other'\]"):
+        load_teacher(str(tmp_path / "t.safetensors"), ["low", "mid", "other"], FbankConfig(), torch.device("cpu"))
+    with pytest.raises(ConfigError, match="other features"):
+        load_teacher(str(tmp_path / "t.safetensors"), list(LABELS), FbankConfig(n_mels=64), torch.device("cpu"))
