@@ -23,6 +23,7 @@ time (torch.profiler).
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from contextlib import contextmanager, nullcontext
 
@@ -84,9 +85,9 @@ def max_difference(model, x: torch.Tensor) -> float:
     return float((reference - stepped).abs().max())
 
 
-def make_step(model, x, y, memory_path: str, amp: bool, plain: bool = False):
-    if plain:
-        opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+def make_step(model, x, y, memory_path: str, amp: bool, fused_adam: bool = True):
+    if not fused_adam:
+        opt = torch.optim.Adam(model.parameters(), lr=1e-4)  # PyTorch's default (foreach) Adam
     else:
         opt = make_optimizer(model.parameters(), OptimConfig(lr=1e-4), x.device)
     ctx = torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext()
@@ -107,15 +108,20 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def clips_per_second(step, batch: int, steps: int, device: torch.device) -> float:
-    for _ in range(2):  # warm-up (cuFFT plans, Triton compilation, allocator)
+def clips_per_second(step, batch: int, steps: int, device: torch.device, repeats: int = 1) -> float:
+    """Median over ``repeats`` timings of ``steps`` steps, after warm-up steps (cuFFT plans, Triton
+    compilation, cuDNN's autotuning, the allocator) that are not timed."""
+    for _ in range(3):
         step()
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    synchronize(device)
-    return steps * batch / (time.perf_counter() - start)
+    rates = []
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        for _ in range(steps):
+            step()
+        synchronize(device)
+        rates.append(steps * batch / (time.perf_counter() - start))
+    return statistics.median(rates)
 
 
 def profile_table(step, device: torch.device, rows: int = 12) -> str:
@@ -134,19 +140,26 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=20, help="steps timed for the fft path")
+    parser.add_argument("--steps", type=int, default=100, help="steps timed for the fft path (each repeat)")
     parser.add_argument("--slow-steps", type=int, default=3, help="steps timed for the two stepped paths")
+    parser.add_argument("--repeats", type=int, default=3, help="timings of each path; the median is printed")
     parser.add_argument("--models", default="lmuformer,slmuformer")
     parser.add_argument("--plain", action="store_true",
-                        help="CUDA: PyTorch's defaults (unfused Adam, cuDNN's heuristic algorithms) instead of the trainer's")
+                        help="CUDA: PyTorch's defaults (unfused Adam, cuDNN's heuristic algorithms) instead of the "
+                             "trainer's; same as --no-autotune --no-fused-adam")
+    parser.add_argument("--no-autotune", action="store_true", help="CUDA: cuDNN's heuristic convolution algorithms")
+    parser.add_argument("--no-fused-adam", action="store_true", help="CUDA: PyTorch's default (foreach) Adam")
     parser.add_argument("--profile", action="store_true", help="also print the kernels of the fft step")
     args = parser.parse_args()
     device = torch.device(args.device)
     amp = device.type == "cuda"
-    if not args.plain:
-        use_fast_cuda_kernels(device)  # as the trainer does (both paths)
+    autotune, fused = not (args.plain or args.no_autotune), not (args.plain or args.no_fused_adam)
+    if autotune:
+        use_fast_cuda_kernels(device)  # as the trainer does (every path)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    setup = "PyTorch defaults" if args.plain else "trainer settings"
+    setup = (f"bf16 autocast, cuDNN {'autotuned' if autotune else 'heuristic'} convolutions, "
+             f"{'fused' if fused else 'foreach'} Adam" + (" (the trainer's settings)" if autotune and fused else "")
+             if device.type == "cuda" else "float32")
     print(f"device: {name}; batch {args.batch} x 128 frames x 128 mel; torch {torch.__version__}; {setup}", flush=True)
 
     results = []
@@ -156,11 +169,13 @@ def main() -> None:
         x = torch.randn(args.batch, 128, 128, device=device)
         y = F.one_hot(torch.randint(0, 35, (args.batch,), device=device), 35).float()
         difference = max_difference(model, x[:8])
-        fft_step = make_step(model, x, y, "fft", amp, args.plain)
-        fft = clips_per_second(fft_step, args.batch, args.steps, device)
-        memory = clips_per_second(make_step(model, x, y, "recurrent", amp, args.plain), args.batch, args.slow_steps, device)
+        fft_step = make_step(model, x, y, "fft", amp, fused)
+        fft = clips_per_second(fft_step, args.batch, args.steps, device, args.repeats)
+        memory = clips_per_second(make_step(model, x, y, "recurrent", amp, fused), args.batch, args.slow_steps,
+                                  device, args.repeats)
         with rnn_form():
-            rnn = clips_per_second(make_step(model, x, y, "recurrent", amp, args.plain), args.batch, args.slow_steps, device)
+            rnn = clips_per_second(make_step(model, x, y, "recurrent", amp, fused), args.batch, args.slow_steps,
+                                   device, args.repeats)
         results.append((config, fft, memory, rnn))
         print(f"  {config}: fft {fft:,.0f}  memory {memory:,.0f}  rnn {rnn:,.0f} clips/s; "
               f"max |logit difference| fft vs rnn {difference:.1e}", flush=True)
@@ -183,7 +198,8 @@ def main() -> None:
         rates = []
         for path, steps in (("fft", args.steps), ("recurrent", args.slow_steps)):
             run = memory if path == "fft" else memory.recurrent
-            rates.append(clips_per_second(lambda: run(u).square().mean().backward(), args.batch, steps, device))
+            rates.append(clips_per_second(lambda: run(u).square().mean().backward(), args.batch, steps, device,
+                                          args.repeats))
         print(f"{'M = ' + str(order):<24}{rates[0]:>14,.0f}{rates[1]:>18,.0f}{rates[0] / rates[1]:>8.1f}x")
 
 
