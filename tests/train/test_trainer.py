@@ -288,8 +288,9 @@ def test_distillation_alone_teaches_the_student(tone_dataset, tmp_path):
     save_model(tmp_path / "liar.safetensors", ModelArtifact(liar.eval(), teacher.labels, teacher.frontend))
     liar_overrides = base_overrides(tone_dataset, tmp_path / "misled", tmp_path / "cache") + [
         "epochs=4", f"distill.teacher={tmp_path / 'liar.safetensors'}", "distill.weight=1", "seed=1"]
-    misled = load_model(train(load_config(None, liar_overrides), progress=False))
-    assert float(misled.extra["validation_accuracy"]) < 0.4  # its best epoch
+    train(load_config(None, liar_overrides), progress=False)
+    misled = [float(r["val_acc"]) for r in csv.DictReader(open(tmp_path / "misled" / "metrics.csv"))]
+    assert misled[-1] < 0.4  # chance: 1/3; after its last epoch it names the words as the liar does
 
 
 def test_teacher_must_match_the_data(tmp_path):
