@@ -27,9 +27,9 @@ from lmustream.models import LMUFormer, get_config
 from lmustream.models.artifact import ModelArtifact, atomic_write_bytes, save_model
 from lmustream.train.augment import FeatureAugmenter
 from lmustream.train.config import OptimConfig, TrainConfig
+from lmustream.train.distill import blend as distill_blend, load_teacher
 from lmustream.train.distributed import share_batch_statistics
 from lmustream.train.early_exit_loss import model_outputs, prefix_loss
-from lmustream.train.distill import blend as distill_blend
 from lmustream.train.evaluate import add_to_confusion
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -228,10 +228,8 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
         train_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = make_optimizer(model.parameters(), config.optim, device)
-    teacher = None
-    if config.distill.teacher:
-        from lmustream.train.distill import load_teacher
-        teacher = load_teacher(config.distill.teacher, list(data.labels), data.frontend, device)
+    teacher = (load_teacher(config.distill.teacher, list(data.labels), data.frontend, device)
+               if config.distill.teacher else None)
     augmenter = FeatureAugmenter(config.augment, data.frontend, data.noise)
 
     n_train = len(data.train)
