@@ -233,7 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "key=value overrides (e.g. epochs=20 optim.lr=1e-3 model_overrides.causal=true). "
                     "Writes OUT/metrics.csv, OUT/checkpoint.pt (atomically, every checkpoint_every steps, "
                     "at each epoch end, and on Ctrl-C / SIGTERM) and OUT/model.safetensors (the best "
-                    "model on the validation split). Several GPUs or processes: "
+                    "model on the validation split). init_from=MODEL starts from another model's weights; "
+                    "distill.teacher=MODEL also learns a teacher's posteriors (distill.weight, "
+                    "distill.temperature). Several GPUs or processes: "
                     "torchrun --nproc_per_node=N -m lmustream train ...")
     train.add_argument("--config", help="YAML recipe (default: built-in defaults)")
     train.add_argument("--data", help="dataset path (overrides data.path)")
