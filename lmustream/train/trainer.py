@@ -24,7 +24,8 @@ import torch.nn.functional as F
 
 from lmustream.errors import ConfigError, LmuStreamError
 from lmustream.models import LMUFormer, get_config
-from lmustream.models.artifact import ModelArtifact, atomic_write_bytes, save_model
+from lmustream.models.artifact import ModelArtifact, atomic_write_bytes, load_model, save_model
+from lmustream.models.registry import resolve_model
 from lmustream.train.augment import FeatureAugmenter
 from lmustream.train.config import OptimConfig, TrainConfig
 from lmustream.train.distill import blend as distill_blend, load_teacher
@@ -169,9 +170,6 @@ def _initialize_from(model: LMUFormer, path: str, labels) -> None:
     of the source's (a digits model from a 35-word model): then the head keeps the rows of these
     labels, in the data's order, and the rest of the network is copied whole.
     """
-    from lmustream.models.artifact import load_model
-    from lmustream.models.registry import resolve_model
-
     source = load_model(resolve_model(path))
     theirs = dict(source.model.state_dict())
     if list(source.labels) != list(labels):
@@ -215,6 +213,9 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
         out.mkdir(parents=True, exist_ok=True)
         if ckpt_path.exists() and not resume:
             raise LmuStreamError(f"{ckpt_path} exists: pass --resume to continue it, or choose another out=")
+    for spec in (config.init_from, config.distill.teacher):
+        if spec:
+            resolve_model(spec)  # a mistyped model name fails now, not after minutes of data preparation
     data = data or prepare_data(config, verbose=ddp.main)
     torch.manual_seed(config.seed)
     model_config = get_config(config.model, n_classes=len(data.labels), frames=config.data.frames,

@@ -305,3 +305,14 @@ def test_teacher_must_match_the_data(tmp_path):
         load_teacher(str(tmp_path / "t.safetensors"), ["low", "mid", "other"], FbankConfig(), torch.device("cpu"))
     with pytest.raises(ConfigError, match="other features"):
         load_teacher(str(tmp_path / "t.safetensors"), list(LABELS), FbankConfig(n_mels=64), torch.device("cpu"))
+
+
+@pytest.mark.parametrize("key", ["distill.teacher", "init_from"])
+def test_a_missing_model_fails_before_data_preparation(tmp_path, key):
+    """The data path does not exist either: the model's error must come first."""
+    from lmustream.errors import CheckpointError
+
+    config = load_config(None, TINY_MODEL + [f"data.path={tmp_path / 'no-data'}", f"out={tmp_path / 'run'}",
+                                             "device=cpu", f"{key}=no-such-model"])
+    with pytest.raises(CheckpointError, match="no-such-model"):
+        train(config, progress=False)
