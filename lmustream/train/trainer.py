@@ -279,10 +279,9 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
                     group["lr"] = config.optim.lr * lr_factor(config, epoch + step_in_epoch / steps_per_epoch)
                 with _autocast(device, config.amp):
                     logits, prefixes = model_outputs(train_model, x, config.prefix_loss)
+                    teacher_logits = teacher(x) if teacher is not None else None
                 loss = _loss(logits.float(), target, config)
-                if teacher is not None:
-                    with _autocast(device, config.amp):
-                        teacher_logits = teacher(x)
+                if teacher_logits is not None:
                     loss = distill_blend(loss, logits.float(), teacher_logits.float(), config.distill)
                 if prefixes is not None:  # early-exit training: also a loss on the running-mean prefixes
                     loss = loss + prefix_loss(prefixes.float(), target, lambda z, t: _loss(z, t, config),

@@ -261,13 +261,17 @@ def test_distillation_alone_teaches_the_student(tone_dataset, tmp_path):
     teacher = load_model(teacher_path)
     teacher_acc = float(teacher.extra["validation_accuracy"])
     assert teacher_acc > 0.8
+    def with_head_rows(permute):  # a copy of the teacher whose head rows are rearranged by ``permute``
+        copy = LMUFormer(teacher.model.config)
+        copy.load_state_dict(teacher.model.state_dict())
+        with torch.no_grad():
+            copy.head.weight.copy_(permute(teacher.model.head.weight))
+            copy.head.bias.copy_(permute(teacher.model.head.bias))
+        return copy.eval()
+
     # the same teacher, its classes stored in reverse order
-    flipped = LMUFormer(teacher.model.config)
-    flipped.load_state_dict(teacher.model.state_dict())
-    with torch.no_grad():
-        flipped.head.weight.copy_(teacher.model.head.weight.flip(0))
-        flipped.head.bias.copy_(teacher.model.head.bias.flip(0))
-    save_model(tmp_path / "flipped.safetensors", ModelArtifact(flipped.eval(), teacher.labels[::-1], teacher.frontend))
+    flipped = with_head_rows(lambda rows: rows.flip(0))
+    save_model(tmp_path / "flipped.safetensors", ModelArtifact(flipped, teacher.labels[::-1], teacher.frontend))
     reordered = load_teacher(str(tmp_path / "flipped.safetensors"), teacher.labels, teacher.frontend, torch.device("cpu"))
     x = torch.randn(4, 50, teacher.model.config.n_mels)
     assert torch.allclose(reordered(x), teacher.model(x), atol=1e-5)
@@ -280,12 +284,8 @@ def test_distillation_alone_teaches_the_student(tone_dataset, tmp_path):
     student = load_model(train(load_config(None, student_overrides), progress=False))
     assert float(student.extra["validation_accuracy"]) > 0.8  # chance: 1/3
     # and the labels really carry no weight: a teacher that names every word wrongly teaches the errors
-    liar = LMUFormer(teacher.model.config)
-    liar.load_state_dict(teacher.model.state_dict())
-    with torch.no_grad():
-        liar.head.weight.copy_(teacher.model.head.weight.roll(1, 0))
-        liar.head.bias.copy_(teacher.model.head.bias.roll(1, 0))
-    save_model(tmp_path / "liar.safetensors", ModelArtifact(liar.eval(), teacher.labels, teacher.frontend))
+    liar = with_head_rows(lambda rows: rows.roll(1, 0))
+    save_model(tmp_path / "liar.safetensors", ModelArtifact(liar, teacher.labels, teacher.frontend))
     liar_overrides = base_overrides(tone_dataset, tmp_path / "misled", tmp_path / "cache") + [
         "epochs=4", f"distill.teacher={tmp_path / 'liar.safetensors'}", "distill.weight=1", "seed=1"]
     train(load_config(None, liar_overrides), progress=False)
