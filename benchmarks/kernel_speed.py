@@ -8,8 +8,8 @@ spiking LMUFormer. Prints:
 
   1. the floor per frame = max(MACs per frame / the single-core multiply-add rate measured by a
      tight loop of independent FMA chains (VNNI dot products for int8), bytes of weights read
-     per frame / the single-core read bandwidth measured on a buffer of that size), and which
-     term binds;
+     per frame / the single-core read bandwidth measured on a buffer of that size, read front to
+     back as one stream: the best rate a core gets), and which term binds;
   2. the kernel's time per frame, model only (features in, stepped strictly frame by frame:
      frame_lanes=1, every weight read once per frame, as the floor assumes; and with the
      frames of a push stepped together, the default) and frontend + model (audio in, pushed in

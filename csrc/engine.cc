@@ -151,7 +151,8 @@ Layer pack(const Dense& d, bool int8, bool spike_input, bool add_only) {
         for (int o = 0; o < d.out; ++o) {
             const int p = o / kPanel, l = o % kPanel;
             for (int i = 0; i < d.in; ++i) {
-                L.w32[(std::size_t(p) * d.in + i) * kPanel + l] = d.w[std::size_t(o) * d.in + i];
+                L.w32[std::size_t(kernels::panel_vector(L.panels, d.in, p, i)) * kPanel + l] =
+                    d.w[std::size_t(o) * d.in + i];
             }
         }
         return L;
@@ -200,7 +201,7 @@ Layer pack(const Dense& d, bool int8, bool spike_input, bool add_only) {
         const int p = o / kPanel, l = o % kPanel;
         for (int i = 0; i < d.in; ++i) {
             const std::int8_t v = q[std::size_t(o) * d.in + i];
-            L.w8[((std::size_t(p) * (L.in4 / 4) + i / 4) * kPanel + l) * 4 + i % 4] = v;
+            L.w8[std::size_t(kernels::panel_vector(L.panels, L.in4 / 4, p, i / 4) * kPanel * 4) + std::size_t(l) * 4 + i % 4] = v;
             L.rowsum[o] += v;
         }
     }
@@ -409,7 +410,8 @@ Engine::Engine(const Artifact& art, const EngineOptions& options)
         A32_.assign(std::size_t(panels32) * M * kPanel, 0.0f);
         for (int i = 0; i < M; ++i) {
             for (int j = 0; j < M; ++j) {
-                A32_[(std::size_t(i / kPanel) * M + j) * kPanel + i % kPanel] = float(space.A[std::size_t(i) * M + j]);
+                A32_[std::size_t(kernels::panel_vector(panels32, M, i / kPanel, j)) * kPanel + i % kPanel] =
+                    float(space.A[std::size_t(i) * M + j]);
             }
         }
         B32_.assign(space.B.begin(), space.B.end());

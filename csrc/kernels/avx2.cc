@@ -48,9 +48,11 @@ template <int NB, int G>
 inline void f32_block(const F32Matrix& m, int p0, const float* const* x, float* const* y) {
     __m256 lo[NB][G], hi[NB][G];
     const float* w[G];
+    long stride[G];
     LMU_UNROLL
     for (int g = 0; g < G; ++g) {
-        w[g] = m.w + static_cast<long>(p0 + g) * m.in * P;
+        w[g] = m.w + panel_vector(m.panels, m.in, p0 + g, 0) * P;
+        stride[g] = panel_run(m.panels, p0 + g) * P;
         const __m256 b_lo = _mm256_loadu_ps(m.bias + (p0 + g) * P);
         const __m256 b_hi = _mm256_loadu_ps(m.bias + (p0 + g) * P + 8);
         LMU_UNROLL
@@ -65,8 +67,8 @@ inline void f32_block(const F32Matrix& m, int p0, const float* const* x, float* 
         for (int b = 0; b < NB; ++b) xi[b] = _mm256_set1_ps(x[b][i]);
         LMU_UNROLL
         for (int g = 0; g < G; ++g) {
-            const __m256 w_lo = _mm256_loadu_ps(w[g] + i * P);
-            const __m256 w_hi = _mm256_loadu_ps(w[g] + i * P + 8);
+            const __m256 w_lo = _mm256_loadu_ps(w[g] + i * stride[g]);
+            const __m256 w_hi = _mm256_loadu_ps(w[g] + i * stride[g] + 8);
             LMU_UNROLL
             for (int b = 0; b < NB; ++b) {
                 lo[b][g] = _mm256_fmadd_ps(w_lo, xi[b], lo[b][g]);
@@ -81,11 +83,21 @@ inline void f32_block(const F32Matrix& m, int p0, const float* const* x, float* 
     }
 }
 
+// The panels left after the blocks of G (left < G) as one block of independent accumulator
+// chains, not one panel at a time (each chain would wait on the FMA latency).
+template <int NB, int R>
+inline void f32_rest(const F32Matrix& m, int p, int left, const float* const* x, float* const* y) {
+    if constexpr (R > 0) {
+        if (left == R) f32_block<NB, R>(m, p, x, y);
+        else f32_rest<NB, R - 1>(m, p, left, x, y);
+    }
+}
+
 template <int NB, int G>
 void f32_panels(const F32Matrix& m, const float* const* x, float* const* y) {
     int p = 0;
     for (; p + G <= m.panels; p += G) f32_block<NB, G>(m, p, x, y);
-    for (; p < m.panels; ++p) f32_block<NB, 1>(m, p, x, y);
+    f32_rest<NB, G - 1>(m, p, m.panels - p, x, y);
 }
 
 void f32_dense(const F32Matrix& m, const float* const* x, int batch, float* const* y) {
@@ -98,18 +110,20 @@ template <int G>
 inline void f32_columns_block(const F32Matrix& m, int p0, const std::int32_t* active, int n_active, float* y) {
     __m256 lo[G], hi[G];
     const float* w[G];
+    long stride[G];
     LMU_UNROLL
     for (int g = 0; g < G; ++g) {
-        w[g] = m.w + static_cast<long>(p0 + g) * m.in * P;
+        w[g] = m.w + panel_vector(m.panels, m.in, p0 + g, 0) * P;
+        stride[g] = panel_run(m.panels, p0 + g) * P;
         lo[g] = _mm256_loadu_ps(m.bias + (p0 + g) * P);
         hi[g] = _mm256_loadu_ps(m.bias + (p0 + g) * P + 8);
     }
     for (int a = 0; a < n_active; ++a) {
-        const long offset = static_cast<long>(active[a]) * P;
+        const long column = active[a];
         LMU_UNROLL
         for (int g = 0; g < G; ++g) {
-            lo[g] = _mm256_add_ps(lo[g], _mm256_loadu_ps(w[g] + offset));
-            hi[g] = _mm256_add_ps(hi[g], _mm256_loadu_ps(w[g] + offset + 8));
+            lo[g] = _mm256_add_ps(lo[g], _mm256_loadu_ps(w[g] + column * stride[g]));
+            hi[g] = _mm256_add_ps(hi[g], _mm256_loadu_ps(w[g] + column * stride[g] + 8));
         }
     }
     LMU_UNROLL
@@ -144,9 +158,11 @@ inline void i8_block(const I8Matrix& m, int p0, const std::int8_t* xq, float x_s
     const int groups = m.in4 / 4;
     __m256i lo[G], hi[G];
     const std::int8_t* w[G];
+    long stride[G];
     LMU_UNROLL
     for (int g = 0; g < G; ++g) {
-        w[g] = m.w + static_cast<long>(p0 + g) * groups * P * 4;
+        w[g] = m.w + panel_vector(m.panels, m.in4 / 4, p0 + g, 0) * P * 4;
+        stride[g] = panel_run(m.panels, p0 + g) * P * 4;
         lo[g] = _mm256_setzero_si256();
         hi[g] = _mm256_setzero_si256();
     }
@@ -158,7 +174,7 @@ inline void i8_block(const I8Matrix& m, int p0, const std::int8_t* xq, float x_s
         const __m256i ax = _mm256_abs_epi8(x4);
         LMU_UNROLL
         for (int g = 0; g < G; ++g) {
-            const __m256i* src = reinterpret_cast<const __m256i*>(w[g] + static_cast<long>(k) * P * 4);
+            const __m256i* src = reinterpret_cast<const __m256i*>(w[g] + k * stride[g]);
             const __m256i w_lo = _mm256_sign_epi8(_mm256_loadu_si256(src), x4);
             const __m256i w_hi = _mm256_sign_epi8(_mm256_loadu_si256(src + 1), x4);
             lo[g] = _mm256_add_epi32(lo[g], _mm256_madd_epi16(_mm256_maddubs_epi16(ax, w_lo), ones));
@@ -179,7 +195,12 @@ void i8_dense(const I8Matrix& m, const std::int8_t* const* xq, const float* x_sc
     for (int b = 0; b < batch; ++b) {
         int p = 0;
         for (; p + 4 <= m.panels; p += 4) i8_block<4>(m, p, xq[b], x_scale[b], x_zero[b], y[b]);
-        for (; p < m.panels; ++p) i8_block<1>(m, p, xq[b], x_scale[b], x_zero[b], y[b]);
+        switch (m.panels - p) {  // the rest as one block of independent chains (see f32_rest)
+            case 3: i8_block<3>(m, p, xq[b], x_scale[b], x_zero[b], y[b]); break;
+            case 2: i8_block<2>(m, p, xq[b], x_scale[b], x_zero[b], y[b]); break;
+            case 1: i8_block<1>(m, p, xq[b], x_scale[b], x_zero[b], y[b]); break;
+            default: break;
+        }
     }
 }
 
@@ -334,16 +355,14 @@ double dot_i8_loop(long iterations, std::int32_t* sink) {
 }
 
 float read_sum(const float* data, long n) {
-    const long part = n / 8;
     __m256 acc[8];
     LMU_UNROLL
     for (int s = 0; s < 8; ++s) acc[s] = _mm256_setzero_ps();
-    for (long i = 0; i < part; i += 16) {
+    for (long i = 0; i < n; i += 128) {
         LMU_UNROLL
         for (int s = 0; s < 8; ++s) {
-            _mm_prefetch(reinterpret_cast<const char*>(data + s * part + i + 256), _MM_HINT_T0);
-            acc[s] = _mm256_add_ps(acc[s], _mm256_add_ps(_mm256_loadu_ps(data + s * part + i),
-                                                         _mm256_loadu_ps(data + s * part + i + 8)));
+            acc[s] = _mm256_add_ps(acc[s], _mm256_add_ps(_mm256_loadu_ps(data + i + 16 * s),
+                                                         _mm256_loadu_ps(data + i + 16 * s + 8)));
         }
     }
     __m256 total = acc[0];

@@ -28,7 +28,6 @@ namespace {
 #define LMU_UNROLL _Pragma("GCC unroll 16")
 
 constexpr int P = kPanel;
-constexpr int kPrefetch = 32;  // inputs ahead (1 kB per panel)
 
 inline __mmask16 tail_mask(int panel, int out) {
     const int left = out - panel * P;
@@ -41,9 +40,11 @@ template <int NB, int G>
 inline void f32_block(const F32Matrix& m, int p0, const float* const* x, float* const* y) {
     __m512 acc[NB][G];
     const float* w[G];
+    long stride[G];
     LMU_UNROLL
     for (int g = 0; g < G; ++g) {
-        w[g] = m.w + static_cast<long>(p0 + g) * m.in * P;
+        w[g] = m.w + panel_vector(m.panels, m.in, p0 + g, 0) * P;
+        stride[g] = panel_run(m.panels, p0 + g) * P;
         const __m512 bias = _mm512_loadu_ps(m.bias + (p0 + g) * P);
         LMU_UNROLL
         for (int b = 0; b < NB; ++b) acc[b][g] = bias;
@@ -54,9 +55,8 @@ inline void f32_block(const F32Matrix& m, int p0, const float* const* x, float* 
         for (int b = 0; b < NB; ++b) xi[b] = _mm512_set1_ps(x[b][i]);
         LMU_UNROLL
         for (int g = 0; g < G; ++g) {
-            // Weights stream from L3 or memory at batch 1: fetch well ahead of use.
-            _mm_prefetch(reinterpret_cast<const char*>(w[g] + (i + kPrefetch) * P), _MM_HINT_T0);
-            const __m512 wv = _mm512_loadu_ps(w[g] + i * P);
+            // No software prefetch: a run of panels is one stream the hardware prefetchers follow.
+            const __m512 wv = _mm512_loadu_ps(w[g] + i * stride[g]);
             LMU_UNROLL
             for (int b = 0; b < NB; ++b) acc[b][g] = _mm512_fmadd_ps(wv, xi[b], acc[b][g]);
         }
@@ -69,11 +69,22 @@ inline void f32_block(const F32Matrix& m, int p0, const float* const* x, float* 
     }
 }
 
+// The panels left after the blocks of G (left < G) as one block of independent accumulator
+// chains: one panel at a time, each output's chain would wait on the FMA latency (a 3-panel
+// head took three times as long).
+template <int NB, int R>
+inline void f32_rest(const F32Matrix& m, int p, int left, const float* const* x, float* const* y) {
+    if constexpr (R > 0) {
+        if (left == R) f32_block<NB, R>(m, p, x, y);
+        else f32_rest<NB, R - 1>(m, p, left, x, y);
+    }
+}
+
 template <int NB, int G>
 void f32_panels(const F32Matrix& m, const float* const* x, float* const* y) {
     int p = 0;
     for (; p + G <= m.panels; p += G) f32_block<NB, G>(m, p, x, y);
-    for (; p < m.panels; ++p) f32_block<NB, 1>(m, p, x, y);
+    f32_rest<NB, G - 1>(m, p, m.panels - p, x, y);
 }
 
 void f32_dense(const F32Matrix& m, const float* const* x, int batch, float* const* y) {
@@ -91,15 +102,17 @@ template <int G>
 inline void f32_columns_block(const F32Matrix& m, int p0, const std::int32_t* active, int n_active, float* y) {
     __m512 acc[G];
     const float* w[G];
+    long stride[G];
     LMU_UNROLL
     for (int g = 0; g < G; ++g) {
-        w[g] = m.w + static_cast<long>(p0 + g) * m.in * P;
+        w[g] = m.w + panel_vector(m.panels, m.in, p0 + g, 0) * P;
+        stride[g] = panel_run(m.panels, p0 + g) * P;
         acc[g] = _mm512_loadu_ps(m.bias + (p0 + g) * P);
     }
     for (int a = 0; a < n_active; ++a) {
-        const long offset = static_cast<long>(active[a]) * P;
+        const long column = active[a];
         LMU_UNROLL
-        for (int g = 0; g < G; ++g) acc[g] = _mm512_add_ps(acc[g], _mm512_loadu_ps(w[g] + offset));
+        for (int g = 0; g < G; ++g) acc[g] = _mm512_add_ps(acc[g], _mm512_loadu_ps(w[g] + column * stride[g]));
     }
     LMU_UNROLL
     for (int g = 0; g < G; ++g) _mm512_mask_storeu_ps(y + (p0 + g) * P, tail_mask(p0 + g, m.out), acc[g]);
@@ -129,9 +142,11 @@ inline void i8_block(const I8Matrix& m, int p0, const std::int8_t* const* xq, co
     const int groups = m.in4 / 4;
     __m512i acc[NB][G];
     const std::int8_t* w[G];
+    long stride[G];
     LMU_UNROLL
     for (int g = 0; g < G; ++g) {
-        w[g] = m.w + static_cast<long>(p0 + g) * groups * P * 4;
+        w[g] = m.w + panel_vector(m.panels, m.in4 / 4, p0 + g, 0) * P * 4;
+        stride[g] = panel_run(m.panels, p0 + g) * P * 4;
         LMU_UNROLL
         for (int b = 0; b < NB; ++b) acc[b][g] = _mm512_setzero_si512();
     }
@@ -146,8 +161,9 @@ inline void i8_block(const I8Matrix& m, int p0, const std::int8_t* const* xq, co
         }
         LMU_UNROLL
         for (int g = 0; g < G; ++g) {
-            _mm_prefetch(reinterpret_cast<const char*>(w[g] + static_cast<long>(k + kPrefetch) * P * 4), _MM_HINT_T0);
-            const __m512i wv = _mm512_loadu_si512(w[g] + static_cast<long>(k) * P * 4);
+            // No software prefetch: a run of panels is one contiguous stream, which the hardware
+            // prefetchers already follow (prefetching by hand measured slower).
+            const __m512i wv = _mm512_loadu_si512(w[g] + k * stride[g]);
             LMU_UNROLL
             for (int b = 0; b < NB; ++b) acc[b][g] = _mm512_dpbusd_epi32(acc[b][g], x4[b], wv);
         }
@@ -159,12 +175,21 @@ inline void i8_block(const I8Matrix& m, int p0, const std::int8_t* const* xq, co
     }
 }
 
+template <int NB, int R>
+inline void i8_rest(const I8Matrix& m, int p, int left, const std::int8_t* const* xq, const float* x_scale,
+                    const std::int32_t* x_zero, float* const* y) {
+    if constexpr (R > 0) {
+        if (left == R) i8_block<NB, R>(m, p, xq, x_scale, x_zero, y);
+        else i8_rest<NB, R - 1>(m, p, left, xq, x_scale, x_zero, y);
+    }
+}
+
 template <int NB, int G>
 void i8_panels(const I8Matrix& m, const std::int8_t* const* xq, const float* x_scale, const std::int32_t* x_zero,
                float* const* y) {
     int p = 0;
     for (; p + G <= m.panels; p += G) i8_block<NB, G>(m, p, xq, x_scale, x_zero, y);
-    for (; p < m.panels; ++p) i8_block<NB, 1>(m, p, xq, x_scale, x_zero, y);
+    i8_rest<NB, G - 1>(m, p, m.panels - p, xq, x_scale, x_zero, y);  // as f32_rest
 }
 
 void i8_dense(const I8Matrix& m, const std::int8_t* const* xq, const float* x_scale, const std::int32_t* x_zero,
@@ -351,16 +376,12 @@ double dot_i8_loop(long iterations, std::int32_t* sink) {
 }
 
 float read_sum(const float* data, long n) {
-    const long part = n / 8;
     __m512 acc[8];
     LMU_UNROLL
     for (int s = 0; s < 8; ++s) acc[s] = _mm512_setzero_ps();
-    for (long i = 0; i < part; i += 16) {
+    for (long i = 0; i < n; i += 128) {
         LMU_UNROLL
-        for (int s = 0; s < 8; ++s) {
-            _mm_prefetch(reinterpret_cast<const char*>(data + s * part + i + kPrefetch * P), _MM_HINT_T0);
-            acc[s] = _mm512_add_ps(acc[s], _mm512_loadu_ps(data + s * part + i));
-        }
+        for (int s = 0; s < 8; ++s) acc[s] = _mm512_add_ps(acc[s], _mm512_loadu_ps(data + i + 16 * s));
     }
     __m512 total = acc[0];
     for (int s = 1; s < 8; ++s) total = _mm512_add_ps(total, acc[s]);

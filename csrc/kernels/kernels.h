@@ -23,15 +23,34 @@ namespace kernels {
 constexpr int kPanel = 16;   // float32 / int8 output channels per panel
 constexpr int kPanel64 = 8;  // float64 output channels per panel
 
-// float32 weights: w[panels][in][16], bias[panels * 16] (zero past `out`).
+// Dense weights are packed in panels of 16 output channels, and the panels interleaved in runs
+// of kPanelRun: w[runs][input steps][run size][panel vector]. A product over one run's panels
+// then reads a single contiguous stream, which the hardware prefetchers follow at full read
+// bandwidth (eight separate panel streams got about 80% of it). The last run may be shorter.
+constexpr int kPanelRun = 8;
+
+inline int panel_run(int panels, int p) {
+    const int first = p / kPanelRun * kPanelRun;
+    return panels - first < kPanelRun ? panels - first : kPanelRun;
+}
+
+// Index (in panel vectors) of panel p's vector for input step i; step i + 1 lies
+// panel_run(panels, p) vectors further on.
+inline long panel_vector(int panels, int steps, int p, int i) {
+    const int first = p / kPanelRun * kPanelRun;
+    return static_cast<long>(first) * steps + static_cast<long>(i) * panel_run(panels, p) + (p - first);
+}
+
+// float32 weights: panel vectors of 16 floats, one input per step (see above); bias[panels * 16]
+// (zero past `out`).
 struct F32Matrix {
     const float* w;
     const float* bias;
     int in, out, panels;
 };
 
-// int8 weights with per-output-channel scales, for dense products:
-// w[panels][in4 / 4][16][4] (groups of 4 inputs per output: the VNNI layout), in4 = in
+// int8 weights with per-output-channel scales, for dense products: panel vectors of [16][4]
+// (16 outputs by a group of 4 inputs: the VNNI layout), one group per step (see above), in4 = in
 // rounded up to 4 (padding is zero); rowsum[o] = sum_i w[o][i] (for the inputs' zero points).
 struct I8Matrix {
     const std::int8_t* w;
@@ -95,7 +114,8 @@ struct Table {
     double (*fma_loop)(long iterations, float* sink);
     // the same with int8 dot products (VNNI where the path has it); returns the multiply-adds.
     double (*dot_i8_loop)(long iterations, std::int32_t* sink);
-    // reads n floats (n a multiple of 128) as 8 interleaved streams, as the dense products do.
+    // reads n floats (n a multiple of 128) front to back, one contiguous stream with 8 independent
+    // sums: the best read rate one core gets (the floor must not be set by a slower access pattern).
     float (*read_sum)(const float* data, long n);
 };
 

@@ -38,9 +38,11 @@ template <int G>
 inline void f32_block(const F32Matrix& m, int p0, const float* x, float* y) {
     float32x4_t acc[G][4];
     const float* w[G];
+    long stride[G];
     LMU_UNROLL
     for (int g = 0; g < G; ++g) {
-        w[g] = m.w + static_cast<long>(p0 + g) * m.in * P;
+        w[g] = m.w + panel_vector(m.panels, m.in, p0 + g, 0) * P;
+        stride[g] = panel_run(m.panels, p0 + g) * P;
         LMU_UNROLL
         for (int q = 0; q < 4; ++q) acc[g][q] = vld1q_f32(m.bias + (p0 + g) * P + 4 * q);
     }
@@ -49,7 +51,7 @@ inline void f32_block(const F32Matrix& m, int p0, const float* x, float* y) {
         LMU_UNROLL
         for (int g = 0; g < G; ++g) {
             LMU_UNROLL
-            for (int q = 0; q < 4; ++q) acc[g][q] = vfmaq_f32(acc[g][q], vld1q_f32(w[g] + i * P + 4 * q), xi);
+            for (int q = 0; q < 4; ++q) acc[g][q] = vfmaq_f32(acc[g][q], vld1q_f32(w[g] + i * stride[g] + 4 * q), xi);
         }
     }
     LMU_UNROLL
@@ -69,9 +71,10 @@ void f32_columns(const F32Matrix& m, const std::int32_t* active, int n_active, f
         float32x4_t acc[4];
         LMU_UNROLL
         for (int q = 0; q < 4; ++q) acc[q] = vld1q_f32(m.bias + p * P + 4 * q);
-        const float* w = m.w + static_cast<long>(p) * m.in * P;
+        const float* w = m.w + panel_vector(m.panels, m.in, p, 0) * P;
+        const long stride = panel_run(m.panels, p) * P;
         for (int a = 0; a < n_active; ++a) {
-            const float* col = w + static_cast<long>(active[a]) * P;
+            const float* col = w + active[a] * stride;
             LMU_UNROLL
             for (int q = 0; q < 4; ++q) acc[q] = vaddq_f32(acc[q], vld1q_f32(col + 4 * q));
         }
@@ -99,14 +102,15 @@ void i8_dense(const I8Matrix& m, const std::int8_t* const* xq, const float* x_sc
     for (int b = 0; b < batch; ++b) {
         for (int p = 0; p < m.panels; ++p) {
             int32x4_t acc[4] = {vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0), vdupq_n_s32(0)};
-            const std::int8_t* w = m.w + static_cast<long>(p) * groups * P * 4;
+            const std::int8_t* w = m.w + panel_vector(m.panels, m.in4 / 4, p, 0) * P * 4;
+            const long stride = panel_run(m.panels, p) * P * 4;
             for (int k = 0; k < groups; ++k) {
                 std::uint32_t packed;
                 __builtin_memcpy(&packed, xq[b] + 4 * k, 4);
                 const int8x16_t x4 = vreinterpretq_s8_u32(vdupq_n_u32(packed));
                 LMU_UNROLL
                 for (int q = 0; q < 4; ++q) {
-                    const int8x16_t wv = vld1q_s8(w + (static_cast<long>(k) * P + 4 * q) * 4);
+                    const int8x16_t wv = vld1q_s8(w + k * stride + 4 * q * 4);
                     const int16x8_t lo = vmull_s8(vget_low_s8(wv), vget_low_s8(x4));  // outputs 4q, 4q+1
                     const int16x8_t hi = vmull_high_s8(wv, x4);                         // outputs 4q+2, 4q+3
                     acc[q] = vaddq_s32(acc[q], vpaddq_s32(vpaddlq_s16(lo), vpaddlq_s16(hi)));
@@ -231,12 +235,11 @@ double dot_i8_loop(long iterations, std::int32_t* sink) {
 }
 
 float read_sum(const float* data, long n) {
-    const long part = n / 8;
     float32x4_t acc[8];
     for (int s = 0; s < 8; ++s) acc[s] = vdupq_n_f32(0.0f);
-    for (long i = 0; i < part; i += 4) {
+    for (long i = 0; i < n; i += 32) {
         LMU_UNROLL
-        for (int s = 0; s < 8; ++s) acc[s] = vaddq_f32(acc[s], vld1q_f32(data + s * part + i));
+        for (int s = 0; s < 8; ++s) acc[s] = vaddq_f32(acc[s], vld1q_f32(data + i + 4 * s));
     }
     float32x4_t total = acc[0];
     for (int s = 1; s < 8; ++s) total = vaddq_f32(total, acc[s]);

@@ -18,10 +18,11 @@ void f32_dense(const F32Matrix& m, const float* const* x, int batch, float* cons
         for (int p = 0; p < m.panels; ++p) {
             float acc[P];
             for (int l = 0; l < P; ++l) acc[l] = m.bias[p * P + l];
-            const float* w = m.w + static_cast<long>(p) * m.in * P;
+            const float* w = m.w + panel_vector(m.panels, m.in, p, 0) * P;
+            const long stride = panel_run(m.panels, p) * P;
             for (int i = 0; i < m.in; ++i) {
                 const float xi = xb[i];
-                for (int l = 0; l < P; ++l) acc[l] += w[i * P + l] * xi;
+                for (int l = 0; l < P; ++l) acc[l] += w[i * stride + l] * xi;
             }
             const int n = lanes_of(p, m.out);
             for (int l = 0; l < n; ++l) y[b][p * P + l] = acc[l];
@@ -33,9 +34,10 @@ void f32_columns(const F32Matrix& m, const std::int32_t* active, int n_active, f
     for (int p = 0; p < m.panels; ++p) {
         float acc[P];
         for (int l = 0; l < P; ++l) acc[l] = m.bias[p * P + l];
-        const float* w = m.w + static_cast<long>(p) * m.in * P;
+        const float* w = m.w + panel_vector(m.panels, m.in, p, 0) * P;
+        const long stride = panel_run(m.panels, p) * P;
         for (int a = 0; a < n_active; ++a) {
-            const float* col = w + static_cast<long>(active[a]) * P;
+            const float* col = w + active[a] * stride;
             for (int l = 0; l < P; ++l) acc[l] += col[l];
         }
         const int n = lanes_of(p, m.out);
@@ -49,10 +51,11 @@ void i8_dense(const I8Matrix& m, const std::int8_t* const* xq, const float* x_sc
     for (int b = 0; b < batch; ++b) {
         for (int p = 0; p < m.panels; ++p) {
             std::int32_t acc[P] = {};
-            const std::int8_t* w = m.w + static_cast<long>(p) * groups * P * 4;
+            const std::int8_t* w = m.w + panel_vector(m.panels, m.in4 / 4, p, 0) * P * 4;
+            const long stride = panel_run(m.panels, p) * P * 4;
             for (int g = 0; g < groups; ++g) {
                 const std::int8_t* x4 = xq[b] + g * 4;
-                const std::int8_t* wg = w + g * P * 4;
+                const std::int8_t* wg = w + g * stride;
                 for (int l = 0; l < P; ++l) {
                     acc[l] += wg[l * 4 + 0] * x4[0] + wg[l * 4 + 1] * x4[1] + wg[l * 4 + 2] * x4[2] +
                               wg[l * 4 + 3] * x4[3];
@@ -176,10 +179,9 @@ void gelu(float* x, int n) {
 }
 
 float read_sum(const float* data, long n) {
-    const long part = n / 8;
     float acc[8] = {};
-    for (long i = 0; i < part; ++i) {
-        for (int s = 0; s < 8; ++s) acc[s] += data[s * part + i];
+    for (long i = 0; i < n; i += 8) {
+        for (int s = 0; s < 8; ++s) acc[s] += data[i + s];
     }
     float total = 0.0f;
     for (float v : acc) total += v;

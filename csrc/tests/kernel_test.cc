@@ -270,7 +270,7 @@ void test_primitives() {
                 for (int o = 0; o < out; ++o) {
                     long long acc = 0;
                     for (int i = 0; i < in; ++i) {
-                        const std::int8_t wq = Q.w8[((std::size_t(o / 16) * (Q.in4 / 4) + i / 4) * 16 + o % 16) * 4 + i % 4];
+                        const std::int8_t wq = Q.w8[std::size_t(kernels::panel_vector(Q.panels, Q.in4 / 4, o / 16, i / 4) * 64) + std::size_t(o % 16) * 4 + i % 4];
                         acc += (long long)wq * (xq[bi][i] + shifted[bi]);
                     }
                     exact = exact && y[bi][o] == float(acc) * (xs[bi] * Q.scale[o]) + Q.bias[o];
