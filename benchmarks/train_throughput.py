@@ -1,6 +1,6 @@
 """Training throughput (clips/s): the FFT-parallel LMUFormer vs the same model stepped frame by frame.
 
-    python benchmarks/train_throughput.py [--device cuda] [--batch 128] [--steps 20] [--profile]
+    python benchmarks/train_throughput.py [--device cuda] [--batch 128] [--steps 100] [--cuda-graphs] [--profile]
 
 For the paper-size LMUFormer and spiking LMUFormer (35 classes, 128 frames x 128 mel), times
 forward + backward + Adam step on random batches (on CUDA as the trainer runs: bf16 autocast,
@@ -17,7 +17,8 @@ along three paths that compute the same function:
             Convolutions and batch norms have no recurrence and stay batched over frames.
 
 and prints clips/s and the ratios. ``--profile`` adds the CUDA kernels that take the fft step's
-time (torch.profiler).
+time (torch.profiler). ``--cuda-graphs`` replays each path's step as one captured CUDA graph, so
+the host's per-kernel launch cost, which these small models are bound by, drops out of every path.
 """
 
 from __future__ import annotations
@@ -85,22 +86,42 @@ def max_difference(model, x: torch.Tensor) -> float:
     return float((reference - stepped).abs().max())
 
 
-def make_step(model, x, y, memory_path: str, amp: bool, fused_adam: bool = True):
-    if not fused_adam:
+def make_step(model, x, y, memory_path: str, amp: bool, fused_adam: bool = True, cuda_graph: bool = False):
+    """One training step (forward, backward, Adam) on the fixed batch (x, y), as a callable.
+
+    ``cuda_graph``: capture the whole step once in a CUDA graph and replay it, so the host no longer
+    launches each kernel (what it costs is left out of the timing, for either path).
+    """
+    if cuda_graph:
+        opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=fused_adam, foreach=None if fused_adam else True,
+                               capturable=True)
+    elif not fused_adam:
         opt = torch.optim.Adam(model.parameters(), lr=1e-4)  # PyTorch's default (foreach) Adam
     else:
         opt = make_optimizer(model.parameters(), OptimConfig(lr=1e-4), x.device)
-    ctx = torch.autocast("cuda", dtype=torch.bfloat16) if amp else nullcontext()
+    # Autocast's weight cache must be off while capturing (its casts would be left out of the graph).
+    ctx = (lambda: torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=not cuda_graph)) if amp else nullcontext
 
     def step():
-        with ctx:
+        with ctx():
             logits = model(x, memory_path=memory_path)
         loss = F.binary_cross_entropy_with_logits(logits.float(), y)
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad(set_to_none=not cuda_graph)
         loss.backward()
         opt.step()
 
-    return step
+    if not cuda_graph:
+        return step
+    side = torch.cuda.Stream(x.device)
+    side.wait_stream(torch.cuda.current_stream(x.device))
+    with torch.cuda.stream(side):  # warm-up outside the graph: cuFFT plans, autotuning, Adam's state
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream(x.device).wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    return graph.replay
 
 
 def synchronize(device: torch.device) -> None:
@@ -149,17 +170,23 @@ def main() -> None:
                              "trainer's; same as --no-autotune --no-fused-adam")
     parser.add_argument("--no-autotune", action="store_true", help="CUDA: cuDNN's heuristic convolution algorithms")
     parser.add_argument("--no-fused-adam", action="store_true", help="CUDA: PyTorch's default (foreach) Adam")
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="CUDA: capture each path's whole step in a CUDA graph and replay it (removes the host's "
+                             "kernel-launch cost from every path alike)")
     parser.add_argument("--profile", action="store_true", help="also print the kernels of the fft step")
     args = parser.parse_args()
     device = torch.device(args.device)
     amp = device.type == "cuda"
     autotune, fused = not (args.plain or args.no_autotune), not (args.plain or args.no_fused_adam)
+    graphs = args.cuda_graphs
+    if graphs and device.type != "cuda":
+        parser.error("--cuda-graphs needs --device cuda")
     if autotune:
         use_fast_cuda_kernels(device)  # as the trainer does (every path)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     setup = (f"bf16 autocast, cuDNN {'autotuned' if autotune else 'heuristic'} convolutions, "
              f"{'fused' if fused else 'foreach'} Adam" + (" (the trainer's settings)" if autotune and fused else "")
-             if device.type == "cuda" else "float32")
+             + ("; each step a replayed CUDA graph" if graphs else "") if device.type == "cuda" else "float32")
     print(f"device: {name}; batch {args.batch} x 128 frames x 128 mel; torch {torch.__version__}; {setup}", flush=True)
 
     results = []
@@ -169,12 +196,12 @@ def main() -> None:
         x = torch.randn(args.batch, 128, 128, device=device)
         y = F.one_hot(torch.randint(0, 35, (args.batch,), device=device), 35).float()
         difference = max_difference(model, x[:8])
-        fft_step = make_step(model, x, y, "fft", amp, fused)
+        fft_step = make_step(model, x, y, "fft", amp, fused, graphs)
         fft = clips_per_second(fft_step, args.batch, args.steps, device, args.repeats)
-        memory = clips_per_second(make_step(model, x, y, "recurrent", amp, fused), args.batch, args.slow_steps,
+        memory = clips_per_second(make_step(model, x, y, "recurrent", amp, fused, graphs), args.batch, args.slow_steps,
                                   device, args.repeats)
         with rnn_form():
-            rnn = clips_per_second(make_step(model, x, y, "recurrent", amp, fused), args.batch, args.slow_steps,
+            rnn = clips_per_second(make_step(model, x, y, "recurrent", amp, fused, graphs), args.batch, args.slow_steps,
                                    device, args.repeats)
         results.append((config, fft, memory, rnn))
         print(f"  {config}: fft {fft:,.0f}  memory {memory:,.0f}  rnn {rnn:,.0f} clips/s; "
