@@ -235,7 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "at each epoch end, and on Ctrl-C / SIGTERM) and OUT/model.safetensors (the best "
                     "model on the validation split). init_from=MODEL starts from another model's weights; "
                     "distill.teacher=MODEL also learns a teacher's posteriors (distill.weight, "
-                    "distill.temperature). Several GPUs or processes: "
+                    "distill.temperature); optim.ema_decay=0.999 validates and saves a moving average "
+                    "of the weights. Several GPUs or processes: "
                     "torchrun --nproc_per_node=N -m lmustream train ...")
     train.add_argument("--config", help="YAML recipe (default: built-in defaults)")
     train.add_argument("--data", help="dataset path (overrides data.path)")

@@ -66,6 +66,7 @@ class OptimConfig:
     loss: str = "bce"  # bce (paper, soft labels) | ce
     label_smoothing: float = 0.0
     grad_clip: float = 5.0  # max gradient norm, 0 disables
+    ema_decay: float = 0.0  # > 0: validate and save a moving average of the weights (lmustream.train.ema), e.g. 0.999
 
 
 @dataclass
@@ -128,6 +129,8 @@ class TrainConfig:
         validate_prefix_loss(self.prefix_loss, self.data.frames)
         from lmustream.train.distill import validate as validate_distill
         validate_distill(self.distill)
+        from lmustream.train.ema import validate as validate_ema
+        validate_ema(self.optim.ema_decay)
         from lmustream.models import get_config
         get_config(self.model, **self.model_overrides)  # raises on unknown names / fields
         return self

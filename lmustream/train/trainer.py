@@ -31,6 +31,7 @@ from lmustream.train.config import OptimConfig, TrainConfig
 from lmustream.train.distill import blend as distill_blend, load_teacher
 from lmustream.train.distributed import share_batch_statistics
 from lmustream.train.early_exit_loss import model_outputs, prefix_loss
+from lmustream.train.ema import WeightAverage
 from lmustream.train.evaluate import add_to_confusion
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -229,6 +230,7 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
         train_model = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = make_optimizer(model.parameters(), config.optim, device)
+    average = WeightAverage(model, config.optim.ema_decay) if config.optim.ema_decay > 0 else None
     teacher = (load_teacher(config.distill.teacher, list(data.labels), data.frontend, device)
                if config.distill.teacher else None)
     augmenter = FeatureAugmenter(config.augment, data.frontend, data.noise)
@@ -243,6 +245,11 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
         state = load_checkpoint(ckpt_path)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
+        if average is not None:
+            if "ema" not in state:
+                raise LmuStreamError(f"--resume with optim.ema_decay > 0, but {ckpt_path} holds no weight average "
+                                     f"(the run was started without it)")
+            average.load_state_dict(state["ema"])
         epoch, step_in_epoch, best_acc = state["epoch"], state["step_in_epoch"], state["best_acc"]
         global_step = state["global_step"]
         torch.set_rng_state(state["torch_rng"])
@@ -255,7 +262,7 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
                 "version": CHECKPOINT_VERSION, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
                 "best_acc": best_acc, "torch_rng": torch.get_rng_state(), "config": config.to_dict(),
-                "labels": list(data.labels)})
+                "labels": list(data.labels), **({"ema": average.state_dict()} if average is not None else {})})
 
     val_loader = torch.utils.data.DataLoader(data.validation, batch_size=256, num_workers=config.data.num_workers)
     metrics_path = out / "metrics.csv"
@@ -291,6 +298,8 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
                 if config.optim.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
                 optimizer.step()
+                if average is not None:
+                    average.update(model)
                 global_step += 1
                 loss_sum += loss.item() * len(y)
                 correct += float((logits.argmax(1).cpu() == y).sum())
@@ -311,12 +320,13 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
             epoch += 1
             step_in_epoch = 0
             if ddp.main:
-                val_acc, _ = evaluate(model, val_loader, device, config.amp)
+                chosen = average.model if average is not None else model  # what is validated and saved
+                val_acc, _ = evaluate(chosen, val_loader, device, config.amp)
                 improved = val_acc > best_acc
                 if improved:
                     best_acc = val_acc
                     save_model(out / "model.safetensors", ModelArtifact(
-                        model.eval(), list(data.labels), data.frontend,
+                        chosen.eval(), list(data.labels), data.frontend,
                         {"recipe": config.to_dict(), "epoch": epoch, "validation_accuracy": val_acc}))
                 _last_metrics = _append_metrics(metrics_path, {
                     "epoch": epoch, "step": global_step, "train_loss": loss_sum / max(seen, 1),

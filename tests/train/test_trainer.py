@@ -316,3 +316,64 @@ def test_a_missing_model_fails_before_data_preparation(tmp_path, key):
                                              "device=cpu", f"{key}=no-such-model"])
     with pytest.raises(CheckpointError, match="no-such-model"):
         train(config, progress=False)
+
+
+def test_weight_average_update_rule():
+    from lmustream.train.ema import WeightAverage
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    average = WeightAverage(model, decay=0.9)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    for _ in range(3):  # one training-mode forward moves the running statistics and the counter
+        model(torch.randn(8, 3))
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    average.update(model)
+    d = min(0.9, 1 / 10)  # the warm-up's first decay
+    now = model.state_dict()
+    for name, value in average.model.state_dict().items():
+        if value.is_floating_point():
+            torch.testing.assert_close(value, d * start[name] + (1 - d) * now[name], msg=name)
+        else:
+            assert torch.equal(value, now[name]), name  # counters are copied, not averaged
+    assert average.updates == 1 and not any(p.requires_grad for p in average.model.parameters())
+    for _ in range(1000):
+        average.update(model)
+    assert average.current_decay() == 0.9
+    torch.testing.assert_close(average.model[0].weight, model[0].weight)  # converges to a fixed model
+
+
+@pytest.mark.parametrize("bad", ["optim.ema_decay=1", "optim.ema_decay=-0.1"])
+def test_ema_config_errors(bad):
+    with pytest.raises(ConfigError, match="optim.ema_decay"):
+        load_config(None, [bad])
+
+
+def test_training_with_ema_saves_and_resumes_the_average(tone_dataset, tmp_path):
+    """The saved model is the average, not the last iterate; an interrupted run resumed equals one
+    run straight through (the average is in the checkpoint); resuming a run without one is an error."""
+    def run(out, epochs, resume=False, ema="0.9"):
+        overrides = base_overrides(tone_dataset, tmp_path / out, tmp_path / "cache") + [
+            f"epochs={epochs}", "optim.schedule=step", f"optim.ema_decay={ema}"]
+        return train(load_config(None, overrides), resume=resume, progress=False)
+
+    path = run("first", 1)
+    state = torch.load(tmp_path / "first" / "checkpoint.pt", weights_only=True)
+    saved = load_model(path).model.state_dict()
+    averaged, last = state["ema"]["model"], state["model"]
+    assert state["ema"]["updates"] == state["global_step"] > 0
+    for name in averaged:
+        assert torch.equal(saved[name], averaged[name]), name
+    assert any(not torch.equal(averaged[k], last[k]) for k in averaged if averaged[k].is_floating_point())
+
+    run("first", 2, resume=True)
+    run("straight", 2)
+    a = torch.load(tmp_path / "first" / "checkpoint.pt", weights_only=True)["ema"]
+    b = torch.load(tmp_path / "straight" / "checkpoint.pt", weights_only=True)["ema"]
+    assert a["updates"] == b["updates"]
+    for name in a["model"]:
+        torch.testing.assert_close(a["model"][name], b["model"][name], rtol=1e-5, atol=1e-6, msg=name)
+
+    run("plain", 1, ema="0")
+    with pytest.raises(Exception, match="holds no weight average"):
+        run("plain", 2, resume=True)
