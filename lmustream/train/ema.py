@@ -5,11 +5,12 @@ With ``optim.ema_decay = d > 0`` the trainer keeps, next to the model it trains,
     theta_avg <- d_t * theta_avg + (1 - d_t) * theta,   d_t = min(d, (1 + n) / (10 + n))
 
 after the n-th optimizer step, for every floating-point tensor of the state dict (weights and
-the batch norms' running statistics; step counters are copied). The average sits in a flatter
-part of the loss surface than the last iterate, which on small or mismatched data (few speakers,
-synthetic voices for real ones) tends to generalise better. The warm-up ``d_t`` keeps the first
-steps from averaging in the initial weights for long (it matters when training from scratch).
-Validation, best-model selection and the saved model use the average.
+the batch norms' running statistics; step counters are copied). The average moves less from step
+to step than the last iterate, so the epoch chosen on validation depends less on where the final
+steps happened to land; whether it also generalises better depends on the task (measure it).
+The warm-up ``d_t`` keeps the first steps from averaging in the initial weights for long (it
+matters when training from scratch). Validation, best-model selection and the saved model use
+the average.
 """
 
 from __future__ import annotations
