@@ -201,7 +201,8 @@ Layer pack(const Dense& d, bool int8, bool spike_input, bool add_only) {
         const int p = o / kPanel, l = o % kPanel;
         for (int i = 0; i < d.in; ++i) {
             const std::int8_t v = q[std::size_t(o) * d.in + i];
-            L.w8[std::size_t(kernels::panel_vector(L.panels, L.in4 / 4, p, i / 4) * kPanel * 4) + std::size_t(l) * 4 + i % 4] = v;
+            const long vector = kernels::panel_vector(L.panels, L.in4 / 4, p, i / 4);  // of kPanel x 4 weights
+            L.w8[std::size_t(vector * kPanel * 4) + std::size_t(l) * 4 + i % 4] = v;
             L.rowsum[o] += v;
         }
     }

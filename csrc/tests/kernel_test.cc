@@ -171,6 +171,26 @@ void test_int8_codes() {
 }
 
 // --- primitives: every SIMD path against the scalar reference ---------------------------------
+void test_panel_layout() {
+    bool bijective = true;  // every (panel, step) gets its own vector, and the runs tile the buffer
+    for (int panels : {1, 3, 8, 9, 13, 16, 64}) {
+        for (int steps : {1, 4, 7}) {
+            std::vector<int> hits(std::size_t(panels) * steps, 0);
+            for (int p = 0; p < panels; ++p) {
+                for (int i = 0; i < steps; ++i) {
+                    const long v = kernels::panel_vector(panels, steps, p, i);
+                    if (v < 0 || v >= long(hits.size())) bijective = false;
+                    else ++hits[std::size_t(v)];
+                    if (i > 0 && v - kernels::panel_vector(panels, steps, p, i - 1) != kernels::panel_run(panels, p))
+                        bijective = false;
+                }
+            }
+            for (int h : hits) bijective = bijective && h == 1;
+        }
+    }
+    check(bijective, "panel layout: runs of 8 panels interleaved per step, one vector per (panel, step)");
+}
+
 void test_primitives() {
     std::mt19937 gen(7);
     std::normal_distribution<float> normal(0.0f, 1.0f);
@@ -178,7 +198,8 @@ void test_primitives() {
     for (const char* name : {"scalar", "avx2", "avx512", "neon"}) {
         const kernels::Table* t = kernels::select(name);
         if (!t) continue;
-        for (auto [in, out] : {std::pair<int, int>{1, 1}, {7, 3}, {33, 17}, {384, 64}, {130, 35}}) {
+        // 13 and 9 panels: a full run of 8 and a shorter one
+        for (auto [in, out] : {std::pair<int, int>{1, 1}, {7, 3}, {33, 17}, {384, 64}, {130, 35}, {40, 200}, {24, 130}}) {
             std::vector<float> w(std::size_t(in) * out), b(out);
             for (float& v : w) v = normal(gen);
             for (float& v : b) v = normal(gen);
@@ -270,7 +291,8 @@ void test_primitives() {
                 for (int o = 0; o < out; ++o) {
                     long long acc = 0;
                     for (int i = 0; i < in; ++i) {
-                        const std::int8_t wq = Q.w8[std::size_t(kernels::panel_vector(Q.panels, Q.in4 / 4, o / 16, i / 4) * 64) + std::size_t(o % 16) * 4 + i % 4];
+                        const long vector = kernels::panel_vector(Q.panels, Q.in4 / 4, o / 16, i / 4);
+                        const std::int8_t wq = Q.w8[std::size_t(vector * 64) + std::size_t(o % 16) * 4 + i % 4];
                         acc += (long long)wq * (xq[bi][i] + shifted[bi]);
                     }
                     exact = exact && y[bi][o] == float(acc) * (xs[bi] * Q.scale[o]) + Q.bias[o];
@@ -525,6 +547,7 @@ int main(int argc, char** argv) {
             std::printf("SIMD paths on this CPU: %s\n", kernels::supported_levels());
             test_json();
             test_legendre();
+            test_panel_layout();
             test_primitives();
             test_int8_codes();
             test_frontend();
