@@ -22,6 +22,8 @@ verbs:
   train      train an LMUFormer / spiking LMUFormer (one CPU, one GPU, or torchrun + DDP)
   eval       accuracy, per-class accuracy and confusion matrix of a model on a dataset
   data synth speak a word list with offline TTS voices into a Speech Commands-style corpus
+  data pack  precompute a dataset's log-mel features into one file (data.pack, data.add_packs)
+  data windows  cut long recordings (running speech, false alarms) into labelled training clips
   convert    turn an LMUFormer-authors checkpoint into an lmustream model file
   export     write the step form of a model as an ONNX graph with explicit state
   stream     detect keywords in audio files (any length, format, sample rate)
@@ -184,6 +186,16 @@ def _cmd_data(args: argparse.Namespace) -> int:
     return int(args.data_func(args) or 0)
 
 
+def _cmd_data_windows(args: argparse.Namespace) -> int:
+    from lmustream.data.windows import cut_windows
+
+    result = cut_windows(args.inputs, args.out, label=args.label, seconds=args.seconds, hop_seconds=args.hop,
+                         min_db=args.min_db, every=args.every, offset=args.offset, name=args.name)
+    print(f"{result['clips']} clips from {result['recordings']} recordings in {result['folder']} "
+          f"({result['skipped_without_speech']} without speech skipped)")
+    return 0
+
+
 def _cmd_data_pack(args: argparse.Namespace) -> int:
     from lmustream.data.pack import merge_train, pack_from_training_data, read_pack, write_pack
     from lmustream.train.config import load_config
@@ -284,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "difference from the parallel outputs the figures use (default 8, 0: skip)")
     ev.set_defaults(func=_cmd_eval)
 
-    data = verbs.add_parser("data", help="dataset tools (synth, pack)", description="Dataset tools.")
+    data = verbs.add_parser("data", help="dataset tools (synth, pack, windows)", description="Dataset tools.")
     data.set_defaults(func=_cmd_data)
     data_verbs = data.add_subparsers(dest="data_verb", metavar="tool")
     try:
@@ -320,6 +332,27 @@ def build_parser() -> argparse.ArgumentParser:
                            "for packs copied to another machine)")
     pack.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides")
     pack.set_defaults(data_func=_cmd_data_pack)
+
+    windows = data_verbs.add_parser(
+        "windows", help="labelled training clips cut from long recordings (running speech, false alarms)",
+        description="Cut long recordings (running speech, a room's false alarms) into overlapping clips of "
+                    "the training length, written as OUT/LABEL/*.wav: a labelled folder for `lmustream data "
+                    "pack`, whose pack joins a training run through data.add_packs, so the model learns to "
+                    "ignore such speech. Clips without speech (no 10 ms frame within --min-db of the "
+                    "recording's loudest) are skipped. Files are taken in path order; --every N --offset K "
+                    "keeps every N-th from the K-th, e.g. half a collection for training and the other "
+                    "half for measuring false alarms (lmustream eval-stream --negatives).")
+    windows.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR", help="recordings, or folders searched for them")
+    windows.add_argument("--out", required=True, help="output folder (clips go to OUT/LABEL/)")
+    windows.add_argument("--label", default="_unknown_", help="the clips' label (default _unknown_)")
+    windows.add_argument("--seconds", type=float, default=1.0, help="clip length (default 1.0)")
+    windows.add_argument("--hop", type=float, default=0.5, help="seconds between clip starts (default 0.5)")
+    windows.add_argument("--min-db", type=float, default=25.0,
+                         help="keep clips with a frame within this many dB of the recording's loudest (default 25)")
+    windows.add_argument("--every", type=int, default=1, help="keep every N-th recording (default 1: all)")
+    windows.add_argument("--offset", type=int, default=0, help="the first recording kept (default 0)")
+    windows.add_argument("--name", default="rec", help="clip name prefix (default rec)")
+    windows.set_defaults(data_func=_cmd_data_windows)
 
     convert = verbs.add_parser(
         "convert", help="LMUFormer-authors checkpoint -> lmustream model file",

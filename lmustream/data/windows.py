@@ -1,0 +1,84 @@
+"""Labelled training clips cut from long recordings: running speech, a room's false alarms.
+
+A keyword model trained on isolated words has never heard the words of running speech, and
+fires on them. ``lmustream data windows`` cuts recordings into overlapping clips of the
+training length and writes them into ``OUT/LABEL/`` (by default ``_unknown_``), a labelled
+folder that ``lmustream data pack`` turns into a pack for ``data.add_packs``. Clips without
+speech are skipped: a clip is kept when one of its 10 ms frames comes within ``min_db`` of
+the recording's loudest frame, so the pauses of a sentence are not taught as words.
+
+Clips are named ``{name}{k}_nohash_{j}.wav`` (k: the recording's number among those kept,
+j: the clip's position in it), so a recording is one "speaker" to the speaker-disjoint splits.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from lmustream.audio.io import DEFAULT_SAMPLE_RATE, load_audio, write_audio
+from lmustream.data.clips import is_audio_file
+from lmustream.errors import ConfigError
+
+FRAME_SECONDS = 0.01  # the loudness check's frame
+
+
+def recordings(paths: Sequence[str | Path], every: int = 1, offset: int = 0) -> list[Path]:
+    """The audio files named or found (recursively) under ``paths``, sorted by path, then every
+    ``every``-th starting at ``offset`` (``every=2`` with offsets 0 and 1 halves a collection)."""
+    if every < 1 or not 0 <= offset < every:
+        raise ConfigError(f"need every >= 1 and 0 <= offset < every, got every={every}, offset={offset}")
+    found = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found += [f for f in p.rglob("*") if is_audio_file(f)]
+        elif is_audio_file(p):
+            found.append(p)
+        else:
+            raise ConfigError(f"{p}: not an audio file or a folder")
+    found = sorted(set(found))
+    if not found:
+        raise ConfigError(f"no audio files in {', '.join(map(str, paths))}")
+    return found[offset::every]
+
+
+def speech_windows(samples: np.ndarray, length: int, hop: int, frame: int, min_db: float) -> list[tuple[int, np.ndarray]]:
+    """``(position, clip)`` for the clips of ``length`` samples every ``hop`` samples (the last one
+    zero-padded) that hold a ``frame``-sample frame within ``min_db`` dB of the loudest frame."""
+    starts = range(0, max(len(samples) - length, 0) + 1, hop)
+    clips = [np.pad(samples[s:s + length], (0, max(0, length - len(samples[s:s + length])))) for s in starts]
+    loudest = []
+    for clip in clips:
+        frames = clip[: len(clip) // frame * frame].reshape(-1, frame).astype(np.float64)
+        loudest.append(20 * math.log10(math.sqrt(float(np.max(np.mean(frames ** 2, axis=1))) + 1e-12)))
+    peak = max(loudest, default=-math.inf)
+    return [(j, clip) for j, (clip, db) in enumerate(zip(clips, loudest)) if db >= peak - min_db]
+
+
+def cut_windows(paths: Sequence[str | Path], out: str | Path, *, label: str = "_unknown_", seconds: float = 1.0,
+                hop_seconds: float = 0.5, min_db: float = 25.0, every: int = 1, offset: int = 0,
+                name: str = "rec", sample_rate: int = DEFAULT_SAMPLE_RATE) -> dict:
+    """Write the speech windows of the recordings into ``out/label/``; returns counts."""
+    if not (seconds > 0 and hop_seconds > 0 and min_db > 0):
+        raise ConfigError(f"seconds, hop and min_db must be positive, got {seconds}, {hop_seconds}, {min_db}")
+    if not label or "/" in label or label in (".", ".."):
+        raise ConfigError(f"label must be a folder name, got {label!r}")
+    files = recordings(paths, every, offset)
+    folder = Path(out) / label
+    folder.mkdir(parents=True, exist_ok=True)
+    length, hop = round(seconds * sample_rate), round(hop_seconds * sample_rate)
+    frame = round(FRAME_SECONDS * sample_rate)
+    kept = quiet = 0
+    digits = len(str(len(files) - 1))
+    for k, path in enumerate(files):
+        samples = load_audio(path, sample_rate)
+        windows = speech_windows(samples, length, hop, frame, min_db)
+        total = len(range(0, max(len(samples) - length, 0) + 1, hop))
+        for j, clip in windows:
+            write_audio(folder / f"{name}{k:0{digits}d}_nohash_{j:03d}.wav", clip, sample_rate)
+        kept += len(windows)
+        quiet += total - len(windows)
+    return {"recordings": len(files), "clips": kept, "skipped_without_speech": quiet, "folder": str(folder)}
