@@ -192,7 +192,8 @@ def _cmd_data_windows(args: argparse.Namespace) -> int:
     result = cut_windows(args.inputs, args.out, label=args.label, seconds=args.seconds, hop_seconds=args.hop,
                          min_db=args.min_db, every=args.every, offset=args.offset, name=args.name)
     print(f"{result['clips']} clips from {result['recordings']} recordings in {result['folder']} "
-          f"({result['skipped_without_speech']} without speech skipped)")
+          f"({result['skipped_without_speech']} without speech skipped"
+          + (f"; {result['unreadable']} unreadable recordings skipped" if result["unreadable"] else "") + ")")
     return 0
 
 

@@ -14,6 +14,7 @@ j: the clip's position in it), so a recording is one "speaker" to the speaker-di
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -21,7 +22,7 @@ import numpy as np
 
 from lmustream.audio.io import DEFAULT_SAMPLE_RATE, load_audio, write_audio
 from lmustream.data.clips import is_audio_file
-from lmustream.errors import ConfigError
+from lmustream.errors import AudioError, ConfigError
 
 FRAME_SECONDS = 0.01  # the loudness check's frame
 
@@ -72,13 +73,22 @@ def cut_windows(paths: Sequence[str | Path], out: str | Path, *, label: str = "_
     length, hop = round(seconds * sample_rate), round(hop_seconds * sample_rate)
     frame = round(FRAME_SECONDS * sample_rate)
     kept = quiet = 0
+    unreadable = []
     digits = len(str(len(files) - 1))
     for k, path in enumerate(files):
-        samples = load_audio(path, sample_rate)
+        try:
+            samples = load_audio(path, sample_rate)
+        except AudioError as e:  # one bad file among many: skip it, say so, go on
+            warnings.warn(f"skipped: {e}", stacklevel=2)
+            unreadable.append(str(path))
+            continue
         windows = speech_windows(samples, length, hop, frame, min_db)
         total = len(range(0, max(len(samples) - length, 0) + 1, hop))
         for j, clip in windows:
             write_audio(folder / f"{name}{k:0{digits}d}_nohash_{j:03d}.wav", clip, sample_rate)
         kept += len(windows)
         quiet += total - len(windows)
-    return {"recordings": len(files), "clips": kept, "skipped_without_speech": quiet, "folder": str(folder)}
+    if len(unreadable) == len(files):
+        raise AudioError(f"none of the {len(files)} recordings could be read (first: {unreadable[0]})")
+    return {"recordings": len(files) - len(unreadable), "clips": kept, "skipped_without_speech": quiet,
+            "unreadable": len(unreadable), "folder": str(folder)}

@@ -31,7 +31,7 @@ def test_windows_keep_speech_and_name_recordings_as_speakers(tmp_path):
     # a.flac: clips start every 0.5 s (0 .. 3.0 s); those starting at 0 and 0.5 s hold the burst, the
     # clip at 1.0 s holds its last 0.2 s; later ones are quiet noise, 70 dB down: skipped.
     assert names == ["s0_nohash_000.wav", "s0_nohash_001.wav", "s0_nohash_002.wav", "s1_nohash_000.wav"]
-    assert result == {"recordings": 2, "clips": 4, "skipped_without_speech": 4,
+    assert result == {"recordings": 2, "clips": 4, "skipped_without_speech": 4, "unreadable": 0,
                       "folder": str(tmp_path / "out" / "_unknown_")}
     clip, rate = sf.read(tmp_path / "out" / "_unknown_" / "s1_nohash_000.wav")
     assert rate == RATE and clip.shape == (RATE,) and np.abs(clip[int(0.6 * RATE):]).max() == 0.0
@@ -58,3 +58,14 @@ def test_bad_inputs_are_clear_errors(tmp_path, capsys):
     assert main(["data", "windows", str(tmp_path / "r.wav"), "--out", str(tmp_path / "cli"), "--label", "noise"]) == 0
     assert "1 clips from 1 recordings" in capsys.readouterr().out
     assert (tmp_path / "cli" / "noise" / "rec0_nohash_000.wav").exists()
+
+
+def test_an_unreadable_recording_is_skipped_with_a_warning(tmp_path):
+    from lmustream.errors import AudioError
+    _recording(tmp_path / "a.wav", 1.0, [(0.0, 1.0)])
+    (tmp_path / "b.wav").write_bytes(b"RIFFxxxxWAVEjunk")  # corrupt
+    with pytest.warns(UserWarning, match="b.wav"):
+        result = cut_windows([tmp_path], tmp_path / "out")
+    assert result["recordings"] == 1 and result["unreadable"] == 1 and result["clips"] == 1
+    with pytest.raises(AudioError, match="none of the 1 recordings"), pytest.warns(UserWarning):
+        cut_windows([tmp_path / "b.wav"], tmp_path / "out2")
