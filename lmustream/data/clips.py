@@ -91,6 +91,20 @@ def is_audio_file(path: Path) -> bool:
     return path.suffix.lower() in AUDIO_EXTENSIONS and not path.name.startswith(".") and path.is_file()
 
 
+def collect_audio(paths: Iterable[str | Path]) -> list[Path]:
+    """Audio files among ``paths`` (files, or folders searched recursively), sorted, deduplicated."""
+    found: list[Path] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            found += [f for f in sorted(path.rglob("*")) if is_audio_file(f)]
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise ConfigError(f"{p}: no such file or folder")
+    return sorted(set(found))
+
+
 def check_audio_header(path: Path) -> str | None:
     """Why ``path`` cannot be used as audio (missing, empty, unreadable header, no samples), or None.
 

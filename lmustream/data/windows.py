@@ -14,14 +14,13 @@ j: the clip's position in it), so a recording is one "speaker" to the speaker-di
 from __future__ import annotations
 
 import math
-import warnings
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from lmustream.audio.io import DEFAULT_SAMPLE_RATE, load_audio, write_audio
-from lmustream.data.clips import is_audio_file
+from lmustream.data.clips import collect_audio, is_audio_file, warn_skipped
 from lmustream.errors import AudioError, ConfigError
 
 FRAME_SECONDS = 0.01  # the loudness check's frame
@@ -32,25 +31,26 @@ def recordings(paths: Sequence[str | Path], every: int = 1, offset: int = 0) -> 
     ``every``-th starting at ``offset`` (``every=2`` with offsets 0 and 1 halves a collection)."""
     if every < 1 or not 0 <= offset < every:
         raise ConfigError(f"need every >= 1 and 0 <= offset < every, got every={every}, offset={offset}")
-    found = []
     for p in map(Path, paths):
-        if p.is_dir():
-            found += [f for f in p.rglob("*") if is_audio_file(f)]
-        elif is_audio_file(p):
-            found.append(p)
-        else:
+        if p.is_file() and not is_audio_file(p):
             raise ConfigError(f"{p}: not an audio file or a folder")
-    found = sorted(set(found))
+    found = collect_audio(paths)
     if not found:
         raise ConfigError(f"no audio files in {', '.join(map(str, paths))}")
     return found[offset::every]
 
 
+def window_starts(n: int, length: int, hop: int) -> range:
+    """Where the clips of ``length`` samples every ``hop`` samples start in ``n`` samples (one
+    clip, later zero-padded, when ``n < length``)."""
+    return range(0, max(n - length, 0) + 1, hop)
+
+
 def speech_windows(samples: np.ndarray, length: int, hop: int, frame: int, min_db: float) -> list[tuple[int, np.ndarray]]:
-    """``(position, clip)`` for the clips of ``length`` samples every ``hop`` samples (the last one
-    zero-padded) that hold a ``frame``-sample frame within ``min_db`` dB of the loudest frame."""
-    starts = range(0, max(len(samples) - length, 0) + 1, hop)
-    clips = [np.pad(samples[s:s + length], (0, max(0, length - len(samples[s:s + length])))) for s in starts]
+    """``(position, clip)`` for the clips at ``window_starts`` (the last one zero-padded) that hold a
+    ``frame``-sample frame within ``min_db`` dB of the loudest frame."""
+    cuts = (samples[s:s + length] for s in window_starts(len(samples), length, hop))
+    clips = [np.pad(cut, (0, length - len(cut))) for cut in cuts]
     loudest = []
     for clip in clips:
         frames = clip[: len(clip) // frame * frame].reshape(-1, frame).astype(np.float64)
@@ -73,22 +73,22 @@ def cut_windows(paths: Sequence[str | Path], out: str | Path, *, label: str = "_
     length, hop = round(seconds * sample_rate), round(hop_seconds * sample_rate)
     frame = round(FRAME_SECONDS * sample_rate)
     kept = quiet = 0
-    unreadable = []
+    unreadable: list[tuple[str, str]] = []
     digits = len(str(len(files) - 1))
     for k, path in enumerate(files):
         try:
             samples = load_audio(path, sample_rate)
         except AudioError as e:  # one bad file among many: skip it, say so, go on
-            warnings.warn(f"skipped: {e}", stacklevel=2)
-            unreadable.append(str(path))
+            unreadable.append((str(path), str(e)))
             continue
         windows = speech_windows(samples, length, hop, frame, min_db)
-        total = len(range(0, max(len(samples) - length, 0) + 1, hop))
         for j, clip in windows:
             write_audio(folder / f"{name}{k:0{digits}d}_nohash_{j:03d}.wav", clip, sample_rate)
         kept += len(windows)
-        quiet += total - len(windows)
+        quiet += len(window_starts(len(samples), length, hop)) - len(windows)
+    if unreadable:
+        warn_skipped(unreadable, "cutting windows")
     if len(unreadable) == len(files):
-        raise AudioError(f"none of the {len(files)} recordings could be read (first: {unreadable[0]})")
+        raise AudioError(f"none of the {len(files)} recordings could be read (first: {unreadable[0][0]})")
     return {"recordings": len(files) - len(unreadable), "clips": kept, "skipped_without_speech": quiet,
             "unreadable": len(unreadable), "folder": str(folder)}

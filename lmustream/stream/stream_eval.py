@@ -23,12 +23,11 @@ import bisect
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
 from lmustream.audio.io import load_audio
-from lmustream.data.clips import is_audio_file
+from lmustream.data.clips import collect_audio, is_audio_file  # noqa: F401 (collect_audio: this module's API too)
 from lmustream.errors import ConfigError
 from lmustream.stream.detector import (DetectorConfig, FrameClock, KeywordTrigger, PosteriorSmoother,
                                        is_keyword_label)
@@ -39,20 +38,6 @@ FA_RATES = (0.5, 1.0, 5.0)  # false alarms per hour at which FRR is reported
 KEYWORD_MARGIN_S = 0.15  # audio kept around a keyword clip's speech
 FADE_S = 0.01  # fade in/out of every inserted item (no clicks)
 NOISE_SEGMENT_S = (5.0, 20.0)
-
-
-def collect_audio(paths: Iterable[str | Path]) -> list[Path]:
-    """Audio files among ``paths`` (files, or folders searched recursively), sorted, deduplicated."""
-    found: list[Path] = []
-    for p in paths:
-        path = Path(p)
-        if path.is_dir():
-            found += [f for f in sorted(path.rglob("*")) if is_audio_file(f)]
-        elif path.is_file():
-            found.append(path)
-        else:
-            raise ConfigError(f"{p}: no such file or folder")
-    return sorted(set(found))
 
 
 def keyword_clips(positives: str | Path, keywords: list[str]) -> tuple[dict[str, list[Path]], dict[str, list[Path]]]:
