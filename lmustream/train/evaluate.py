@@ -24,12 +24,15 @@ def evaluate_artifact(artifact: ModelArtifact, data_path: str, split: str = "tes
     from lmustream.data.datasets import open_dataset
     from lmustream.data.feature_dataset import FeatureDataset
 
-    if task is None:
-        task = "12" if "_unknown_" in artifact.labels else "35"
     split_args = _recipe_split(artifact, data_path)
     if split_args:  # the data the model was trained on: reproduce its speaker split exactly
         kind, pattern = split_args.pop("kind"), split_args.pop("pattern") or pattern
         label_map = split_args.pop("label_map") or label_map
+    if task is None:
+        # A 12-class model reads Speech Commands as the 12-class task; data in another layout
+        # (labelled folders, a manifest, a pattern) already names the model's own labels.
+        sc_layout = kind in ("auto", "speech_commands")
+        task = "12" if "_unknown_" in artifact.labels and sc_layout else "35"
     if noise_dir is not None:
         split_args["noise_dir"] = noise_dir
     index = open_dataset(data_path, kind=kind, task=task, pattern=pattern, label_map=label_map,

@@ -41,6 +41,16 @@ def _centroid(x):
     return float(np.sum(np.fft.rfftfreq(x.size, 1 / SAMPLE_RATE) * power) / np.sum(power))
 
 
+def _f0(x):
+    """Fundamental frequency (Hz) of the loudest 40 ms of ``x``: the autocorrelation peak in 60-400 Hz."""
+    n = int(0.04 * SAMPLE_RATE)
+    segment = max((x[i:i + n] for i in range(0, x.size - n, n // 2)), key=lambda f: float(np.sum(f * f)))
+    segment = segment - segment.mean()
+    lag = np.correlate(segment, segment, "full")[n - 1:]
+    lo, hi = SAMPLE_RATE // 400, SAMPLE_RATE // 60
+    return SAMPLE_RATE / (lo + int(np.argmax(lag[lo:hi])))
+
+
 # ----------------------------------------------------------------- effects (no engine needed)
 
 @pytest.mark.parametrize("factor", [0.85, 1.0, 1.15])
@@ -158,7 +168,7 @@ def test_espeak_voices_and_one_rendering():
     assert np.array_equal(clip, render_clip("yes", speaker, 0, seed=0)[0])
 
 
-@pytest.mark.parametrize("name", ["flite", "festival", "piper"])
+@pytest.mark.parametrize("name", ["flite", "festival", "piper", "pico"])
 def test_optional_engine_renders_a_word(name):
     engine = get_engine(name)
     if not engine.available():
@@ -167,6 +177,21 @@ def test_optional_engine_renders_a_word(name):
     for pitch in (0.0, 3.0):
         samples, rate = engine.render("seven", voice, pitch=pitch, speed=1.1)
         assert rate >= 8000 and np.isfinite(samples).all() and np.abs(samples).max() > 0.05
+        # The corpus must be reproducible: the same request gives the same samples.
+        assert np.array_equal(samples, engine.render("seven", voice, pitch=pitch, speed=1.1)[0])
+
+
+def test_pico_speaks_both_english_voices_and_follows_pitch_and_tempo():
+    engine = get_engine("pico")
+    if not engine.available():
+        pytest.skip("pico is not installed (scripts/install_tts.sh)")
+    assert [v.spec for v in engine.voices()] == ["en-US", "en-GB"]
+    for voice in engine.voices():
+        plain, rate = engine.render("seven", voice)
+        assert rate == 16000
+        assert len(engine.render("seven", voice, speed=2.0)[0]) < 0.75 * len(plain)
+        low, high = (_f0(engine.render("seven", voice, pitch=p)[0]) for p in (-5.0, 7.0))
+        assert low < _f0(plain) < high
 
 
 # ----------------------------------------------------------------- the corpus

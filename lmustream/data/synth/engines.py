@@ -1,4 +1,4 @@
-"""Offline TTS engines behind one interface: espeak-ng, flite, festival and Piper, each detected at run time.
+"""Offline TTS engines behind one interface: espeak-ng, flite, festival, Piper and SVOX Pico, each detected at run time.
 
 ``Engine.render(text, voice, pitch, speed, amplitude)`` returns ``(samples, sample_rate)``
 with float32 samples in [-1, 1]. The controls are engine-neutral:
@@ -395,10 +395,85 @@ class PiperEngine(Engine):
         return samples, rate
 
 
+# --------------------------------------------------------------------------- SVOX Pico
+
+# The Python package ``ttspico`` (Apache 2.0) builds the SVOX Pico engine and installs its
+# language files; its English voices are one US and one British speaker.
+PICO_LANGUAGES = ("en-US", "en-GB")
+PICO_PITCH_PERCENT = (50, 200)  # what the engine accepts: 100 = the voice's own pitch
+PICO_RATE_PERCENT = (20, 500)
+PICO_SAMPLE_RATE = 16000
+
+
+def _pico_language_dirs() -> list[Path]:
+    """Where ttspico looks for language files (the package's own folder, then the system's)."""
+    try:
+        import ttspico
+    except Exception:  # missing, or its C extension failed to build: "not available"
+        return []
+    return [Path(getattr(ttspico, "_LANG_DIR", "")), Path("/usr/share/pico/lang")]
+
+
+class PicoEngine(Engine):
+    """SVOX Pico (``ttspico``): its US and British English voices, several synthetic speakers each.
+
+    Pico's unvoiced excitation walks through a table of random phases that carries over
+    from one utterance to the next, so the same word said twice by one engine instance
+    differs; every rendering gets a fresh instance (about 3 ms) to stay reproducible.
+    """
+
+    name = "pico"
+    variants_per_voice = 24
+
+    @cached_property
+    def _voices(self) -> list[Voice]:
+        found = []
+        for language in PICO_LANGUAGES:
+            prefix = language + "_"
+            if any(d.is_dir() and any(f.name.startswith(prefix) for f in d.glob("*.bin"))
+                   for d in _pico_language_dirs()):
+                found.append(Voice(self.name, language, safe_id(language)))
+        return found
+
+    def available(self) -> bool:
+        return bool(self.voices())
+
+    def voices(self) -> list[Voice]:
+        return list(self._voices)
+
+    def version(self) -> str:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("ttspico")
+        except PackageNotFoundError:
+            return "unknown"
+
+    def _render(self, text, voice, pitch, speed):
+        import ttspico
+
+        low, high = PICO_PITCH_PERCENT
+        pitch_percent = int(round(min(high, max(low, 100.0 * _pitch_ratio(pitch)))))
+        low, high = PICO_RATE_PERCENT
+        rate_percent = int(round(min(high, max(low, 100.0 * speed))))
+        try:
+            engine = ttspico.TtsEngine(voice.spec)
+            engine.set_property("pitch", pitch_percent)
+            engine.set_property("rate", rate_percent)
+            pcm = engine.speak(text)
+        except Exception as e:  # the extension raises RuntimeError and ValueError
+            raise EngineError(f"pico voice {voice.spec!r}: rendering {text!r} failed ({e})") from e
+        if not pcm:
+            raise EngineError(f"pico voice {voice.spec!r}: rendering {text!r} gave no audio")
+        samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32) / np.float32(32768.0)
+        return samples, PICO_SAMPLE_RATE
+
+
 # --------------------------------------------------------------------------- registry
 
 ENGINE_CLASSES: dict[str, type[Engine]] = {
-    "espeak": EspeakEngine, "flite": FliteEngine, "festival": FestivalEngine, "piper": PiperEngine}
+    "espeak": EspeakEngine, "flite": FliteEngine, "festival": FestivalEngine, "piper": PiperEngine,
+    "pico": PicoEngine}
 ENGINE_ALIASES = {"espeak-ng": "espeak"}
 
 

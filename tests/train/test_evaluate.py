@@ -1,0 +1,30 @@
+"""Evaluation of a model file on data in each layout."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from lmustream.data.labels import SPEECH_COMMANDS_12
+from lmustream.errors import ConfigError
+from lmustream.train.evaluate import evaluate_artifact
+from tests.detect.fakes import tiny_artifact
+
+
+def _write_clips(folder, n, seed=0):
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        sf.write(folder / f"spk{i}_nohash_0.wav", (0.1 * rng.standard_normal(16000)).astype(np.float32), 16000)
+
+
+def test_a_12_class_model_reads_labelled_folders_with_its_own_labels(tmp_path):
+    # Real non-keyword speech gathered under _unknown_/ is how a 12-class model's false
+    # accepts are measured; the folders name the model's labels, no Speech Commands task applies.
+    _write_clips(tmp_path / "negatives" / "_unknown_", 3)
+    artifact = tiny_artifact(SPEECH_COMMANDS_12)
+    result = evaluate_artifact(artifact, str(tmp_path / "negatives"), "all", kind="folders")
+    assert result["n"] == 3 and set(result["per_class"]) == {"_unknown_"}
+    # A label the model lacks is still an error that names it.
+    _write_clips(tmp_path / "negatives" / "maybe", 1)
+    with pytest.raises(ConfigError, match="maybe"):
+        evaluate_artifact(artifact, str(tmp_path / "negatives"), "all", kind="folders")
