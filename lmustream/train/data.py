@@ -60,7 +60,7 @@ class FeatureTensorSet(torch.utils.data.Dataset):
 class TrainingData:
     labels: list[str]
     train: FeatureTensorSet
-    validation: FeatureTensorSet
+    validation: FeatureTensorSet | None  # None: no held-out split was asked for (the last epoch is kept)
     test: FeatureTensorSet | None
     frontend: FbankConfig
     noise: torch.Tensor | None  # unnormalized log-mel of background noise, [T, n_mels]
@@ -111,8 +111,8 @@ def prepare_data(config: TrainConfig, verbose: bool = True, frontend: FbankConfi
         return FeatureTensorSet.from_dataset(ds, name, verbose)
 
     train, validation, test = split("train"), split("validation"), split("test")
-    if train is None or validation is None:
-        raise ConfigError(f"{d.path}: need non-empty train and validation splits")
+    if train is None:
+        raise ConfigError(f"{d.path}: the train split is empty")
     noise_dirs = [Path(p) for p in d.noise_dirs]
     if (Path(d.path) / "_background_noise_").is_dir():
         noise_dirs.append(Path(d.path) / "_background_noise_")
@@ -166,8 +166,8 @@ def training_data_from_pack(path, config: TrainConfig, frontend: FbankConfig, ve
         return FeatureTensorSet(torch.from_numpy(pack.features(name)).to(torch.float16), torch.from_numpy(y))
 
     train, validation, test = split("train"), split("validation"), split("test")
-    if train is None or validation is None:
-        raise ConfigError(f"{path}: need non-empty train and validation splits")
+    if train is None:
+        raise ConfigError(f"{path}: the pack's train split is empty")
     noise = None
     if pack.noise is not None and config.augment.noise_prob > 0:
         noise = torch.from_numpy(pack.noise.astype(np.float32))

@@ -264,7 +264,12 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
                 "best_acc": best_acc, "torch_rng": torch.get_rng_state(), "config": config.to_dict(),
                 "labels": list(data.labels), **({"ema": average.state_dict()} if average is not None else {})})
 
-    val_loader = torch.utils.data.DataLoader(data.validation, batch_size=256, num_workers=config.data.num_workers)
+    # Without a validation split (every speaker trains: the final fit of a recipe chosen on
+    # held-out speakers), there is nothing to select on, and the last epoch is the model.
+    val_loader = (torch.utils.data.DataLoader(data.validation, batch_size=256, num_workers=config.data.num_workers)
+                  if data.validation is not None else None)
+    if val_loader is None and ddp.main:
+        print("no validation split: model.safetensors is the model after the last epoch completed", flush=True)
     metrics_path = out / "metrics.csv"
     board = _tensorboard(out) if ddp.main else None
     with _StopFlag() as stop:
@@ -321,10 +326,10 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
             step_in_epoch = 0
             if ddp.main:
                 chosen = average.model if average is not None else model  # what is validated and saved
-                val_acc, _ = evaluate(chosen, val_loader, device, config.amp)
-                improved = val_acc > best_acc
-                if improved:
-                    best_acc = val_acc
+                val_acc = evaluate(chosen, val_loader, device, config.amp)[0] if val_loader is not None else None
+                improved = val_acc is not None and val_acc > best_acc
+                if improved or val_acc is None:
+                    best_acc = val_acc if val_acc is not None else best_acc
                     save_model(out / "model.safetensors", ModelArtifact(
                         chosen.eval(), list(data.labels), data.frontend,
                         {"recipe": config.to_dict(), "epoch": epoch, "validation_accuracy": val_acc}))
@@ -335,10 +340,11 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
                     "clips_per_s": round(seen * ddp.world / max(elapsed, 1e-9), 1)})
                 if board is not None:
                     for key in ("train_loss", "train_acc", "val_acc", "lr", "clips_per_s"):
-                        board.add_scalar(key, _last_metrics[key], epoch)
+                        if _last_metrics[key] is not None:
+                            board.add_scalar(key, _last_metrics[key], epoch)
+                validated = f"validation acc {val_acc:.4f}" if val_acc is not None else "no validation"
                 print(f"epoch {epoch}/{config.epochs}: train loss {loss_sum / max(seen, 1):.4f} "
-                      f"acc {correct / max(seen, 1):.3f}, validation acc {val_acc:.4f}"
-                      f"{' (best)' if improved else ''}", flush=True)
+                      f"acc {correct / max(seen, 1):.3f}, {validated}{' (best)' if improved else ''}", flush=True)
             checkpoint()
             if ddp.world > 1:
                 dist.barrier()

@@ -114,6 +114,13 @@ def test_trainer_reads_a_pack(tmp_path):
     bad = load_config(None, [f"data.path={path}", "data.frames=30"])
     with pytest.raises(ConfigError, match="frames"):
         prepare_data(bad, verbose=False)
+    # A pack of train clips only (made with no held-out speakers) trains without validation.
+    train_only = write_pack(FeaturePack(["x", "y"], 20, fe, {"train": splits["train"]}, None, ""), tmp_path / "t.npz")
+    data = prepare_data(load_config(None, [f"data.path={train_only}", "data.frames=20"]), verbose=False)
+    assert len(data.train) == 6 and data.validation is None
+    empty = write_pack(FeaturePack(["x", "y"], 20, fe, {"validation": splits["validation"]}, None, ""), tmp_path / "v.npz")
+    with pytest.raises(ConfigError, match="train split is empty"):
+        prepare_data(load_config(None, [f"data.path={empty}", "data.frames=20"]), verbose=False)
 
 
 def test_pack_must_match_the_data_section_it_stands_for(tmp_path):

@@ -73,6 +73,20 @@ def test_end_to_end_on_cpu(tone_dataset, tmp_path, capsys):
     assert "confusion (rows: true, columns: predicted)" in capsys.readouterr().out
 
 
+def test_without_a_validation_split_the_last_epoch_is_the_model(tone_dataset, tmp_path, capsys):
+    # The final fit of a recipe: every speaker trains, nothing is held out to select on.
+    overrides = base_overrides(tone_dataset, tmp_path / "run", tmp_path / "cache") + ["data.validation_speakers=0"]
+    path = train(load_config(None, overrides), progress=False)
+    assert "no validation split" in capsys.readouterr().out
+    art = load_model(path)
+    assert art.extra["epoch"] == 3 and art.extra["validation_accuracy"] is None
+    checkpoint = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    for name, value in art.model.state_dict().items():
+        assert torch.equal(value, checkpoint["model"][name]), name
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    assert [r["val_acc"] for r in rows] == ["", "", ""]
+
+
 def _run_cli(args, env_extra=None):
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env_extra or {})}
     return subprocess.Popen([sys.executable, "-m", "lmustream", "train", "--no-progress", *args],
