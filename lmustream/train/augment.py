@@ -23,6 +23,17 @@ def _uniform(g, n, low, high, device):
     return torch.rand(n, generator=g).to(device) * (high - low) + low
 
 
+def _on_device(g: torch.Generator, device: torch.device) -> torch.Generator:
+    """A generator on ``device`` for batch-sized draws, seeded from ``g`` (``g`` itself on the CPU).
+
+    Drawing megabytes of random numbers on the host and copying them over would take longer
+    than the training step itself on a GPU; seeding from ``g`` keeps every run reproducible.
+    """
+    if device.type == "cpu":
+        return g
+    return torch.Generator(device=device).manual_seed(int(torch.randint(0, 2**62, (1,), generator=g)))
+
+
 class FeatureAugmenter:
     """Applies the switchable augmentations of :class:`AugmentConfig` to ``(x [B, N, M], y [B, K])``."""
 
@@ -31,6 +42,7 @@ class FeatureAugmenter:
         self.frontend = frontend
         # noise: log-mel (unnormalized) of background recordings, concatenated over time [T, M]
         self.noise = noise
+        self._noise_on: dict[torch.device, torch.Tensor] = {}  # noise copied once to each device used
 
     def _denormalize(self, x):
         return x * (2 * self.frontend.std) + self.frontend.mean
@@ -56,7 +68,7 @@ class FeatureAugmenter:
             logmel = self._lowpass(logmel, g)
         x = self._normalize(logmel)
         if c.feature_noise > 0:
-            x = x + c.feature_noise * torch.randn(x.shape, generator=g).to(dev)
+            x = x + c.feature_noise * torch.randn(x.shape, generator=_on_device(g, dev), device=dev)
         if c.time_shift > 0:
             shift = torch.randint(-c.time_shift, c.time_shift + 1, (B,), generator=g).to(dev)
             idx = (torch.arange(N, device=dev)[None, :] - shift[:, None]) % N
@@ -74,7 +86,9 @@ class FeatureAugmenter:
         T = self.noise.shape[0]
         starts = torch.randint(0, max(T - N, 1), (B,), generator=g)
         idx = (starts[:, None] + torch.arange(N)[None, :]) % T
-        noise = self.noise[idx].to(logmel.device)  # (B, N, M)
+        if logmel.device not in self._noise_on:
+            self._noise_on[logmel.device] = self.noise.to(logmel.device)
+        noise = self._noise_on[logmel.device][idx.to(logmel.device)]  # (B, N, M)
         snr = _uniform(g, B, c.snr_db[0], c.snr_db[1], logmel.device)
         use = (torch.rand(B, generator=g) < c.noise_prob).to(logmel.device)
         # log of mean energy per clip, computed stably
@@ -132,10 +146,11 @@ class FeatureAugmenter:
         mel = self._source_mel_index(alpha)  # [B, M] in bins
         centre = (N - 1) / 2
         frame = centre + (torch.arange(N, dtype=torch.float32)[None, :] - centre) / beta[:, None]  # [B, N]
-        # grid_sample wants (x = mel, y = time) in [-1, 1] (align_corners=True: -1 and 1 are the end bins)
-        gx = (2 * mel / (M - 1) - 1)[:, None, :].expand(B, N, M)
-        gy = (2 * frame / (N - 1) - 1)[:, :, None].expand(B, N, M)
-        grid = torch.stack([gx, gy], -1).to(dev, x.dtype)
+        # grid_sample wants (x = mel, y = time) in [-1, 1] (align_corners=True: -1 and 1 are the end bins);
+        # the [B, N, M, 2] grid is built where x is, from its [B, M] and [B, N] factors
+        gx = (2 * mel / (M - 1) - 1).to(dev, x.dtype)[:, None, :].expand(B, N, M)
+        gy = (2 * frame / (N - 1) - 1).to(dev, x.dtype)[:, :, None].expand(B, N, M)
+        grid = torch.stack([gx, gy], -1)
         warped = torch.nn.functional.grid_sample(x[:, None], grid, mode="bilinear", padding_mode="border",
                                                  align_corners=True)
         return warped[:, 0]

@@ -52,8 +52,9 @@ class FeatureTensorSet(torch.utils.data.Dataset):
     def __getitem__(self, i):
         return self.features[i].float(), self.labels[i]
 
-    def batch(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.features[idx].float(), self.labels[idx]
+    def batch(self, idx: torch.Tensor, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """Clips ``idx`` as float32 features on ``device`` (sent as float16: half the copy) and labels."""
+        return self.features[idx].to(device).float(), self.labels[idx].to(device)
 
 
 @dataclass

@@ -36,6 +36,7 @@ from lmustream.train.evaluate import add_to_confusion
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_VERSION = 1
+PROGRESS_EVERY = 20  # steps between progress-bar updates (each update waits for the device)
 
 
 class TrainingInterrupted(LmuStreamError):
@@ -277,14 +278,15 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
             order = torch.randperm(n_train, generator=torch.Generator().manual_seed(config.seed * 100_003 + epoch))
             train_model.train()
             bar = _progress(range(step_in_epoch, steps_per_epoch), ddp.main and progress, f"epoch {epoch + 1}")
-            loss_sum = correct = seen = 0.0
+            # Running sums stay on the device: reading them every step would stall the GPU queue.
+            loss_sum, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
             t0 = time.perf_counter()
             for step_in_epoch in bar:
                 g = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch * 10_007 + step_in_epoch)
                 batch_idx = order[step_in_epoch * config.batch_size:(step_in_epoch + 1) * config.batch_size]
-                x, y = data.train.batch(batch_idx)  # global batch: augmentation identical for any world size
+                x, y = data.train.batch(batch_idx, device)  # global batch: augmentation identical for any world size
                 target = F.one_hot(y, len(data.labels)).float()
-                x, target = augmenter(x.to(device), target.to(device), g)
+                x, target = augmenter(x, target, g)
                 shard = slice(ddp.rank * local_batch, (ddp.rank + 1) * local_batch)
                 x, target, y = x[shard], target[shard], y[shard]
                 for group in optimizer.param_groups:
@@ -306,11 +308,11 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
                 if average is not None:
                     average.update(model)
                 global_step += 1
-                loss_sum += loss.item() * len(y)
-                correct += float((logits.argmax(1).cpu() == y).sum())
+                loss_sum += loss.detach() * len(y)
+                correct += (logits.detach().argmax(1) == y).sum()
                 seen += len(y)
-                if ddp.main and progress:
-                    bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}",
+                if ddp.main and progress and (step_in_epoch % PROGRESS_EVERY == 0 or step_in_epoch == steps_per_epoch - 1):
+                    bar.set_postfix(loss=f"{loss_sum.item() / seen:.4f}", acc=f"{correct.item() / seen:.3f}",
                                     clips_s=f"{seen * ddp.world / (time.perf_counter() - t0):.0f}")
                 if stop.raised is not None:
                     step_in_epoch += 1
@@ -321,6 +323,7 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
                     step_in_epoch += 1
                     checkpoint()
                     step_in_epoch -= 1
+            loss_sum, correct = float(loss_sum), float(correct)
             elapsed = time.perf_counter() - t0
             epoch += 1
             step_in_epoch = 0
