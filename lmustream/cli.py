@@ -149,7 +149,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     except TrainingInterrupted as e:
         print(str(e), file=sys.stderr)
         return 130
-    print(f"best model: {path}")
+    from lmustream.models.artifact import load_model
+
+    chosen = "best model" if load_model(path).extra.get("validation_accuracy") is not None else "model (last epoch)"
+    print(f"{chosen}: {path}")
     return 0
 
 
