@@ -276,9 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split", default="test", choices=["train", "validation", "test", "all"],
                     help="split to evaluate (all: every clip, for data the model never trained on)")
     ev.add_argument("--kind", default="auto", choices=["auto", "speech_commands", "folders", "manifest", "pattern"])
-    ev.add_argument("--task", choices=["35", "12"], help="Speech Commands task (default: from the model's labels, 12 when they include "
-                         "_unknown_; with --kind folders, manifest or pattern the data's own labels "
-                         "are used)")
+    ev.add_argument("--task", choices=["35", "12"],
+                    help="Speech Commands task (default: from the model's labels, 12 when they include _unknown_; "
+                         "with --kind folders, manifest or pattern the data's own labels are used)")
     ev.add_argument("--noise-dir", help="task 12: background-noise folder to cut _silence_ clips from "
                                         "(default: the dataset's _background_noise_)")
     ev.add_argument("--pattern", help="filename pattern, e.g. '{label}_{speaker}_{index}.wav'")

@@ -331,8 +331,9 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
                 chosen = average.model if average is not None else model  # what is validated and saved
                 val_acc = evaluate(chosen, val_loader, device, config.amp)[0] if val_loader is not None else None
                 improved = val_acc is not None and val_acc > best_acc
-                if improved or val_acc is None:
-                    best_acc = val_acc if val_acc is not None else best_acc
+                if improved:
+                    best_acc = val_acc
+                if improved or val_acc is None:  # without validation every epoch replaces the last
                     save_model(out / "model.safetensors", ModelArtifact(
                         chosen.eval(), list(data.labels), data.frontend,
                         {"recipe": config.to_dict(), "epoch": epoch, "validation_accuracy": val_acc}))
