@@ -20,10 +20,10 @@ import time
 
 from tqdm import tqdm
 
+from lmustream.data.clips import collect_audio
 from lmustream.stream.backend import open_kernel
 from lmustream.stream.detector import DetectorConfig, is_keyword_label
-from lmustream.stream.stream_eval import (build_plan, collect_audio, frame_logits, keyword_clips, stream_levels,
-                                          summarize, sweep)
+from lmustream.stream.stream_eval import build_plan, frame_logits, keyword_clips, stream_levels, summarize, sweep
 
 
 def floats(text: str) -> list[float]:

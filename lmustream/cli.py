@@ -149,9 +149,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     except TrainingInterrupted as e:
         print(str(e), file=sys.stderr)
         return 130
-    from lmustream.models.artifact import load_model
+    from lmustream.models.artifact import read_header
 
-    chosen = "best model" if load_model(path).extra.get("validation_accuracy") is not None else "model (last epoch)"
+    validated = read_header(path).get("extra", {}).get("validation_accuracy") is not None
+    chosen = "best model" if validated else "model (last epoch)"
     print(f"{chosen}: {path}")
     return 0
 

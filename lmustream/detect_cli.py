@@ -298,9 +298,10 @@ def _cmd_eval_stream(args) -> int:
     import numpy as np
 
     from lmustream.stream.backend import open_kernel
-    from lmustream.stream.stream_eval import (build_plan, collect_audio, detector_events, format_summary,
-                                              frame_logits, keyword_clips, pick_thresholds, plot_det, score_events,
-                                              span_errors, stream_levels, summarize, sweep)
+    from lmustream.data.clips import collect_audio
+    from lmustream.stream.stream_eval import (build_plan, detector_events, format_summary, frame_logits,
+                                              keyword_clips, pick_thresholds, plot_det, score_events, span_errors,
+                                              stream_levels, summarize, sweep)
 
     kernel = open_kernel(args.model, args.backend, int8=args.int8)
     labels = list(kernel.labels)
@@ -369,7 +370,8 @@ def _cmd_eval_stream(args) -> int:
 def _cmd_calibrate(args) -> int:
     from lmustream.stream.backend import open_kernel
     from lmustream.stream.calibrate import calibrate, write_calibrated_model, write_calibration
-    from lmustream.stream.stream_eval import collect_audio, keyword_clips
+    from lmustream.data.clips import collect_audio
+    from lmustream.stream.stream_eval import keyword_clips
 
     kernel = open_kernel(args.model, args.backend, int8=args.int8)
     labels = list(kernel.labels)

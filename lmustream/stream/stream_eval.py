@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from lmustream.audio.io import load_audio
-from lmustream.data.clips import collect_audio, is_audio_file  # noqa: F401 (collect_audio: this module's API too)
+from lmustream.data.clips import collect_audio
 from lmustream.errors import ConfigError
 from lmustream.stream.detector import (DetectorConfig, FrameClock, KeywordTrigger, PosteriorSmoother,
                                        is_keyword_label)

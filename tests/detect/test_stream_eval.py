@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 
 from lmustream.audio import write_audio
+from lmustream.data.clips import collect_audio
 from lmustream.errors import ConfigError
 from lmustream.stream.calibrate import calibrate
 from lmustream.stream.detector import DetectorConfig
-from lmustream.stream.stream_eval import (build_plan, collect_audio, detector_events, frame_logits, keyword_clips,
-                                          render, score_detections, score_events, span_errors, summarize,
-                                          sweep)
+from lmustream.stream.stream_eval import (build_plan, detector_events, frame_logits, keyword_clips, render,
+                                          score_detections, score_events, span_errors, summarize, sweep)
 from lmustream.stream.torch_stream import TorchKernel
 from tests.detect.fakes import EnergyKernel, silence, tiny_artifact, tone
 

@@ -293,6 +293,16 @@ class FestivalEngine(Engine):
             return _decode_wav(Path(out).read_bytes() if os.path.exists(out) else b"", what)
 
 
+def _package_version(distribution: str) -> str:
+    """The installed version of a Python distribution, or "unknown"."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "unknown"
+
+
 def _dpkg_version(package: str) -> str:
     if shutil.which("dpkg-query") is None:
         return "unknown"
@@ -343,12 +353,7 @@ class PiperEngine(Engine):
         return bool(self._voice_files())
 
     def version(self) -> str:
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            return version("piper-tts")
-        except PackageNotFoundError:
-            return "unknown"
+        return _package_version("piper-tts")
 
     def voices(self) -> list[Voice]:
         if not self.available():
@@ -411,7 +416,8 @@ def _pico_language_dirs() -> list[Path]:
         import ttspico
     except Exception:  # missing, or its C extension failed to build: "not available"
         return []
-    return [Path(getattr(ttspico, "_LANG_DIR", "")), Path("/usr/share/pico/lang")]
+    own = getattr(ttspico, "_LANG_DIR", None)
+    return ([Path(own)] if own else []) + [Path("/usr/share/pico/lang")]
 
 
 class PicoEngine(Engine):
@@ -442,12 +448,7 @@ class PicoEngine(Engine):
         return list(self._voices)
 
     def version(self) -> str:
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            return version("ttspico")
-        except PackageNotFoundError:
-            return "unknown"
+        return _package_version("ttspico")
 
     def _render(self, text, voice, pitch, speed):
         import ttspico
