@@ -408,11 +408,14 @@ Engine::Engine(const Artifact& art, const EngineOptions& options)
         }
         B64_ = space.B;
     } else {
-        A32_.assign(std::size_t(panels32) * M * kPanel, 0.0f);
+        // float16 A: half the bytes of the largest matrix left in floating point. Its rounding
+        // (relative 2^-11 per entry) moves the memory by about 0.3% of its range, no drift over
+        // long streams, below the int8 input codes' own step (docs/kernel.md).
+        A16_.assign(std::size_t(panels32) * M * kPanel, 0);
         for (int i = 0; i < M; ++i) {
             for (int j = 0; j < M; ++j) {
-                A32_[std::size_t(kernels::panel_vector(panels32, M, i / kPanel, j)) * kPanel + i % kPanel] =
-                    float(space.A[std::size_t(i) * M + j]);
+                A16_[std::size_t(kernels::panel_vector(panels32, M, i / kPanel, j)) * kPanel + i % kPanel] =
+                    kernels::float_to_half(float(space.A[std::size_t(i) * M + j]));
             }
         }
         B32_.assign(space.B.begin(), space.B.end());
@@ -454,7 +457,7 @@ std::size_t Engine::weight_bytes() const {
         for (const Layer* L : {&w.Wu, &w.Wh, &w.proj, &w.fc1, &w.fc2}) total += L->weight_bytes();
     }
     const std::size_t M = std::size_t(config_.memory_size);
-    total += blocks_.size() * M * M * (options_.int8 ? sizeof(float) : sizeof(double));
+    total += blocks_.size() * M * M * (options_.int8 ? sizeof(std::uint16_t) : sizeof(double));
     return total;
 }
 
@@ -745,7 +748,8 @@ void Engine::step_lanes(Stream* const* S, Scratch* const* X, const float* const*
 }
 
 void Engine::memory_step(Stream* const* S, Scratch* const* X, int nb, int block, bool one_stream) const {
-    // m_t = A m_{t-1} + B u_t: float64 with float32 weights (as step.py), float32 with int8 weights.
+    // m_t = A m_{t-1} + B u_t: float64 with float32 weights (as step.py); with int8 weights, float32
+    // sums of a float16 A.
     if (one_stream && nb > 1) {  // consecutive frames of one stream: each needs the last one's memory
         for (int j = 0; j < nb; ++j) memory_step(S + j, X + j, 1, block, false);
         return;
@@ -781,8 +785,8 @@ void Engine::memory_step(Stream* const* S, Scratch* const* X, int nb, int block,
         x[j] = sc.m32_.data();
         y[j] = sc.tmp_.data();
     }
-    const kernels::F32Matrix A{A32_.data(), zero_bias_.data(), M, M, panels_for(M, kPanel)};
-    table_->f32_dense(A, x, nb, y);
+    const kernels::F16Matrix A{A16_.data(), zero_bias_.data(), M, M, panels_for(M, kPanel)};
+    table_->f16_dense(A, x, nb, y);
     for (int j = 0; j < nb; ++j) {
         Stream& st = *S[j];
         Scratch& sc = *X[j];

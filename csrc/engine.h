@@ -148,7 +148,8 @@ class Engine {
     Affine head_bn_;
     Layer head_;
     std::vector<double> A64_, B64_;  // float64 memory (float32 weights)
-    std::vector<float> A32_, B32_, zero_bias_;  // float32 memory (int8 weights)
+    std::vector<std::uint16_t> A16_;            // float16 A, float32 sums (int8 weights)
+    std::vector<float> B32_, zero_bias_;
     std::vector<std::string> lif_names_;
     std::vector<int> lif_sizes_;
     int max_in_ = 0, max_out_ = 0;

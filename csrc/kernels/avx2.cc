@@ -1,14 +1,14 @@
-// AVX2 + FMA implementation of the primitives (see kernels.h for the contracts). Only compiled
-// for x86-64, with target attributes on this file's functions alone.
+// AVX2 + FMA (+ F16C) implementation of the primitives (see kernels.h for the contracts). Only
+// compiled for x86-64, with target attributes on this file's functions alone.
 #include "kernels.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
 
 #if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
 #elif defined(__GNUC__)
 #pragma GCC push_options
-#pragma GCC target("avx2,fma")
+#pragma GCC target("avx2,fma,f16c")
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #endif
@@ -44,10 +44,15 @@ inline int lanes_of(int panel, int out) {
     return left < P ? left : P;
 }
 
-template <int NB, int G>
-inline void f32_block(const F32Matrix& m, int p0, const float* const* x, float* const* y) {
+inline __m256 load8(const float* w) { return _mm256_loadu_ps(w); }
+inline __m256 load8(const std::uint16_t* w) {  // float16 -> float32, exact (F16C)
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w)));
+}
+
+template <int NB, int G, typename Matrix>
+inline void f32_block(const Matrix& m, int p0, const float* const* x, float* const* y) {
     __m256 lo[NB][G], hi[NB][G];
-    const float* w[G];
+    decltype(m.w) w[G];  // const float* or const std::uint16_t* (float16 bits)
     long stride[G];
     LMU_UNROLL
     for (int g = 0; g < G; ++g) {
@@ -67,8 +72,8 @@ inline void f32_block(const F32Matrix& m, int p0, const float* const* x, float* 
         for (int b = 0; b < NB; ++b) xi[b] = _mm256_set1_ps(x[b][i]);
         LMU_UNROLL
         for (int g = 0; g < G; ++g) {
-            const __m256 w_lo = _mm256_loadu_ps(w[g] + i * stride[g]);
-            const __m256 w_hi = _mm256_loadu_ps(w[g] + i * stride[g] + 8);
+            const __m256 w_lo = load8(w[g] + i * stride[g]);
+            const __m256 w_hi = load8(w[g] + i * stride[g] + 8);
             LMU_UNROLL
             for (int b = 0; b < NB; ++b) {
                 lo[b][g] = _mm256_fmadd_ps(w_lo, xi[b], lo[b][g]);
@@ -85,26 +90,30 @@ inline void f32_block(const F32Matrix& m, int p0, const float* const* x, float* 
 
 // The panels left after the blocks of G (left < G) as one block of independent accumulator
 // chains, not one panel at a time (each chain would wait on the FMA latency).
-template <int NB, int R>
-inline void f32_rest(const F32Matrix& m, int p, int left, const float* const* x, float* const* y) {
+template <int NB, int R, typename Matrix>
+inline void f32_rest(const Matrix& m, int p, int left, const float* const* x, float* const* y) {
     if constexpr (R > 0) {
         if (left == R) f32_block<NB, R>(m, p, x, y);
         else f32_rest<NB, R - 1>(m, p, left, x, y);
     }
 }
 
-template <int NB, int G>
-void f32_panels(const F32Matrix& m, const float* const* x, float* const* y) {
+template <int NB, int G, typename Matrix>
+void f32_panels(const Matrix& m, const float* const* x, float* const* y) {
     int p = 0;
     for (; p + G <= m.panels; p += G) f32_block<NB, G>(m, p, x, y);
     f32_rest<NB, G - 1>(m, p, m.panels - p, x, y);
 }
 
-void f32_dense(const F32Matrix& m, const float* const* x, int batch, float* const* y) {
+template <typename Matrix>
+void dense(const Matrix& m, const float* const* x, int batch, float* const* y) {
     int b = 0;
     for (; b + 2 <= batch; b += 2) f32_panels<2, 3>(m, x + b, y + b);
     if (b < batch) f32_panels<1, 4>(m, x + b, y + b);
 }
+
+void f32_dense(const F32Matrix& m, const float* const* x, int batch, float* const* y) { dense(m, x, batch, y); }
+void f16_dense(const F16Matrix& m, const float* const* x, int batch, float* const* y) { dense(m, x, batch, y); }
 
 template <int G>
 inline void f32_columns_block(const F32Matrix& m, int p0, const std::int32_t* active, int n_active, float* y) {
@@ -372,8 +381,8 @@ float read_sum(const float* data, long n) {
     return lanes[0] + lanes[1] + lanes[2] + lanes[3] + lanes[4] + lanes[5] + lanes[6] + lanes[7];
 }
 
-const Table kTable = {"avx2", f32_dense, f32_columns, i8_dense, i8_columns, f64_dense, minmax, quantize, gelu,
-                      fma_loop, dot_i8_loop, read_sum};
+const Table kTable = {"avx2", f32_dense, f16_dense, f32_columns, i8_dense, i8_columns, f64_dense, minmax,
+                      quantize, gelu, fma_loop, dot_i8_loop, read_sum};
 
 }  // namespace
 

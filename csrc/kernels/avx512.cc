@@ -34,12 +34,17 @@ inline __mmask16 tail_mask(int panel, int out) {
     return left >= P ? __mmask16(0xFFFF) : __mmask16((1u << left) - 1u);
 }
 
+inline __m512 load16(const float* w) { return _mm512_loadu_ps(w); }
+inline __m512 load16(const std::uint16_t* w) {  // float16 -> float32, exact
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(w)));
+}
+
 // G panels (16 G outputs) for NB streams at once: NB * G accumulators stay in registers and
 // each weight vector loaded serves all NB streams.
-template <int NB, int G>
-inline void f32_block(const F32Matrix& m, int p0, const float* const* x, float* const* y) {
+template <int NB, int G, typename Matrix>
+inline void f32_block(const Matrix& m, int p0, const float* const* x, float* const* y) {
     __m512 acc[NB][G];
-    const float* w[G];
+    decltype(m.w) w[G];  // const float* or const std::uint16_t* (float16 bits)
     long stride[G];
     LMU_UNROLL
     for (int g = 0; g < G; ++g) {
@@ -56,7 +61,7 @@ inline void f32_block(const F32Matrix& m, int p0, const float* const* x, float* 
         LMU_UNROLL
         for (int g = 0; g < G; ++g) {
             // No software prefetch: a run of panels is one stream the hardware prefetchers follow.
-            const __m512 wv = _mm512_loadu_ps(w[g] + i * stride[g]);
+            const __m512 wv = load16(w[g] + i * stride[g]);
             LMU_UNROLL
             for (int b = 0; b < NB; ++b) acc[b][g] = _mm512_fmadd_ps(wv, xi[b], acc[b][g]);
         }
@@ -72,22 +77,23 @@ inline void f32_block(const F32Matrix& m, int p0, const float* const* x, float* 
 // The panels left after the blocks of G (left < G) as one block of independent accumulator
 // chains: one panel at a time, each output's chain would wait on the FMA latency (a 3-panel
 // head took three times as long).
-template <int NB, int R>
-inline void f32_rest(const F32Matrix& m, int p, int left, const float* const* x, float* const* y) {
+template <int NB, int R, typename Matrix>
+inline void f32_rest(const Matrix& m, int p, int left, const float* const* x, float* const* y) {
     if constexpr (R > 0) {
         if (left == R) f32_block<NB, R>(m, p, x, y);
         else f32_rest<NB, R - 1>(m, p, left, x, y);
     }
 }
 
-template <int NB, int G>
-void f32_panels(const F32Matrix& m, const float* const* x, float* const* y) {
+template <int NB, int G, typename Matrix>
+void f32_panels(const Matrix& m, const float* const* x, float* const* y) {
     int p = 0;
     for (; p + G <= m.panels; p += G) f32_block<NB, G>(m, p, x, y);
     f32_rest<NB, G - 1>(m, p, m.panels - p, x, y);
 }
 
-void f32_dense(const F32Matrix& m, const float* const* x, int batch, float* const* y) {
+template <typename Matrix>
+void dense(const Matrix& m, const float* const* x, int batch, float* const* y) {
     int b = 0;
     for (; b + 4 <= batch; b += 4) f32_panels<4, 4>(m, x + b, y + b);
     switch (batch - b) {
@@ -97,6 +103,9 @@ void f32_dense(const F32Matrix& m, const float* const* x, int batch, float* cons
         default: break;
     }
 }
+
+void f32_dense(const F32Matrix& m, const float* const* x, int batch, float* const* y) { dense(m, x, batch, y); }
+void f16_dense(const F16Matrix& m, const float* const* x, int batch, float* const* y) { dense(m, x, batch, y); }
 
 template <int G>
 inline void f32_columns_block(const F32Matrix& m, int p0, const std::int32_t* active, int n_active, float* y) {
@@ -388,8 +397,8 @@ float read_sum(const float* data, long n) {
     return _mm512_reduce_add_ps(total);
 }
 
-const Table kTable = {"avx512", f32_dense, f32_columns, i8_dense, i8_columns, f64_dense, minmax, quantize, gelu,
-                      fma_loop, dot_i8_loop, read_sum};
+const Table kTable = {"avx512", f32_dense, f16_dense, f32_columns, i8_dense, i8_columns, f64_dense, minmax,
+                      quantize, gelu, fma_loop, dot_i8_loop, read_sum};
 
 }  // namespace
 

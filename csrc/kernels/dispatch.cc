@@ -1,6 +1,10 @@
 // Picks the primitives' implementation for this CPU, once, at load time.
 #include <cstring>
 
+#if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#endif
+
 #include "kernels.h"
 
 namespace lmustream {
@@ -21,7 +25,11 @@ bool cpu_has_avx512() {
 bool cpu_has_avx2() {
 #if (defined(__x86_64__) || defined(_M_X64)) && (defined(__GNUC__) || defined(__clang__))
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    // F16C (float16 loads) from CPUID leaf 1, ECX bit 29: not every compiler names it for
+    // __builtin_cpu_supports. Every AVX2 CPU made has it; checked all the same.
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29)) != 0;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
 #else
     return false;
 #endif

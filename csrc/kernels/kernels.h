@@ -68,6 +68,20 @@ struct I8Columns {
     int in, out, panels;
 };
 
+// float32 products with weights stored as IEEE 754 half floats (the int8 mode's Legendre matrix):
+// the same layout as F32Matrix, each weight widened exactly to float32 as it is read, so the
+// product is f32_dense's on those values with half the bytes to read.
+struct F16Matrix {
+    const std::uint16_t* w;
+    const float* bias;
+    int in, out, panels;
+};
+
+// Exact float16 -> float32, and float32 -> the nearest float16 (ties to even; overflow to
+// infinity; NaN stays NaN). Portable bit arithmetic, defined in scalar.cc.
+float half_to_float(std::uint16_t h);
+std::uint16_t float_to_half(float f);
+
 // float64 matrix without bias: w[panels][in][8].
 struct F64Matrix {
     const double* w;
@@ -88,6 +102,8 @@ struct Table {
     const char* name;
     // y[b] = bias + W x[b] for b < batch (x[b]: in floats, y[b]: out floats).
     void (*f32_dense)(const F32Matrix& m, const float* const* x, int batch, float* const* y);
+    // y[b] = bias + W x[b] with float16 weights, accumulated in float32 as f32_dense.
+    void (*f16_dense)(const F16Matrix& m, const float* const* x, int batch, float* const* y);
     // y = bias + sum of the columns W[:, i] for i in active[0 .. n_active): W s for spikes s.
     void (*f32_columns)(const F32Matrix& m, const std::int32_t* active, int n_active, float* y);
     // y[b] = bias + scale * x_scale[b] * (W_q (xq[b] + x_zero[b])), integer accumulation (exact):

@@ -34,10 +34,13 @@ inline void store16(float* y, const float32x4_t* v, int n) {
     for (int l = 0; l < n; ++l) y[l] = tmp[l];
 }
 
-template <int G>
-inline void f32_block(const F32Matrix& m, int p0, const float* x, float* y) {
+inline float32x4_t load4(const float* w) { return vld1q_f32(w); }
+inline float32x4_t load4(const std::uint16_t* w) { return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(w))); }  // exact
+
+template <int G, typename Matrix>
+inline void f32_block(const Matrix& m, int p0, const float* x, float* y) {
     float32x4_t acc[G][4];
-    const float* w[G];
+    decltype(m.w) w[G];  // const float* or const std::uint16_t* (float16 bits)
     long stride[G];
     LMU_UNROLL
     for (int g = 0; g < G; ++g) {
@@ -51,20 +54,24 @@ inline void f32_block(const F32Matrix& m, int p0, const float* x, float* y) {
         LMU_UNROLL
         for (int g = 0; g < G; ++g) {
             LMU_UNROLL
-            for (int q = 0; q < 4; ++q) acc[g][q] = vfmaq_f32(acc[g][q], vld1q_f32(w[g] + i * stride[g] + 4 * q), xi);
+            for (int q = 0; q < 4; ++q) acc[g][q] = vfmaq_f32(acc[g][q], load4(w[g] + i * stride[g] + 4 * q), xi);
         }
     }
     LMU_UNROLL
     for (int g = 0; g < G; ++g) store16(y + (p0 + g) * P, acc[g], lanes_of(p0 + g, m.out));
 }
 
-void f32_dense(const F32Matrix& m, const float* const* x, int batch, float* const* y) {
+template <typename Matrix>
+void dense(const Matrix& m, const float* const* x, int batch, float* const* y) {
     for (int b = 0; b < batch; ++b) {
         int p = 0;
         for (; p + 2 <= m.panels; p += 2) f32_block<2>(m, p, x[b], y[b]);
         for (; p < m.panels; ++p) f32_block<1>(m, p, x[b], y[b]);
     }
 }
+
+void f32_dense(const F32Matrix& m, const float* const* x, int batch, float* const* y) { dense(m, x, batch, y); }
+void f16_dense(const F16Matrix& m, const float* const* x, int batch, float* const* y) { dense(m, x, batch, y); }
 
 void f32_columns(const F32Matrix& m, const std::int32_t* active, int n_active, float* y) {
     for (int p = 0; p < m.panels; ++p) {
@@ -272,8 +279,8 @@ void gelu(float* x, int n) {
     }
 }
 
-const Table kTable = {"neon", f32_dense, f32_columns, i8_dense, i8_columns, f64_dense, minmax, quantize, gelu,
-                      fma_loop, dot_i8_loop, read_sum};
+const Table kTable = {"neon", f32_dense, f16_dense, f32_columns, i8_dense, i8_columns, f64_dense, minmax,
+                      quantize, gelu, fma_loop, dot_i8_loop, read_sum};
 
 }  // namespace
 

@@ -1,6 +1,8 @@
 // Portable reference implementation of the primitives (see kernels.h for the contracts).
 #include "kernels.h"
 
+#include <cstring>
+
 namespace lmustream {
 namespace kernels {
 namespace {
@@ -12,22 +14,35 @@ int lanes_of(int panel, int out) {
     return left < P ? left : P;
 }
 
-void f32_dense(const F32Matrix& m, const float* const* x, int batch, float* const* y) {
+inline float widen(float w) { return w; }
+inline float widen(std::uint16_t w) { return half_to_float(w); }
+
+template <typename Weight>
+void dense(const Weight* weights, const float* bias, int in, int out, int panels, const float* const* x, int batch,
+           float* const* y) {
     for (int b = 0; b < batch; ++b) {
         const float* xb = x[b];
-        for (int p = 0; p < m.panels; ++p) {
+        for (int p = 0; p < panels; ++p) {
             float acc[P];
-            for (int l = 0; l < P; ++l) acc[l] = m.bias[p * P + l];
-            const float* w = m.w + panel_vector(m.panels, m.in, p, 0) * P;
-            const long stride = panel_run(m.panels, p) * P;
-            for (int i = 0; i < m.in; ++i) {
+            for (int l = 0; l < P; ++l) acc[l] = bias[p * P + l];
+            const Weight* w = weights + panel_vector(panels, in, p, 0) * P;
+            const long stride = panel_run(panels, p) * P;
+            for (int i = 0; i < in; ++i) {
                 const float xi = xb[i];
-                for (int l = 0; l < P; ++l) acc[l] += w[i * stride + l] * xi;
+                for (int l = 0; l < P; ++l) acc[l] += widen(w[i * stride + l]) * xi;
             }
-            const int n = lanes_of(p, m.out);
+            const int n = lanes_of(p, out);
             for (int l = 0; l < n; ++l) y[b][p * P + l] = acc[l];
         }
     }
+}
+
+void f32_dense(const F32Matrix& m, const float* const* x, int batch, float* const* y) {
+    dense(m.w, m.bias, m.in, m.out, m.panels, x, batch, y);
+}
+
+void f16_dense(const F16Matrix& m, const float* const* x, int batch, float* const* y) {
+    dense(m.w, m.bias, m.in, m.out, m.panels, x, batch, y);
 }
 
 void f32_columns(const F32Matrix& m, const std::int32_t* active, int n_active, float* y) {
@@ -188,12 +203,54 @@ float read_sum(const float* data, long n) {
     return total;
 }
 
-const Table kTable = {"scalar", f32_dense, f32_columns, i8_dense, i8_columns, f64_dense, minmax, quantize, gelu,
-                      fma_loop, dot_i8_loop, read_sum};
+const Table kTable = {"scalar", f32_dense, f16_dense, f32_columns, i8_dense, i8_columns, f64_dense, minmax,
+                      quantize, gelu, fma_loop, dot_i8_loop, read_sum};
 
 }  // namespace
 
 const Table& scalar_table() { return kTable; }
+
+float half_to_float(std::uint16_t h) {
+    const std::uint32_t sign = std::uint32_t(h & 0x8000u) << 16;
+    const std::uint32_t exponent = (h >> 10) & 0x1fu, mantissa = h & 0x3ffu;
+    std::uint32_t bits;
+    if (exponent == 0) {  // zero or subnormal: mantissa * 2^-24, exact in float32
+        const float magnitude = float(mantissa) * 5.9604644775390625e-08f;
+        std::memcpy(&bits, &magnitude, sizeof(bits));
+        bits |= sign;
+    } else if (exponent == 31) {  // infinity, NaN
+        bits = sign | 0x7f800000u | (mantissa << 13);
+    } else {
+        bits = sign | ((exponent + 112u) << 23) | (mantissa << 13);
+    }
+    float f;
+    std::memcpy(&f, &bits, sizeof(f));
+    return f;
+}
+
+std::uint16_t float_to_half(float f) {
+    std::uint32_t x;
+    std::memcpy(&x, &f, sizeof(x));
+    const std::uint32_t sign = (x >> 16) & 0x8000u, ax = x & 0x7fffffffu;
+    if (ax >= 0x7f800000u) return std::uint16_t(sign | 0x7c00u | (ax > 0x7f800000u ? 0x200u : 0u));
+    if (ax >= 0x477ff000u) return std::uint16_t(sign | 0x7c00u);  // >= 65520 rounds past the largest half
+    // keep `keep` bits of the 24-bit significand, round the `drop` below to nearest, ties to even
+    std::uint32_t significand, drop, base;
+    if (ax >= 0x38800000u) {  // normal half
+        significand = ax & 0x7fffffu;
+        drop = 13;
+        base = ((ax >> 23) - 112u) << 10;
+    } else {  // subnormal half (units of 2^-24) or zero
+        if (ax < 0x33000000u) return std::uint16_t(sign);  // <= 2^-25 rounds to zero
+        significand = (ax & 0x7fffffu) | 0x800000u;
+        drop = 126u - (ax >> 23);
+        base = 0;
+    }
+    std::uint32_t h = base + (significand >> drop);
+    const std::uint32_t rest = significand & ((1u << drop) - 1u), half = 1u << (drop - 1);
+    if (rest > half || (rest == half && (h & 1u))) ++h;  // a carry moves into the exponent, as it should
+    return std::uint16_t(sign | h);
+}
 
 }  // namespace kernels
 }  // namespace lmustream

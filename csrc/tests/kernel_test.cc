@@ -16,6 +16,7 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <limits>
 #include <random>
 #include <sstream>
 #include <string>
@@ -255,6 +256,18 @@ void test_primitives() {
                 same = same && one == y[bi];
             }
             check(same, tag + " f32_dense batch == one stream at a time (bitwise)");
+            // float16 weights: the float32 product of the widened values, bit for bit
+            std::vector<std::uint16_t> w16(L.w32.size());
+            std::vector<float> widened(L.w32.size());
+            for (std::size_t i = 0; i < w16.size(); ++i) {
+                w16[i] = kernels::float_to_half(L.w32[i]);
+                widened[i] = kernels::half_to_float(w16[i]);
+            }
+            const kernels::F16Matrix m16{w16.data(), L.bias.data(), in, out, L.panels};
+            const kernels::F32Matrix mw{widened.data(), L.bias.data(), in, out, L.panels};
+            t->f16_dense(m16, xp, B, yp);
+            t->f32_dense(mw, xp, B, yrp);
+            check(y == yr, tag + " f16_dense == f32_dense on the widened weights (bitwise)");
             // spikes: add-only columns == dense product with 0/1 inputs, bit for bit
             t->f32_dense(m, sp, B, yp);
             same = true;
@@ -353,6 +366,33 @@ void test_primitives() {
             check(err < 1e-6, std::string(name) + " gelu near the exact GELU, n = " + std::to_string(n));
         }
     }
+}
+
+// float16 <-> float32: every half survives the round trip; rounding is to nearest, ties to even
+void test_half() {
+    bool round_trip = true;
+    for (std::uint32_t h = 0; h < 0x10000u; ++h) {
+        const bool nan = (h & 0x7c00u) == 0x7c00u && (h & 0x3ffu) != 0;
+        const float f = kernels::half_to_float(std::uint16_t(h));
+        round_trip = round_trip && (nan ? std::isnan(f) : kernels::float_to_half(f) == h);
+    }
+    check(round_trip, "half: every float16 -> float32 -> float16 is exact");
+    struct Case { float f; std::uint16_t h; };
+    const Case cases[] = {
+        {1.0f, 0x3c00}, {-2.0f, 0xc000}, {65504.0f, 0x7bff}, {65519.0f, 0x7bff}, {65520.0f, 0x7c00},
+        {1e9f, 0x7c00}, {0.0f, 0x0000}, {-0.0f, 0x8000}, {std::ldexp(1.0f, -14), 0x0400},
+        {std::ldexp(1.0f, -24), 0x0001}, {std::ldexp(1.0f, -25), 0x0000}, {std::ldexp(1.5f, -25), 0x0001},
+        {std::ldexp(3.0f, -25), 0x0002},                    // 1.5 quanta: tie, to even
+        {1.0f + std::ldexp(1.0f, -11), 0x3c00},             // tie, to even (down)
+        {1.0f + std::ldexp(3.0f, -11), 0x3c02},             // tie, to even (up)
+        {1.0f + std::ldexp(1.0f, -11) + std::ldexp(1.0f, -20), 0x3c01},
+        {std::ldexp(1023.5f, -24), 0x0400},                 // the largest subnormal rounds up to normal
+        {0.99951171875f, 0x3bff}, {std::numeric_limits<float>::infinity(), 0x7c00},
+    };
+    bool rounding = true;
+    for (const Case& c : cases) rounding = rounding && kernels::float_to_half(c.f) == c.h;
+    check(rounding, "half: float32 -> float16 rounds to nearest, ties to even, overflow to infinity");
+    check(std::isnan(kernels::half_to_float(kernels::float_to_half(std::nanf("")))), "half: NaN stays NaN");
 }
 
 // --- frontend --------------------------------------------------------------------------------
@@ -549,6 +589,7 @@ int main(int argc, char** argv) {
             test_legendre();
             test_panel_layout();
             test_primitives();
+            test_half();
             test_int8_codes();
             test_frontend();
             for (int i = 2; i < argc; ++i) {

@@ -37,3 +37,18 @@ def test_int8_simd_paths_agree(plain):
         outs.append(np.concatenate([s.push(wave), s.flush()]))
     for out in outs[1:]:
         assert np.abs(out - outs[0]).max() < 1e-4
+
+
+def test_int8_no_drift_over_a_long_stream(plain):
+    """The float16 Legendre matrix of the int8 mode: its rounding must not build up in the memory.
+    Three minutes of audio in one utterance: the int8 - float32 gap at the end is no larger than
+    near the start."""
+    _, path = plain
+    wave = audio(180.0, 14)
+    want = Kernel(path).open().push(wave)
+    got = Kernel(path, int8=True).open().push(wave)
+    gap = np.abs(got - want).max(axis=1)
+    fifth = len(gap) // 5
+    early, late = gap[fifth:2 * fifth], gap[-fifth:]
+    assert np.percentile(late, 99) <= 1.5 * np.percentile(early, 99) + 1e-3
+    assert late.max() < 0.03 * np.abs(want).max()
