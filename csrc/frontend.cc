@@ -28,8 +28,9 @@ double mel(double hz) { return kMelFactor * std::log1p(hz / kMelBreakHz); }
 
 // One radix-2 stage's butterflies on h pairs (a[k], b[k]) with twiddles w[k]. The halves never
 // overlap, which `restrict` tells the compiler so that it vectorises the loop.
-LMU_ALWAYS_INLINE void butterflies(double* __restrict ra, double* __restrict ia, double* __restrict rb, double* __restrict ib,
-                 const double* __restrict wr, const double* __restrict wi, int h) {
+LMU_ALWAYS_INLINE void butterflies(double* __restrict ra, double* __restrict ia, double* __restrict rb,
+                                   double* __restrict ib, const double* __restrict wr,
+                                   const double* __restrict wi, int h) {
     for (int k = 0; k < h; ++k) {
         const double tr = rb[k] * wr[k] - ib[k] * wi[k];
         const double ti = rb[k] * wi[k] + ib[k] * wr[k];
@@ -150,30 +151,16 @@ void Fbank::power_spectrum(const double* x, double* power, double* re) const {
     }
     int size = 2;
     if (half >= 4) {
-        // The first two stages (half-widths 1 and 2) as one pass over groups of four: their
-        // loops are too short to vectorise, and would each cost a loop setup per pair. The
-        // same operations on the same twiddles as butterflies(), so the same bits.
-        const double w1r = stage_cos_[0], w1i = stage_sin_[0];
-        const double w2r[2] = {stage_cos_[1], stage_cos_[2]}, w2i[2] = {stage_sin_[1], stage_sin_[2]};
+        // The first two stages (half-widths 1 and 2) as one pass over groups of four: apart, their
+        // loops are too short to vectorise and pay a loop setup per pair. Same operations, same bits.
+        const double* wr = stage_cos_.data();
+        const double* wi = stage_sin_.data();
         for (int start = 0; start < half; start += 4) {
             double* r = re + start;
             double* i = im + start;
-            for (int pair = 0; pair < 4; pair += 2) {
-                const double tr = r[pair + 1] * w1r - i[pair + 1] * w1i;
-                const double ti = r[pair + 1] * w1i + i[pair + 1] * w1r;
-                r[pair + 1] = r[pair] - tr;
-                i[pair + 1] = i[pair] - ti;
-                r[pair] += tr;
-                i[pair] += ti;
-            }
-            for (int k = 0; k < 2; ++k) {
-                const double tr = r[k + 2] * w2r[k] - i[k + 2] * w2i[k];
-                const double ti = r[k + 2] * w2i[k] + i[k + 2] * w2r[k];
-                r[k + 2] = r[k] - tr;
-                i[k + 2] = i[k] - ti;
-                r[k] += tr;
-                i[k] += ti;
-            }
+            butterflies(r, i, r + 1, i + 1, wr, wi, 1);
+            butterflies(r + 2, i + 2, r + 3, i + 3, wr, wi, 1);
+            butterflies(r, i, r + 2, i + 2, wr + 1, wi + 1, 2);
         }
         size = 8;
     }
