@@ -271,7 +271,7 @@ kernels::I8Matrix i8_view(const Layer& L) {
     return {L.w8.data(), L.scale.data(), L.bias.data(), L.rowsum.data(), L.in, L.in4, L.out, L.panels};
 }
 
-inline float relu(float x) { return x > 0.0f ? x : 0.0f; }
+LMU_ALWAYS_INLINE float relu(float x) { return x > 0.0f ? x : 0.0f; }
 
 }  // namespace
 
@@ -579,7 +579,7 @@ namespace {
 // LIF update of step.py's _lif / lif_update, float32 step by step:
 //   h = v + (x - v) / tau; s = (h - v_th >= 0); v = s ? 0 : h   (only where `valid`).
 // Spikes go to `spikes` as 0/1 floats; returns the number of spikes.
-inline int lif(const float* x, float* v, float* spikes, int n, float tau, float threshold) {
+LMU_ALWAYS_INLINE int lif(const float* x, float* v, float* spikes, int n, float tau, float threshold) {
     int fired = 0;
     for (int i = 0; i < n; ++i) {
         const float diff = x[i] - v[i];
@@ -592,7 +592,7 @@ inline int lif(const float* x, float* v, float* spikes, int n, float tau, float 
     return fired;
 }
 
-inline void affine(const Affine& a, const float* x, float* y, int n) {
+LMU_ALWAYS_INLINE void affine(const Affine& a, const float* x, float* y, int n) {
     if (a.wide) {  // float64, rounded once (exact.batch_norm)
         for (int i = 0; i < n; ++i) {
             const double scaled = double(x[i]) * a.scale64[i];
@@ -644,7 +644,7 @@ void Engine::step_frames(Stream& stream, const float* frames, int n) const {
 // weight read once per few frames), and whatever carries state from frame to frame (the
 // convolution windows, the Legendre memory, LIF membranes, the running mean) is updated lane
 // after lane, in frame order, so each lane computes exactly what stepping frame by frame does.
-void Engine::step_lanes(Stream* const* S, Scratch* const* X, const float* const* frames, int nb,
+LMU_X86_CLONES void Engine::step_lanes(Stream* const* S, Scratch* const* X, const float* const* frames, int nb,
                         bool one_stream) const {
     const ModelConfig& c = config_;
     const int E = c.embed_convs, C = c.dim, k = c.kernel_size, pad = c.pad();
@@ -799,7 +799,7 @@ void Engine::memory_step(Stream* const* S, Scratch* const* X, int nb, int block,
     }
 }
 
-void Engine::run_blocks(Stream* const* S, Scratch* const* X, int nb, bool one_stream) const {
+LMU_X86_CLONES void Engine::run_blocks(Stream* const* S, Scratch* const* X, int nb, bool one_stream) const {
     const ModelConfig& c = config_;
     const int C = c.dim, M = c.memory_size, H = c.hidden(), K = c.n_classes, E = c.embed_convs;
     const float tau = float(c.lif_tau), th = float(c.lif_threshold), th_in = float(c.lmu_input_threshold);

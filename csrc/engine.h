@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "multiversion.h"
 #include "artifact.h"
 #include "frontend.h"
 #include "kernels/kernels.h"
@@ -157,9 +158,10 @@ class Engine {
     void apply(const Layer& layer, Scratch* const* sc, const float* const* x, float* const* y, int batch) const;
     void apply_wide(const Layer& layer, Scratch* const* sc, const float* const* x, float* const* y, int batch,
                     bool add_only) const;
-    void step_lanes(Stream* const* s, Scratch* const* x, const float* const* frames, int nb, bool one_stream) const;
+    LMU_X86_CLONES void step_lanes(Stream* const* s, Scratch* const* x, const float* const* frames, int nb,
+                                   bool one_stream) const;
     void memory_step(Stream* const* s, Scratch* const* x, int nb, int block, bool one_stream) const;
-    void run_blocks(Stream* const* s, Scratch* const* x, int nb, bool one_stream) const;
+    LMU_X86_CLONES void run_blocks(Stream* const* s, Scratch* const* x, int nb, bool one_stream) const;
 };
 
 class Stream {

@@ -3,19 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
-// The FFT's loops vectorise: on x86-64 Linux they get an AVX2 copy beside the baseline one,
-// chosen at load by the CPU (GCC / clang function multiversioning). Without FMA contraction
-// (-ffp-contract=off) both compute the same bits.
-#if (defined(__x86_64__) || defined(_M_X64)) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
-#define LMU_X86_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define LMU_X86_CLONES
-#endif
-#if defined(__GNUC__) || defined(__clang__)
-#define LMU_ALWAYS_INLINE __attribute__((always_inline)) inline  // into each clone
-#else
-#define LMU_ALWAYS_INLINE inline
-#endif
+#include "multiversion.h"
 
 namespace lmustream {
 namespace {
