@@ -8,8 +8,9 @@
 
 #include <cstddef>  // defines __GLIBC__ where the C library is glibc
 
+// -DLMU_NO_CLONES builds the baseline copy alone (tests/kernel/test_native.py compares the two).
 #if (defined(__x86_64__) || defined(_M_X64)) && defined(__linux__) && defined(__GLIBC__) && \
-    (defined(__GNUC__) || defined(__clang__))
+    (defined(__GNUC__) || defined(__clang__)) && !defined(LMU_NO_CLONES)
 #define LMU_X86_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define LMU_X86_CLONES

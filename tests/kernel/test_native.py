@@ -2,7 +2,9 @@
 UndefinedBehaviorSanitizer on this machine, and cross-compiled for aarch64 (NEON) and run under
 qemu-aarch64 against golden outputs exported from this (x86-64) build."""
 
+import platform
 import subprocess
+import sys
 
 import pytest
 
@@ -39,6 +41,18 @@ def test_aarch64_neon_matches_x86_golden_files(tmp_path, plain):
     assert "(neon)" in out and " 0 failed" in out, out
     code, out = _run(["qemu-aarch64", binary, "unit", plain[1]])
     assert code == 0 and " 0 failed" in out, out
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64") or sys.platform != "linux",
+                    reason="the AVX2 copies of csrc/multiversion.h exist on x86-64 Linux only")
+def test_avx2_copies_give_the_baseline_bits(tmp_path):
+    """The frontend and the engine's glue run an AVX2 copy where the CPU has AVX2 (the Python
+    module here); a build without those copies must give the same logits, bit for bit."""
+    golden = export_golden(tmp_path / "golden", tolerance=0.0)
+    binary = build("baseline", "kernel_test")
+    code, out = _run([binary, "golden", golden])
+    assert code == 0, out
+    assert out.count("ok    golden") == 6 and " 0 failed" in out, out
 
 
 def test_time_mode_reports_the_cost_of_a_push(plain):
