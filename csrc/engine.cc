@@ -645,7 +645,7 @@ void Engine::step_frames(Stream& stream, const float* frames, int n) const {
 // convolution windows, the Legendre memory, LIF membranes, the running mean) is updated lane
 // after lane, in frame order, so each lane computes exactly what stepping frame by frame does.
 LMU_X86_CLONES void Engine::step_lanes(Stream* const* S, Scratch* const* X, const float* const* frames, int nb,
-                        bool one_stream) const {
+                                       bool one_stream) const {
     const ModelConfig& c = config_;
     const int E = c.embed_convs, C = c.dim, k = c.kernel_size, pad = c.pad();
     const float tau = float(c.lif_tau), th = float(c.lif_threshold);

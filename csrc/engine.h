@@ -16,10 +16,10 @@
 #include <string>
 #include <vector>
 
-#include "multiversion.h"
 #include "artifact.h"
 #include "frontend.h"
 #include "kernels/kernels.h"
+#include "multiversion.h"
 
 namespace lmustream {
 

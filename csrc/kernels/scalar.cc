@@ -17,33 +17,27 @@ int lanes_of(int panel, int out) {
 inline float widen(float w) { return w; }
 inline float widen(std::uint16_t w) { return half_to_float(w); }
 
-template <typename Weight>
-void dense(const Weight* weights, const float* bias, int in, int out, int panels, const float* const* x, int batch,
-           float* const* y) {
+template <typename Matrix>
+void dense(const Matrix& m, const float* const* x, int batch, float* const* y) {
     for (int b = 0; b < batch; ++b) {
         const float* xb = x[b];
-        for (int p = 0; p < panels; ++p) {
+        for (int p = 0; p < m.panels; ++p) {
             float acc[P];
-            for (int l = 0; l < P; ++l) acc[l] = bias[p * P + l];
-            const Weight* w = weights + panel_vector(panels, in, p, 0) * P;
-            const long stride = panel_run(panels, p) * P;
-            for (int i = 0; i < in; ++i) {
+            for (int l = 0; l < P; ++l) acc[l] = m.bias[p * P + l];
+            const auto* w = m.w + panel_vector(m.panels, m.in, p, 0) * P;  // float or float16 bits
+            const long stride = panel_run(m.panels, p) * P;
+            for (int i = 0; i < m.in; ++i) {
                 const float xi = xb[i];
                 for (int l = 0; l < P; ++l) acc[l] += widen(w[i * stride + l]) * xi;
             }
-            const int n = lanes_of(p, out);
+            const int n = lanes_of(p, m.out);
             for (int l = 0; l < n; ++l) y[b][p * P + l] = acc[l];
         }
     }
 }
 
-void f32_dense(const F32Matrix& m, const float* const* x, int batch, float* const* y) {
-    dense(m.w, m.bias, m.in, m.out, m.panels, x, batch, y);
-}
-
-void f16_dense(const F16Matrix& m, const float* const* x, int batch, float* const* y) {
-    dense(m.w, m.bias, m.in, m.out, m.panels, x, batch, y);
-}
+void f32_dense(const F32Matrix& m, const float* const* x, int batch, float* const* y) { dense(m, x, batch, y); }
+void f16_dense(const F16Matrix& m, const float* const* x, int batch, float* const* y) { dense(m, x, batch, y); }
 
 void f32_columns(const F32Matrix& m, const std::int32_t* active, int n_active, float* y) {
     for (int p = 0; p < m.panels; ++p) {
@@ -234,7 +228,7 @@ std::uint16_t float_to_half(float f) {
     const std::uint32_t sign = (x >> 16) & 0x8000u, ax = x & 0x7fffffffu;
     if (ax >= 0x7f800000u) return std::uint16_t(sign | 0x7c00u | (ax > 0x7f800000u ? 0x200u : 0u));
     if (ax >= 0x477ff000u) return std::uint16_t(sign | 0x7c00u);  // >= 65520 rounds past the largest half
-    // keep `keep` bits of the 24-bit significand, round the `drop` below to nearest, ties to even
+    // drop the low `drop` bits of the 24-bit significand, rounding to nearest, ties to even
     std::uint32_t significand, drop, base;
     if (ax >= 0x38800000u) {  // normal half
         significand = ax & 0x7fffffu;
