@@ -313,7 +313,8 @@ def build_parser() -> argparse.ArgumentParser:
     if synth_cli is not None:
         synth = data_verbs.add_parser(
             "synth", help="synthetic keyword corpus from offline TTS voices",
-            description="Speak a word list with offline TTS engines (espeak-ng, flite, Piper when installed) "
+            description="Speak a word list with offline TTS engines (espeak-ng, flite, festival, Piper and SVOX Pico, "
+                        "each used when installed: --list-engines) "
                         "across their voices, with pitch, tempo, vocal-tract length, loudness and room "
                         "variation, into a Speech Commands-style corpus with speaker-disjoint split lists "
                         "and generated background noise.")
