@@ -1,10 +1,16 @@
 """Speed of the C++ streaming kernel against its floor, onnxruntime and the PyTorch step form.
 
-    python benchmarks/kernel_speed.py [--model NAME_OR_PATH] [--frames 3000] [--quick]
+    python benchmarks/kernel_speed.py [--model NAME_OR_PATH | --random-weights] [--audio FILE | --test-signal]
+                                      [--frames 3000] [--quick]
 
-One run, this machine, batch 1, one thread, the paper-size LMUFormer (dim 256, 1 block; random
-weights with non-trivial batch norms unless --model names a trained one) and the paper-size
-spiking LMUFormer. Prints:
+One run, this machine, batch 1, one thread, the paper-size LMUFormer (dim 256, 1 block): by
+default the shipped sc12-lmuformer (trained, that size) streaming the speech of
+examples/keywords.flac (repeated), as the kernel runs all day. With int8 weights a product whose
+input codes are mostly zero (what a trained model's ReLUs and GELUs give on speech) reads only
+the nonzero inputs' weights, so the int8 time depends on the model and the audio:
+--random-weights (random weights with non-trivial batch norms: about half of each input nonzero)
+and --test-signal (a synthetic chirp in noise) measure the other cases. The spiking rows use a
+random paper-size spiking LMUFormer unless --spiking-model names one. Prints:
 
   1. the floor per frame = max(MACs per frame / the single-core multiply-add rate measured by a
      tight loop of independent FMA chains (VNNI dot products for int8), bytes of weights read
@@ -33,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -48,6 +55,7 @@ from lmustream.stream.onnx_export import export_onnx
 from lmustream.stream.step import StepLMUFormer
 
 FRAME_SECONDS = 0.010
+EXAMPLE_RECORDING = Path(__file__).resolve().parents[1] / "examples" / "keywords.flac"
 
 
 def best_of(fn, repeats: int) -> float:
@@ -64,6 +72,14 @@ def test_audio(seconds: float, seed: int = 0) -> np.ndarray:
     t = np.arange(int(seconds * 16000)) / 16000
     return (0.3 * np.sin(2 * np.pi * (300 + 200 * np.sin(0.5 * t)) * t) + 0.05 * rng.standard_normal(t.size)
             ).astype(np.float32)
+
+
+def recording(path: str, seconds: float) -> np.ndarray:
+    """A recording at 16 kHz, repeated to ``seconds`` (a trained model's activations on real speech
+    decide how much of each int8 product the sparse path skips)."""
+    from lmustream.audio.io import load_audio
+    wave = load_audio(path)
+    return np.tile(wave, int(np.ceil(seconds * 16000 / len(wave))))[:int(seconds * 16000)].astype(np.float32)
 
 
 def paper_model(name: str, directory: str) -> str:
@@ -225,22 +241,31 @@ def peak_memory(path: str, int8: bool) -> tuple[float, float, bool]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="a model file or shipped name (default: random paper-size LMUFormer)")
+    parser.add_argument("--model", default="sc12-lmuformer",
+                        help="a model file or shipped name (default: sc12-lmuformer, paper size, trained)")
+    parser.add_argument("--random-weights", action="store_true",
+                        help="a paper-size LMUFormer with random weights instead of --model")
     parser.add_argument("--spiking-model", help="a spiking model (default: random paper-size spiking LMUFormer)")
     parser.add_argument("--frames", type=int, default=3000, help="frames per kernel timing")
     parser.add_argument("--reference-frames", type=int, default=500, help="frames per PyTorch / ORT timing")
+    parser.add_argument("--audio", default=str(EXAMPLE_RECORDING),
+                        help="the recording to stream, repeated (default: examples/keywords.flac)")
+    parser.add_argument("--test-signal", action="store_true",
+                        help="a synthetic chirp in noise instead of --audio")
     parser.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     repeats = 2 if args.quick else 5
     with tempfile.TemporaryDirectory() as tmp:
-        path = str(resolve_model(args.model)) if args.model else paper_model("lmuformer", tmp)
+        path = paper_model("lmuformer", tmp) if args.random_weights else str(resolve_model(args.model))
         spath = str(resolve_model(args.spiking_model)) if args.spiking_model else paper_model("slmuformer", tmp)
-        wave = test_audio(args.frames * FRAME_SECONDS + 0.015)
+        seconds = args.frames * FRAME_SECONDS + 0.015
+        wave = test_audio(seconds) if args.test_signal else recording(args.audio, seconds)
         feats = StreamingFbank(normalized=True).push(wave)
         f32, i8 = Kernel(path), Kernel(path, int8=True)
         print(f"machine: {os.cpu_count()} CPUs, SIMD path {f32.simd} (this CPU runs: {_kernel.simd_levels()}); "
-              f"batch 1, one thread; model {path} (dim {f32.config['dim']}, {f32.config['depth']} block)")
+              f"batch 1, one thread; model {path} (dim {f32.config['dim']}, {f32.config['depth']} block); "
+              f"audio: {'synthetic test signal' if args.test_signal else args.audio}")
 
         # 1. floors
         floors = {"float32": floor(f32, False), "int8": floor(i8, True)}
@@ -272,11 +297,17 @@ def main() -> None:
             k = t[name]
             print(f"  {'kernel ' + name + ' weights':<26}{k['model'] * 1e6:>22.1f}{k['model'] / floors[name]['floor']:>9.2f}"
                   f"{t_onnx / k['model']:>7.1f}x{t_torch / k['model']:>9.1f}x{k['model_block'] * 1e6:>24.1f}")
+        if i8.sparse_inputs:  # the same weights, every int8 product dense: what skipping zero codes saves
+            dense = time_model(Kernel(path, int8=True, frame_lanes=1, sparse_inputs=False), feats, repeats)
+            print(f"  {'kernel int8, no sparse':<26}{dense * 1e6:>22.1f}{dense / floors['int8']['floor']:>9.2f}"
+                  f"{t_onnx / dense:>7.1f}x{t_torch / dense:>9.1f}x")
         print(f"  {'onnxruntime float32 (step graph)':<34}{t_onnx * 1e6:>14.1f}")
         print(f"  {'PyTorch step form float32':<34}{t_torch * 1e6:>14.1f}")
         print("  (frame by frame: frame_lanes=1, every weight read once per frame, as the floor assumes;\n"
               "   x floor, vs ORT, vs torch: against that time; frames together: the default, up to 8\n"
-              "   frames of a push stepped as one batch, the same output bits)")
+              "   frames of a push stepped as one batch, the same output bits; int8 products whose input\n"
+              "   codes are mostly zero read only the nonzero inputs' weights (AVX-512; 'no sparse': all dense,\n"
+              "   the same bits))")
         print("\n   Frontend + model per frame (us) and real-time factor, audio pushed in blocks of")
         print(f"  {'engine':<26}{'10 ms':>16}{'20 ms':>16}{'100 ms':>16}{'1 s':>16}")
         for name in ("float32", "int8"):

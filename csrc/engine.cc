@@ -124,6 +124,17 @@ Dense conv_dense(const Artifact& art, const std::string& name, int k) {
     return d;
 }
 
+// W (x + shift) + b = W x + (b + W shift): the shift of the batch norm before a convolution (over
+// its window [k][cin]) folded into the bias, its products summed in float64.
+void fold_input_shift(Dense& d, const Affine& bn, int cin) {
+    for (int o = 0; o < d.out; ++o) {
+        const float* row = &d.w[std::size_t(o) * d.in];
+        double shifted = d.b[o];
+        for (int i = 0; i < d.in; ++i) shifted += double(row[i]) * double(bn.shift[i % cin]);
+        d.b[o] = float(shifted);
+    }
+}
+
 Dense linear_dense(const Artifact& art, const std::string& prefix) {
     const Tensor& t = art.tensors.at(prefix + ".weight");
     Dense d;
@@ -209,24 +220,6 @@ Layer pack(const Dense& d, bool int8, bool spike_input, bool add_only) {
     return L;
 }
 
-// int8 weights plus a second int8 plane holding what the first one rounded away (see Layer::fine).
-Layer pack_two_planes(const Dense& d) {
-    Layer L = pack(d, true, false, false);
-    Dense residual;
-    residual.in = d.in;
-    residual.out = d.out;
-    residual.w.resize(d.w.size());
-    residual.b.assign(std::size_t(d.out), 0.0f);
-    for (int o = 0; o < d.out; ++o) {
-        for (int i = 0; i < d.in; ++i) {
-            const std::size_t k = std::size_t(o) * d.in + i;
-            residual.w[k] = d.w[k] - quantized(d.w[k], L.scale[o]) * L.scale[o];
-        }
-    }
-    L.fine.push_back(pack(residual, true, false, false));
-    return L;
-}
-
 }  // namespace
 
 // The input's range [lo, hi] spread over 253 codes (252 steps: a step of slack keeps every code
@@ -248,7 +241,7 @@ InputCode input_code(float lo, float hi, int in4) {
 }
 
 Layer make_layer(int in, int out, const std::vector<float>& w, const std::vector<float>& b, bool int8,
-                 bool spike_input, bool add_only, bool two_planes) {
+                 bool spike_input, bool add_only) {
     if (in < 1 || out < 1 || w.size() != std::size_t(in) * out || b.size() != std::size_t(out)) {
         throw std::invalid_argument("make_layer: sizes do not match");
     }
@@ -257,11 +250,25 @@ Layer make_layer(int in, int out, const std::vector<float>& w, const std::vector
     d.out = out;
     d.w = w;
     d.b = b;
-    if (two_planes) {
-        if (!int8 || spike_input) throw std::invalid_argument("make_layer: two planes are for int8 weights on real inputs");
-        return pack_two_planes(d);
-    }
     return pack(d, int8, spike_input, add_only);
+}
+
+void add_sparse_columns(Layer& L) {
+    L.blocks = (L.out + 63) / 64;
+    const std::size_t column = std::size_t(L.blocks) * 64;
+    const int steps = L.in4 / 4;
+    L.w_sparse.assign(std::size_t(L.in) * column, 0);
+    for (int o = 0; o < L.out; ++o) {
+        for (int i = 0; i < L.in; ++i) {
+            const long vector = kernels::panel_vector(L.panels, steps, o / kernels::kPanel, i / 4);
+            L.w_sparse[std::size_t(i) * column + std::size_t(kernels::sparse_slot(o))] =
+                L.w8[std::size_t(vector) * kernels::kPanel * 4 + std::size_t(o % kernels::kPanel) * 4 + i % 4];
+        }
+    }
+    L.sparse_scale.assign(column, 0.0f);
+    L.sparse_bias.assign(column, 0.0f);
+    std::copy(L.scale.begin(), L.scale.begin() + L.out, L.sparse_scale.begin());
+    std::copy(L.bias.begin(), L.bias.begin() + L.out, L.sparse_bias.begin());
 }
 
 namespace {
@@ -278,7 +285,7 @@ LMU_ALWAYS_INLINE float relu(float x) { return x > 0.0f ? x : 0.0f; }
 std::size_t Layer::weight_bytes() const {
     if (wide) return std::size_t(in) * out * sizeof(double);
     if (!int8) return std::size_t(in) * out * sizeof(float);
-    return std::size_t(in) * out + (fine.empty() ? 0 : fine[0].weight_bytes());
+    return std::size_t(in) * out;
 }
 
 Engine::Engine(const Artifact& art, const EngineOptions& options)
@@ -305,10 +312,10 @@ Engine::Engine(const Artifact& art, const EngineOptions& options)
     // int8 weights everywhere except, in a spiking model, the four convolutions of the patch
     // embedding (the rpe convolution stays int8): their four LIF stages turn weight rounding into
     // spike flips that every later layer inherits (measured with benchmarks/kernel_int8_accuracy.py:
-    // asc40-slmuformer -0.7 accuracy points with it in int8, -0.2 without). A non-spiking model
-    // gives its first convolution, whose rounding every later layer inherits, a second int8 plane
-    // (pack_two_planes: +0.1 MB) rather than float32 weights, which would push the paper-size
-    // model's 1.9 MB of weights past this CPU's 2 MB L2 (54 instead of 41 us a frame).
+    // asc40-slmuformer -0.7 accuracy points with it in int8, -0.2 without). A non-spiking model's
+    // first convolution had a second int8 plane (its rounding residual) until the batch-norm
+    // shifts below moved into the biases: without it every shipped model stays within 0.05
+    // accuracy points of float32 (benchmarks/kernel_int8_accuracy.py), for 0.1 MB less a frame.
     auto finish = [&](Dense d, const Affine* bn, bool spike_input, bool keep_float = false) {
         if (wide) {
             fold_into64(d, bn);
@@ -317,6 +324,14 @@ Engine::Engine(const Artifact& art, const EngineOptions& options)
         fold_into(d, bn);
         return pack(d, q && !keep_float, spike_input, add);
     };
+    // int8, non-spiking: BN_i = scale * x + shift follows a ReLU. Its shift folds into the next
+    // convolution's bias, so the window holds scale * ReLU(y): zero wherever the ReLU is (a
+    // quarter to two thirds of the channels in trained models; the sparse product skips their
+    // weights), with the per-channel scale the int8 codes were made for. A frame before the
+    // stream's start must still give BN output 0: its window holds -shift (window_fill).
+    fold_embed_bn_ = q && !spk;
+    window_fill_.assign(E + 1, {});
+    for (int i = 1; i <= E; ++i) window_fill_[i].assign(c.dim, 0.0f);
     for (int i = 0; i < E; ++i) {
         const std::string p = "embed.convs." + std::to_string(i);
         Dense d = conv_dense(art, p + ".weight", c.kernel_size);
@@ -325,11 +340,19 @@ Engine::Engine(const Artifact& art, const EngineOptions& options)
         if (spk && i < E - 1) {
             embed_.push_back(finish(d, &bn, i > 0, keep_float));  // conv_i -> BN_i -> LIF: the BN folds in
         } else {
+            if (fold_embed_bn_ && i > 0) fold_input_shift(d, embed_bn_[i - 1], c.dim);
             embed_bn_.push_back(bn);  // after a ReLU, or feeding the residual too
-            embed_.push_back(q && !spk && i == 0 ? pack_two_planes(d) : finish(d, nullptr, spk && i > 0, keep_float));
+            embed_.push_back(finish(d, nullptr, spk && i > 0, keep_float));
         }
     }
-    embed_.push_back(finish(conv_dense(art, "embed.rpe.weight", c.kernel_size), nullptr, spk));
+    Dense rpe = conv_dense(art, "embed.rpe.weight", c.kernel_size);
+    if (fold_embed_bn_) {
+        fold_input_shift(rpe, embed_bn_[E - 1], c.dim);
+        for (int i = 1; i <= E; ++i) {
+            for (int o = 0; o < c.dim; ++o) window_fill_[i][o] = -embed_bn_[i - 1].shift[o];
+        }
+    }
+    embed_.push_back(finish(rpe, nullptr, spk));
     for (int b = 0; b < c.depth; ++b) {
         const std::string p = "blocks." + std::to_string(b) + ".";
         BlockWeights w;
@@ -437,6 +460,13 @@ Engine::Engine(const Artifact& art, const EngineOptions& options)
         lif_names_.push_back("head");
         lif_sizes_.push_back(c.dim);
     }
+    if (sparse_inputs()) {  // the layers whose inputs come out of a ReLU or a GELU
+        for (int i = 1; i <= E; ++i) add_sparse_columns(embed_[i]);
+        for (BlockWeights& w : blocks_) {
+            add_sparse_columns(w.proj);
+            add_sparse_columns(w.fc2);
+        }
+    }
     for (const Layer& L : embed_) {
         max_in_ = std::max(max_in_, L.in);
         max_out_ = std::max(max_out_, L.panels64 * kPanel64);
@@ -448,6 +478,10 @@ Engine::Engine(const Artifact& art, const EngineOptions& options)
         }
     }
     max_in_ = std::max(max_in_, head_.in);
+}
+
+bool Engine::sparse_inputs() const {
+    return options_.int8 && options_.sparse_inputs && !config_.spiking && table_->i8_sparse != nullptr;
 }
 
 std::size_t Engine::weight_bytes() const {
@@ -504,12 +538,22 @@ void Engine::apply(const Layer& L, Scratch* const* sc, const float* const* x, fl
     const std::int8_t* xq[kMaxLanes];
     float x_scale[kMaxLanes];
     std::int32_t x_zero[kMaxLanes];
+    float* y_dense[kMaxLanes];
     const kernels::I8Matrix m = i8_view(L);
+    const kernels::I8Sparse sparse{L.w_sparse.data(), L.sparse_scale.data(), L.sparse_bias.data(), L.in, L.out, L.blocks};
+    // One lane whose codes are at most half nonzero: the sparse product reads fewer weights than the
+    // dense one and costs less (measured break-even: about 60%). Several lanes share one dense read
+    // of the weights instead (frames of a push, or streams, stepped together).
+    const bool try_sparse = !L.w_sparse.empty() && batch == 1;
+    const int max_active = L.in / 2;
     for (int b0 = 0; b0 < batch; b0 += kMaxLanes) {
         const int nb = std::min(kMaxLanes, batch - b0);
-        for (int j = 0; j < nb; ++j) {
-            std::int8_t* qv = sc[b0 + j]->q_.data();
-            const float* xv = x[b0 + j];
+        int n_dense = 0;
+        for (int lane = 0; lane < nb; ++lane) {
+            const int j = n_dense;  // this lane's place among those left to the dense product
+            std::int8_t* qv = sc[b0 + lane]->q_.data();
+            const float* xv = x[b0 + lane];
+            y_dense[j] = y[b0 + lane];
             x_zero[j] = 0;
             x_scale[j] = 1.0f;
             if (L.spike_input) {
@@ -528,16 +572,16 @@ void Engine::apply(const Layer& L, Scratch* const* sc, const float* const* x, fl
             }
             std::memset(qv + L.in, 0, std::size_t(L.in4 - L.in));
             xq[j] = qv;
-        }
-        table_->i8_dense(m, xq, x_scale, x_zero, nb, y + b0);
-        if (!L.fine.empty()) {  // the second plane, on the same codes
-            float* part[kMaxLanes];
-            for (int j = 0; j < nb; ++j) part[j] = sc[b0 + j]->fine_.data();
-            table_->i8_dense(i8_view(L.fine[0]), xq, x_scale, x_zero, nb, part);
-            for (int j = 0; j < nb; ++j) {
-                for (int o = 0; o < L.out; ++o) y[b0 + j][o] += part[j][o];
+            Scratch& lane_scratch = *sc[b0 + lane];
+            if (try_sparse && table_->i8_sparse(sparse, qv, x_zero[j], x_scale[j], max_active,
+                                                         lane_scratch.sparse_index_.data(),
+                                                         lane_scratch.sparse_value_.data(), y[b0 + lane])) {
+                continue;  // done: the same bits as the dense product
             }
+            ++n_dense;
         }
+        if (n_dense == 0) continue;
+        table_->i8_dense(m, xq, x_scale, x_zero, n_dense, y_dense);
     }
 }
 
@@ -687,7 +731,11 @@ LMU_X86_CLONES void Engine::step_lanes(Stream* const* S, Scratch* const* X, cons
             float* y = sc.y_.data();
             if (!valid) std::fill(y, y + C, 0.0f);
             float* next = sc.feat_.data();  // the next layer's input frame
-            if (!c.spiking) {
+            if (fold_embed_bn_) {  // BN_i without its shift (the next convolution's bias holds it)
+                const Affine& bn = embed_bn_[i];
+                const float* fill = window_fill_[i + 1].data();
+                for (int o = 0; o < C; ++o) next[o] = valid ? relu(y[o]) * bn.scale[o] : fill[o];
+            } else if (!c.spiking) {
                 const Affine& bn = embed_bn_[i];
                 if (valid) {
                     for (int o = 0; o < C; ++o) {
@@ -740,6 +788,11 @@ LMU_X86_CLONES void Engine::step_lanes(Stream* const* S, Scratch* const* X, cons
         if (!sc.valid_[E]) continue;
         const float* r = sc.y_.data();
         const float* base = c.spiking ? sc.y_last_.data() : window(j, E) + std::size_t(k - 1 - pad) * C;
+        if (fold_embed_bn_) {  // the window lacks BN's shift, which the residual needs (the same bits)
+            const float* shift = embed_bn_[E - 1].shift.data();
+            for (int o = 0; o < C; ++o) sc.y_last_[o] = base[o] + shift[o];
+            base = sc.y_last_.data();
+        }
         for (int o = 0; o < C; ++o) sc.z_[o] = base[o] + r[o];
         ready[n_ready] = S[j];
         ready_x[n_ready++] = &sc;
@@ -961,13 +1014,15 @@ Scratch::Scratch(const Engine& engine) {
     m_next_.resize(M);
     const int width = std::max({C, M + C, H, c.n_classes, c.n_mels});
     for (auto* v : {&y_, &y_last_, &z_, &u_, &m32_, &hin_, &h_, &tmp_, &f_, &f2_, &feat_, &mean_, &logits_, &lif_in_,
-                    &running_, &fine_}) {
+                    &running_}) {
         v->assign(std::size_t(width) + kernels::kPanel, 0.0f);
     }
     q_.resize(std::size_t(engine.max_in_) + 4);
     x64_.resize(std::size_t(engine.max_in_));
     y64_.resize(std::size_t(engine.max_out_));
     active_.resize(std::size_t(engine.max_in_));
+    sparse_index_.resize(2 * (std::size_t(engine.max_in_) + 32));
+    sparse_value_.resize(2 * (std::size_t(engine.max_in_) + 32));
 }
 
 Stream::Stream(const Engine& engine) : engine_(engine) {
@@ -998,13 +1053,25 @@ Stream::Stream(const Engine& engine) : engine_(engine) {
     neuron_frames_.assign(engine.lif_names().size(), 0);
     spike_log_.resize(engine.lif_names().size());
     lanes_.emplace_back(engine);  // more when a push brings several frames (step_loop)
+    fill_windows();
+}
+
+void Stream::fill_windows() {
+    const int C = engine_.config().dim;
+    std::fill(windows_[0].begin(), windows_[0].end(), 0.0f);
+    for (std::size_t i = 1; i < windows_.size(); ++i) {
+        const std::vector<float>& fill = engine_.window_fill(int(i));
+        for (std::size_t at = 0; at < windows_[i].size(); at += std::size_t(C)) {
+            std::copy(fill.begin(), fill.end(), windows_[i].begin() + std::ptrdiff_t(at));
+        }
+    }
 }
 
 void Stream::reset() {
     fbank_.reset();
     staged_.clear();
     t_ = n_real_ = emitted_ = count_ = 0;
-    for (auto& w : windows_) std::fill(w.begin(), w.end(), 0.0f);
+    fill_windows();
     for (auto& v : embed_v_) std::fill(v.begin(), v.end(), 0.0f);
     std::fill(delay_.begin(), delay_.end(), 0.0f);
     for (auto& m : m_) std::fill(m.begin(), m.end(), 0.0);

@@ -34,6 +34,7 @@ struct EngineOptions {
     std::string simd = "auto";   // "auto", "scalar", "avx2", "avx512", "neon"
     bool add_only = true;        // spiking models: accumulate the weight columns of active inputs
     int frame_lanes = 8;         // frames of one push stepped together (1: strictly one at a time)
+    bool sparse_inputs = true;   // int8: skip the inputs whose codes mean zero where the path can (same bits)
 };
 
 // One folded linear map y = W x + b in the engine's weight format.
@@ -48,9 +49,11 @@ struct Layer {
     std::vector<float> scale;  // [panels * 16]
     std::vector<std::int32_t> rowsum;
     int in4 = 0;
-    // int8 with a second plane (0 or 1 layers): the rounding residual W - scale * w8, quantized
-    // again and applied to the same input codes, for ~16-bit weights where rounding matters most.
-    std::vector<Layer> fine;
+    // int8 on real inputs that are mostly zero (after a ReLU or a GELU), where the SIMD path has a
+    // sparse product: the same weights by input (kernels::I8Sparse), scale and bias [blocks * 64].
+    int blocks = 0;
+    std::vector<std::int8_t> w_sparse;
+    std::vector<float> sparse_scale, sparse_bias;
     // float64 weights (spiking models with float32 weights): w64[panels64][in][8], bias64[panels64 * 8];
     // the sum is taken in float64 and rounded to float32 once
     bool wide = false;
@@ -62,9 +65,11 @@ struct Layer {
 // Packs a dense row-major [out][in] float32 map (weights w, bias b) into the layout the
 // primitives read: float32 panels, or int8 (per-output-channel scales; by column when the
 // inputs are spikes and add_only is set).
-// two_planes (int8 only): with the second plane of Layer::fine.
 Layer make_layer(int in, int out, const std::vector<float>& w, const std::vector<float>& b, bool int8,
-                 bool spike_input, bool add_only, bool two_planes = false);
+                 bool spike_input, bool add_only);
+
+// Adds to an int8 layer its weights by input (Layer::w_sparse) for the sparse product.
+void add_sparse_columns(Layer& L);
 
 // How one call's real-valued input becomes int8 codes: x ~ (q + zero) * scale, q in [-127, 127]
 // (quantize with inv and zero; inv = 0: the input is all zero).
@@ -100,10 +105,12 @@ struct Scratch {
     explicit Scratch(const Engine& engine);
     std::vector<std::vector<float>> windows_;  // the convolution windows as this lane saw them
     std::vector<char> valid_;  // per embedding layer: its output at this step is a real frame
-    std::vector<float> y_, y_last_, z_, u_, m32_, hin_, h_, tmp_, f_, f2_, feat_, mean_, logits_, lif_in_, running_, fine_;
+    std::vector<float> y_, y_last_, z_, u_, m32_, hin_, h_, tmp_, f_, f2_, feat_, mean_, logits_, lif_in_, running_;
     std::vector<double> m_next_, x64_, y64_;
     std::vector<std::int8_t> q_;
     std::vector<std::int32_t> active_;
+    std::vector<std::int32_t> sparse_index_;  // a sparse product's inputs: positive codes, then negative
+    std::vector<std::uint8_t> sparse_value_;
 };
 
 void push_many(const Engine& engine, Stream* const* streams, const void* const* blocks, const std::size_t* lengths,
@@ -125,6 +132,10 @@ class Engine {
     std::int64_t macs_per_frame() const;
     const std::vector<std::string>& lif_names() const { return lif_names_; }
     const std::vector<int>& lif_sizes() const { return lif_sizes_; }
+    bool sparse_inputs() const;  // an int8 product skips zero inputs here
+    // What a convolution window holds for a frame before the stream's start (embedding layer i's
+    // input, i >= 1): zeros, or with int8 weights the ReLU output whose batch norm gives zero.
+    const std::vector<float>& window_fill(int i) const { return window_fill_[std::size_t(i)]; }
 
     // One step of every stream in `streams` (distinct, same engine): frames[b] is that stream's
     // next feature frame (n_mels floats), or nullptr for a padding step (flush). Outputs of
@@ -145,6 +156,10 @@ class Engine {
     const kernels::Table* table_;
     std::vector<Layer> embed_;  // embed_convs convolutions then the rpe convolution
     std::vector<Affine> embed_bn_;
+    // int8, non-spiking: each embedding batch norm (it follows a ReLU) is folded into the next
+    // convolution, whose input is then the ReLU's output, mostly exact zeros (see Engine::Engine).
+    bool fold_embed_bn_ = false;
+    std::vector<std::vector<float>> window_fill_;
     std::vector<BlockWeights> blocks_;
     Affine head_bn_;
     Layer head_;
@@ -198,6 +213,7 @@ class Stream {
     void take_outputs(std::vector<float>& out);
 
   private:
+    void fill_windows();  // every convolution window as before the stream's first frame
     friend class Engine;
     friend void push_many(const Engine&, Stream* const*, const void* const*, const std::size_t*, const bool*, int,
                           std::vector<float>*);

@@ -382,7 +382,7 @@ float read_sum(const float* data, long n) {
 }
 
 const Table kTable = {"avx2", f32_dense, f16_dense, f32_columns, i8_dense, i8_columns, f64_dense, minmax,
-                      quantize, gelu, fma_loop, dot_i8_loop, read_sum};
+                      quantize, gelu, fma_loop, dot_i8_loop, read_sum, nullptr};
 
 }  // namespace
 

@@ -184,6 +184,128 @@ inline void i8_block(const I8Matrix& m, int p0, const std::int8_t* const* xq, co
     }
 }
 
+// Four columns' 64-byte blocks -> the four 32-bit-word vectors of (w_a, w_b, w_c, w_d) per output
+// that a VNNI product with the broadcast codes (v_a, v_b, v_c, v_d) needs (layout: I8Sparse).
+inline void interleave4(const std::int8_t* a, const std::int8_t* b, const std::int8_t* c, const std::int8_t* d,
+                        __m512i q[4]) {
+    const __m512i A = _mm512_loadu_si512(a), B = _mm512_loadu_si512(b);
+    const __m512i C = _mm512_loadu_si512(c), D = _mm512_loadu_si512(d);
+    const __m512i ab_lo = _mm512_unpacklo_epi8(A, B), ab_hi = _mm512_unpackhi_epi8(A, B);
+    const __m512i cd_lo = _mm512_unpacklo_epi8(C, D), cd_hi = _mm512_unpackhi_epi8(C, D);
+    q[0] = _mm512_unpacklo_epi16(ab_lo, cd_lo);
+    q[1] = _mm512_unpackhi_epi16(ab_lo, cd_lo);
+    q[2] = _mm512_unpacklo_epi16(ab_hi, cd_hi);
+    q[3] = _mm512_unpackhi_epi16(ab_hi, cd_hi);
+}
+
+// acc += (or -=, with Negate) the listed columns times their codes, for NB blocks from block b0.
+template <int NB, bool Negate>
+inline void sparse_sum(const I8Sparse& m, int b0, const std::int32_t* index, const std::uint8_t* value, int n,
+                       __m512i (&acc)[4 * NB]) {
+    const long column = long(m.blocks) * 64;
+    const std::int8_t* w = m.w + long(b0) * 64;
+    for (int a = 0; a < n; a += 4) {
+        std::uint32_t packed;
+        __builtin_memcpy(&packed, value + a, 4);
+        const __m512i x4 = _mm512_set1_epi32(static_cast<int>(packed));
+        const std::int8_t* c0 = w + index[a] * column;
+        const std::int8_t* c1 = w + index[a + 1] * column;
+        const std::int8_t* c2 = w + index[a + 2] * column;
+        const std::int8_t* c3 = w + index[a + 3] * column;
+        LMU_UNROLL
+        for (int b = 0; b < NB; ++b) {
+            __m512i q[4];
+            interleave4(c0 + 64 * b, c1 + 64 * b, c2 + 64 * b, c3 + 64 * b, q);
+            LMU_UNROLL
+            for (int i = 0; i < 4; ++i) {
+                // |w| <= 127, so -w is exact in int8
+                const __m512i wv = Negate ? _mm512_sub_epi8(_mm512_setzero_si512(), q[i]) : q[i];
+                acc[4 * b + i] = _mm512_dpbusd_epi32(acc[4 * b + i], x4, wv);
+            }
+        }
+    }
+}
+
+template <int NB>
+inline void sparse_blocks(const I8Sparse& m, int b0, const std::int32_t* pos_index, const std::uint8_t* pos_value,
+                          int n_pos, const std::int32_t* neg_index, const std::uint8_t* neg_value, int n_neg,
+                          float x_scale, float* y) {
+    __m512i acc[4 * NB];
+    LMU_UNROLL
+    for (int i = 0; i < 4 * NB; ++i) acc[i] = _mm512_setzero_si512();
+    sparse_sum<NB, false>(m, b0, pos_index, pos_value, n_pos, acc);
+    sparse_sum<NB, true>(m, b0, neg_index, neg_value, n_neg, acc);
+    LMU_UNROLL
+    for (int i = 0; i < 4 * NB; ++i) {  // the epilogue of i8_dense (x_zero is already in the codes)
+        const int o = b0 * 64 + 16 * i;
+        const __mmask16 mask = o >= m.out ? __mmask16(0) : tail_mask(o / P, m.out);
+        const __m512 scale = _mm512_mul_ps(_mm512_set1_ps(x_scale), _mm512_loadu_ps(m.scale + o));
+        const __m512 out = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc[i]), scale), _mm512_loadu_ps(m.bias + o));
+        _mm512_mask_storeu_ps(y + o, mask, out);
+    }
+}
+
+// The inputs with a nonzero code, split by sign: (index, |v|) lists, each padded with zero
+// values to a multiple of 4. False when more than max_active are nonzero or some |v| > 255.
+inline bool nonzero_codes(const std::int8_t* xq, int n, std::int32_t x_zero, int max_active, std::int32_t* pos_index,
+                          std::uint8_t* pos_value, int* n_pos, std::int32_t* neg_index, std::uint8_t* neg_value,
+                          int* n_neg) {
+    const __m512i zero = _mm512_set1_epi32(x_zero), limit = _mm512_set1_epi32(255);
+    const __m512i step = _mm512_set1_epi32(16);
+    __m512i at = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    int np = 0, nn = 0;
+    for (int i = 0; i < n; i += 16) {
+        const __mmask16 in = n - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - i)) - 1u);
+        const __m512i v = _mm512_add_epi32(_mm512_cvtepi8_epi32(_mm_maskz_loadu_epi8(in, xq + i)), zero);
+        const __m512i magnitude = _mm512_abs_epi32(v);
+        const __mmask16 pos = _mm512_mask_cmpgt_epi32_mask(in, v, _mm512_setzero_si512());
+        const __mmask16 neg = _mm512_mask_cmplt_epi32_mask(in, v, _mm512_setzero_si512());
+        if (_mm512_mask_cmpgt_epi32_mask(in, magnitude, limit)) return false;
+        const int cp = __builtin_popcount(pos), cn = __builtin_popcount(neg);
+        if (np + nn + cp + cn > max_active) return false;
+        // Compress in registers, then plain stores (the lists have 16 entries of slack): Zen 4
+        // runs a compressing store to memory as slow microcode.
+        _mm512_storeu_si512(pos_index + np, _mm512_maskz_compress_epi32(pos, at));
+        _mm512_storeu_si512(neg_index + nn, _mm512_maskz_compress_epi32(neg, at));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(pos_value + np),
+                         _mm512_cvtepi32_epi8(_mm512_maskz_compress_epi32(pos, magnitude)));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(neg_value + nn),
+                         _mm512_cvtepi32_epi8(_mm512_maskz_compress_epi32(neg, magnitude)));
+        np += cp;
+        nn += cn;
+        at = _mm512_add_epi32(at, step);
+    }
+    for (; np % 4; ++np) pos_index[np] = 0, pos_value[np] = 0;  // value 0: adds nothing
+    for (; nn % 4; ++nn) neg_index[nn] = 0, neg_value[nn] = 0;
+    *n_pos = np;
+    *n_neg = nn;
+    return true;
+}
+
+bool i8_sparse(const I8Sparse& m, const std::int8_t* xq, std::int32_t x_zero, float x_scale, int max_active,
+               std::int32_t* index, std::uint8_t* value, float* y) {
+    std::int32_t* pos_index = index;
+    std::int32_t* neg_index = index + m.in + 16;
+    std::uint8_t* pos_value = value;
+    std::uint8_t* neg_value = value + m.in + 16;
+    int n_pos, n_neg;
+    if (!nonzero_codes(xq, m.in, x_zero, max_active, pos_index, pos_value, &n_pos, neg_index, neg_value, &n_neg)) {
+        return false;
+    }
+    // Up to four blocks (256 outputs, 16 accumulators) per pass over the lists.
+    int b = 0;
+    for (; b + 4 <= m.blocks; b += 4) {
+        sparse_blocks<4>(m, b, pos_index, pos_value, n_pos, neg_index, neg_value, n_neg, x_scale, y);
+    }
+    switch (m.blocks - b) {
+        case 3: sparse_blocks<3>(m, b, pos_index, pos_value, n_pos, neg_index, neg_value, n_neg, x_scale, y); break;
+        case 2: sparse_blocks<2>(m, b, pos_index, pos_value, n_pos, neg_index, neg_value, n_neg, x_scale, y); break;
+        case 1: sparse_blocks<1>(m, b, pos_index, pos_value, n_pos, neg_index, neg_value, n_neg, x_scale, y); break;
+        default: break;
+    }
+    return true;
+}
+
 template <int NB, int R>
 inline void i8_rest(const I8Matrix& m, int p, int left, const std::int8_t* const* xq, const float* x_scale,
                     const std::int32_t* x_zero, float* const* y) {
@@ -398,7 +520,7 @@ float read_sum(const float* data, long n) {
 }
 
 const Table kTable = {"avx512", f32_dense, f16_dense, f32_columns, i8_dense, i8_columns, f64_dense, minmax,
-                      quantize, gelu, fma_loop, dot_i8_loop, read_sum};
+                      quantize, gelu, fma_loop, dot_i8_loop, read_sum, i8_sparse};
 
 }  // namespace
 

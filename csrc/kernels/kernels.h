@@ -68,6 +68,24 @@ struct I8Columns {
     int in, out, panels;
 };
 
+// int8 weights by input, for products with sparse real inputs (most codes mean exactly zero after
+// a ReLU or a GELU): w[in][blocks][64], out rounded up to blocks * 64 (padding zero), scale and
+// bias [blocks * 64]. Within a 64-output block, byte 16 L + 4 i + e holds output 16 i + 4 L + e
+// (L, i, e < 4): the order in which interleaving the bytes of four columns (two unpack rounds per
+// 128-bit lane) leaves each output's four weights in one 32-bit word, ready for a VNNI product.
+struct I8Sparse {
+    const std::int8_t* w;
+    const float* scale;
+    const float* bias;
+    int in, out, blocks;
+};
+
+// Position of output o's weight in a column of I8Sparse (see above).
+inline int sparse_slot(int o) {
+    const int within = o % 64, i = within / 16, lane = within % 16 / 4, e = within % 4;
+    return o / 64 * 64 + 16 * lane + 4 * i + e;
+}
+
 // float32 products with weights stored as IEEE 754 half floats (the int8 mode's Legendre matrix):
 // the same layout as F32Matrix, each weight widened exactly to float32 as it is read, so the
 // product is f32_dense's on those values with half the bytes to read.
@@ -133,6 +151,14 @@ struct Table {
     // reads n floats (n a multiple of 128) front to back, one contiguous stream with 8 independent
     // sums: the best read rate one core gets (the floor must not be set by a slower access pattern).
     float (*read_sum)(const float* data, long n);
+    // i8_dense for one input whose codes are mostly zero, reading only the weights of the inputs
+    // with a nonzero code v = xq[i] + x_zero: y = bias + scale * x_scale * (sum over those i of
+    // v * W[:, i]), the same integer sum and float epilogue as i8_dense, so the same bits. Returns
+    // false, computing nothing, when more than max_active inputs are nonzero or some |v| > 255 (the
+    // caller then uses i8_dense). index and value: scratch for 2 * (in + 32) entries each.
+    // nullptr where a path has no such product.
+    bool (*i8_sparse)(const I8Sparse& m, const std::int8_t* xq, std::int32_t x_zero, float x_scale, int max_active,
+                      std::int32_t* index, std::uint8_t* value, float* y);
 };
 
 const Table& scalar_table();

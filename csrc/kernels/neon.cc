@@ -280,7 +280,7 @@ void gelu(float* x, int n) {
 }
 
 const Table kTable = {"neon", f32_dense, f16_dense, f32_columns, i8_dense, i8_columns, f64_dense, minmax,
-                      quantize, gelu, fma_loop, dot_i8_loop, read_sum};
+                      quantize, gelu, fma_loop, dot_i8_loop, read_sum, nullptr};
 
 }  // namespace
 

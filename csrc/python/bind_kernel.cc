@@ -118,12 +118,14 @@ py::dict config_dict(const Engine& e) {
     return d;
 }
 
-PyEngine make_engine(const std::string& path, bool int8, const std::string& simd, bool add_only, int frame_lanes) {
+PyEngine make_engine(const std::string& path, bool int8, const std::string& simd, bool add_only, int frame_lanes,
+                     bool sparse_inputs) {
     lmustream::EngineOptions options;
     options.int8 = int8;
     options.simd = simd;
     options.add_only = add_only;
     options.frame_lanes = frame_lanes;
+    options.sparse_inputs = sparse_inputs;
     py::gil_scoped_release release;  // reading and the Legendre exponential take a while
     const lmustream::Artifact art = lmustream::read_artifact(path);
     return PyEngine{std::make_shared<const Engine>(art, options)};
@@ -264,7 +266,7 @@ void bind_kernel(py::module_& m) {
 
     py::class_<PyEngine>(m, "Engine", "A loaded model (weights folded and packed); open streams on it.")
         .def(py::init(&make_engine), py::arg("path"), py::arg("int8") = false, py::arg("simd") = "auto",
-             py::arg("add_only") = true, py::arg("frame_lanes") = 8)
+             py::arg("add_only") = true, py::arg("frame_lanes") = 8, py::arg("sparse_inputs") = true)
         .def_property_readonly("labels", [](const PyEngine& e) { return e.engine->labels(); })
         .def_property_readonly("lookahead", [](const PyEngine& e) { return e.engine->config().lookahead(); })
         .def_property_readonly("sample_rate", [](const PyEngine& e) { return e.engine->frontend_config().sample_rate; })
@@ -274,6 +276,7 @@ void bind_kernel(py::module_& m) {
         .def_property_readonly("int8", [](const PyEngine& e) { return e.engine->int8(); })
         .def_property_readonly("add_only", [](const PyEngine& e) { return e.engine->add_only(); })
         .def_property_readonly("frame_lanes", [](const PyEngine& e) { return e.engine->frame_lanes(); })
+        .def_property_readonly("sparse_inputs", [](const PyEngine& e) { return e.engine->sparse_inputs(); })
         .def_property_readonly("config", [](const PyEngine& e) { return config_dict(*e.engine); })
         .def_property_readonly("weight_bytes", [](const PyEngine& e) { return e.engine->weight_bytes(); })
         .def_property_readonly("macs_per_frame", [](const PyEngine& e) { return e.engine->macs_per_frame(); })

@@ -97,7 +97,7 @@ void test_legendre() {
     check(s.A.size() == 64 * 64 && std::isfinite(row) && row > 0.0, "legendre_state_space(64): finite A and B");
 }
 
-// --- int8 input codes and the two-plane layer ---------------------------------------------
+// --- int8 input codes ---------------------------------------------------------------------
 void test_int8_codes() {
     const kernels::Table& ref = kernels::scalar_table();
     std::mt19937 gen(11);
@@ -129,46 +129,6 @@ void test_int8_codes() {
     const InputCode far = input_code(1000.0f, 1000.001f, 260);
     check(far.zero == 0 && std::fabs(far.scale - 1000.001f / 127.0f) < 1e-3f,
           "a zero point too large for exact int32 sums falls back to the symmetric scale");
-
-    // two planes: ~16-bit weights, so the product is much closer to float32 than one plane
-    std::normal_distribution<float> normal(0.0f, 1.0f);
-    const int in = 384, out = 48;
-    std::vector<float> w(std::size_t(in) * out), bias(out), x(in);
-    for (float& v : w) v = normal(gen) * (uni(gen) < 0.02f ? 8.0f : 1.0f);  // a few large weights
-    for (float& v : bias) v = normal(gen);
-    for (float& v : x) v = normal(gen);
-    const Layer one = make_layer(in, out, w, bias, true, false, false);
-    const Layer two = make_layer(in, out, w, bias, true, false, false, true);
-    check(two.fine.size() == 1 && two.weight_bytes() == 2 * one.weight_bytes(), "two planes: a second int8 plane");
-    // the products as the engine takes them: int8 input codes, then each plane through i8_dense
-    std::vector<std::int8_t> xq(std::size_t(one.in4), 0);
-    const InputCode c = input_code(*std::min_element(x.begin(), x.end()), *std::max_element(x.begin(), x.end()), one.in4);
-    ref.quantize(x.data(), in, c.inv, c.zero, xq.data());
-    const std::int8_t* xqp = xq.data();
-    auto product = [&](const Layer& L, std::vector<float>& y) {
-        const kernels::I8Matrix m{L.w8.data(), L.scale.data(), L.bias.data(), L.rowsum.data(), L.in, L.in4, L.out, L.panels};
-        float* yp = y.data();
-        ref.i8_dense(m, &xqp, &c.scale, &c.zero, 1, &yp);
-    };
-    std::vector<float> y1(out), y2(out), fine(out);
-    product(one, y1);
-    product(two, y2);
-    product(two.fine[0], fine);
-    double err1 = 0.0, err2 = 0.0;
-    for (int o = 0; o < out; ++o) {
-        double exact = bias[o];  // float weights on the same (dequantized) input
-        for (int i = 0; i < in; ++i) exact += double(w[std::size_t(o) * in + i]) * ((double(xq[i]) + c.zero) * c.scale);
-        err1 = std::max(err1, std::fabs(double(y1[o]) - exact));
-        err2 = std::max(err2, std::fabs(double(y2[o]) + fine[o] - exact));
-    }
-    check(two.scale == one.scale && err2 < err1 / 50.0, "two planes: weight rounding error < 1/50 of one plane's");
-    bool threw = false;
-    try {
-        make_layer(in, out, w, bias, false, false, false, true);
-    } catch (const std::invalid_argument&) {
-        threw = true;
-    }
-    check(threw, "two planes need int8 weights");
 }
 
 // --- primitives: every SIMD path against the scalar reference ---------------------------------
@@ -369,6 +329,61 @@ void test_primitives() {
 }
 
 // float16 <-> float32: every half survives the round trip; rounding is to nearest, ties to even
+// The sparse int8 product (where a path has one) against the dense one: the same bits, inputs
+// of either sign; and its refusals (too many nonzero codes, a code beyond 255).
+void test_sparse_product() {
+    std::mt19937 gen(11);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
+    const kernels::Table& ref = kernels::scalar_table();
+    for (const char* name : {"scalar", "avx2", "avx512", "neon"}) {
+        const kernels::Table* t = kernels::select(name);
+        if (!t || !t->i8_sparse) continue;
+        for (auto [in, out] : {std::pair<int, int>{768, 256}, {1024, 256}, {37, 70}, {5, 130}, {64, 1}}) {
+            std::vector<float> w(std::size_t(in) * out), b(out);
+            for (float& v : w) v = normal(gen);
+            for (float& v : b) v = normal(gen);
+            Layer Q = make_layer(in, out, w, b, true, false, false);
+            add_sparse_columns(Q);
+            const kernels::I8Matrix dense{Q.w8.data(), Q.scale.data(), Q.bias.data(), Q.rowsum.data(), in, Q.in4, out,
+                                          Q.panels};
+            const kernels::I8Sparse sparse{Q.w_sparse.data(), Q.sparse_scale.data(), Q.sparse_bias.data(), in, out,
+                                           Q.blocks};
+            const std::string tag = std::string(name) + " " + std::to_string(out) + "x" + std::to_string(in);
+            std::vector<std::int32_t> index(2 * (std::size_t(in) + 32));
+            std::vector<std::uint8_t> value(2 * (std::size_t(in) + 32));
+            for (float density : {0.0f, 0.1f, 0.3f, 0.5f}) {
+                const std::int32_t zero = 30;  // codes v = q + 30 in [-97, 157]: both signs
+                std::vector<std::int8_t> q(std::size_t(Q.in4) + 4, 0);
+                int nonzero = 0;
+                for (int i = 0; i < in; ++i) {
+                    const int v = uniform(gen) < density ? int(uniform(gen) * 254.0f) - 97 : 0;
+                    q[i] = std::int8_t(v - zero);
+                    nonzero += v != 0;
+                }
+                std::vector<float> ys(out + 64, -1.0f), yd(out, 0.0f);
+                const std::int8_t* qp = q.data();
+                const float x_scale = 0.0173f;
+                float* ydp = yd.data();
+                ref.i8_dense(dense, &qp, &x_scale, &zero, 1, &ydp);
+                const bool ok = t->i8_sparse(sparse, q.data(), zero, x_scale, in, index.data(), value.data(), ys.data());
+                check(ok && std::equal(yd.begin(), yd.end(), ys.begin()),
+                      tag + " i8_sparse == i8_dense, bitwise (density " + std::to_string(density) + ")");
+                check(ys[out] == -1.0f, tag + " i8_sparse writes nothing past out");
+                if (nonzero > 0) {
+                    check(!t->i8_sparse(sparse, q.data(), zero, x_scale, nonzero - 1, index.data(), value.data(), ys.data()),
+                          tag + " i8_sparse refuses more nonzero codes than max_active");
+                }
+            }
+            std::vector<std::int8_t> big(std::size_t(Q.in4) + 4, 0);
+            big[0] = 100;  // v = 100 + 200 > 255
+            std::vector<float> y(out + 64);
+            check(!t->i8_sparse(sparse, big.data(), 200, 1.0f, in, index.data(), value.data(), y.data()),
+                  tag + " i8_sparse refuses a code beyond 255");
+        }
+    }
+}
+
 void test_half() {
     bool round_trip = true;
     for (std::uint32_t h = 0; h < 0x10000u; ++h) {
@@ -589,6 +604,7 @@ int main(int argc, char** argv) {
             test_legendre();
             test_panel_layout();
             test_primitives();
+            test_sparse_product();
             test_half();
             test_int8_codes();
             test_frontend();

@@ -138,6 +138,9 @@ class Kernel:
             more run about 2x (int8) to 4x (float32) faster per frame), while the memory, windows
             and membranes still advance frame by frame, so the outputs are the same bits as
             with 1 (strictly one frame at a time, the least memory: one frame's buffers).
+        sparse_inputs: int8 weights on a non-spiking model, on the AVX-512 path: a product whose
+            input is mostly zero codes (after a ReLU or a GELU) reads only the weights of the
+            nonzero ones; the same bits as the dense product. False: always dense (for comparisons).
 
     Attributes: ``labels`` (class names in logit order), ``lookahead`` (frames of future audio
     each output waits for), ``sample_rate`` (Hz the samples must have), ``simd`` (the SIMD path
@@ -150,7 +153,7 @@ class Kernel:
     """
 
     def __init__(self, path_or_name, int8: bool = False, *, simd: str | None = None,
-                 spike_path: str = "add-only", frame_lanes: int = 8):
+                 spike_path: str = "add-only", frame_lanes: int = 8, sparse_inputs: bool = True):
         _require_kernel()
         if spike_path not in SPIKE_PATHS:
             raise ValueError(f"spike_path must be one of {SPIKE_PATHS}, got {spike_path!r}")
@@ -158,7 +161,7 @@ class Kernel:
             raise ValueError(f"frame_lanes must be an integer, got {frame_lanes!r}")  # the engine checks 1..64
         self.path = _resolve_model(path_or_name)
         self._engine = _kernel.Engine(str(self.path), bool(int8), simd or "auto", spike_path == "add-only",
-                                      int(frame_lanes))
+                                      int(frame_lanes), bool(sparse_inputs))
         self.labels: list[str] = list(self._engine.labels)
         self.lookahead: int = self._engine.lookahead
         self.sample_rate: int = self._engine.sample_rate
@@ -166,6 +169,8 @@ class Kernel:
         self.simd: str = self._engine.simd
         self.int8: bool = self._engine.int8
         self.frame_lanes: int = self._engine.frame_lanes
+        # int8, non-spiking, AVX-512: products skip the inputs whose codes are zero (same results)
+        self.sparse_inputs: bool = self._engine.sparse_inputs
         self.config: dict = self._engine.config
 
     @property
