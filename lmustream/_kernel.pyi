@@ -14,6 +14,7 @@ class BuildInfo(TypedDict):
     compiled_simd: str  # widest set the compiler could use for baseline code ("sse2", "neon", ...)
     compiler: str
     cxx_standard: str
+    sparse_int8: bool  # the path has the sparse int8 product (mostly-zero inputs read fewer weights)
 
 def build_info() -> BuildInfo: ...
 def lmu_memory_scan(

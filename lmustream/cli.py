@@ -60,6 +60,8 @@ def _cmd_info(args: argparse.Namespace) -> int:
         rows.append(("kernel SIMD level", f"{info.get('simd')} (the path in use, chosen at run time; this CPU "
                                           f"runs: {info.get('simd_levels')})"))
         rows.append(("kernel compiler", str(info.get("compiler"))))
+        rows.append(("kernel int8 sparse products", "yes (non-spiking int8 layers skip the weights of zero inputs)"
+                     if info.get("sparse_int8") else "no (int8 products are dense on this path)"))
     from lmustream.stream.backend import default_backend_note
     rows.append(("detection backend", default_backend_note()))
     width = max(len(k) for k, _ in rows)

@@ -75,6 +75,7 @@ def test_extension_loads_and_reports_its_build():
     assert info["simd"] == info["simd_levels"].split()[0]
     assert info["compiled_simd"] in {"avx512f", "avx2+fma", "avx2", "avx", "sse2", "neon", "scalar"}
     assert info["compiler"] and info["cxx_standard"].startswith("C++")
+    assert info["sparse_int8"] == (info["simd"] == "avx512")  # the one path with i8_sparse
     face = kernel_info()
     assert face["loaded"] and face["error"] is None and face["simd"] == info["simd"]
 

@@ -36,7 +36,9 @@ How this extension was built and what it runs: {"version": lmustream version bak
 build time, "simd": the SIMD path the engine uses on this CPU, chosen at run time ("avx512",
 "avx2", "neon" or "scalar"), "simd_levels": every path this CPU can run, best first,
 "compiled_simd": the widest set the compiler could use for the baseline code ("sse2",
-"neon", ...), "compiler": compiler and version, "cxx_standard": e.g. "C++17"}.
+"neon", ...), "compiler": compiler and version, "cxx_standard": e.g. "C++17", "sparse_int8": whether
+that path has the sparse int8 product (int8 layers whose input codes are mostly zero read only the
+nonzero inputs' weights)}.
 )doc";
 
 std::string compiler_name() {
@@ -84,6 +86,7 @@ PYBIND11_MODULE(_kernel, m) {
             info["compiled_simd"] = lmustream::simd_level();
             info["compiler"] = compiler_name();
             info["cxx_standard"] = cxx_standard();
+            info["sparse_int8"] = lmustream::kernels::select("auto")->i8_sparse != nullptr;
             return info;
         },
         kBuildInfoDoc);
