@@ -538,22 +538,12 @@ void Engine::apply(const Layer& L, Scratch* const* sc, const float* const* x, fl
     const std::int8_t* xq[kMaxLanes];
     float x_scale[kMaxLanes];
     std::int32_t x_zero[kMaxLanes];
-    float* y_dense[kMaxLanes];
     const kernels::I8Matrix m = i8_view(L);
-    const kernels::I8Sparse sparse{L.w_sparse.data(), L.sparse_scale.data(), L.sparse_bias.data(), L.in, L.out, L.blocks};
-    // One lane whose codes are at most half nonzero: the sparse product reads fewer weights than the
-    // dense one and costs less (measured break-even: about 60%). Several lanes share one dense read
-    // of the weights instead (frames of a push, or streams, stepped together).
-    const bool try_sparse = !L.w_sparse.empty() && batch == 1;
-    const int max_active = L.in / 2;
     for (int b0 = 0; b0 < batch; b0 += kMaxLanes) {
         const int nb = std::min(kMaxLanes, batch - b0);
-        int n_dense = 0;
-        for (int lane = 0; lane < nb; ++lane) {
-            const int j = n_dense;  // this lane's place among those left to the dense product
-            std::int8_t* qv = sc[b0 + lane]->q_.data();
-            const float* xv = x[b0 + lane];
-            y_dense[j] = y[b0 + lane];
+        for (int j = 0; j < nb; ++j) {
+            std::int8_t* qv = sc[b0 + j]->q_.data();
+            const float* xv = x[b0 + j];
             x_zero[j] = 0;
             x_scale[j] = 1.0f;
             if (L.spike_input) {
@@ -572,16 +562,19 @@ void Engine::apply(const Layer& L, Scratch* const* sc, const float* const* x, fl
             }
             std::memset(qv + L.in, 0, std::size_t(L.in4 - L.in));
             xq[j] = qv;
-            Scratch& lane_scratch = *sc[b0 + lane];
-            if (try_sparse && table_->i8_sparse(sparse, qv, x_zero[j], x_scale[j], max_active,
-                                                         lane_scratch.sparse_index_.data(),
-                                                         lane_scratch.sparse_value_.data(), y[b0 + lane])) {
-                continue;  // done: the same bits as the dense product
-            }
-            ++n_dense;
         }
-        if (n_dense == 0) continue;
-        table_->i8_dense(m, xq, x_scale, x_zero, n_dense, y_dense);
+        // One lane whose codes are at most half nonzero: the sparse product reads fewer weights than
+        // the dense one and costs less (measured break-even: about 60%), with the same bits. Several
+        // lanes share one dense read of the weights instead (frames of a push, or streams, together).
+        if (batch == 1 && !L.w_sparse.empty()) {
+            const kernels::I8Sparse sparse{L.w_sparse.data(), L.sparse_scale.data(), L.sparse_bias.data(), L.in, L.out,
+                                           L.blocks};
+            if (table_->i8_sparse(sparse, xq[0], x_zero[0], x_scale[0], L.in / 2, sc[0]->sparse_index_.data(),
+                                  sc[0]->sparse_value_.data(), y[0])) {
+                return;
+            }
+        }
+        table_->i8_dense(m, xq, x_scale, x_zero, nb, y + b0);
     }
 }
 

@@ -134,7 +134,8 @@ class Engine {
     const std::vector<int>& lif_sizes() const { return lif_sizes_; }
     bool sparse_inputs() const;  // an int8 product skips zero inputs here
     // What a convolution window holds for a frame before the stream's start (embedding layer i's
-    // input, i >= 1): zeros, or with int8 weights the ReLU output whose batch norm gives zero.
+    // input, i >= 1): zeros, or with int8 weights -shift of the batch norm before it (whose shift
+    // the layer's bias holds), so that the frame still counts as zero.
     const std::vector<float>& window_fill(int i) const { return window_fill_[std::size_t(i)]; }
 
     // One step of every stream in `streams` (distinct, same engine): frames[b] is that stream's
@@ -156,8 +157,8 @@ class Engine {
     const kernels::Table* table_;
     std::vector<Layer> embed_;  // embed_convs convolutions then the rpe convolution
     std::vector<Affine> embed_bn_;
-    // int8, non-spiking: each embedding batch norm (it follows a ReLU) is folded into the next
-    // convolution, whose input is then the ReLU's output, mostly exact zeros (see Engine::Engine).
+    // int8, non-spiking: each embedding batch norm's shift (it follows a ReLU) moves into the next
+    // convolution's bias, whose input is then scale * ReLU, mostly exact zeros (see Engine::Engine).
     bool fold_embed_bn_ = false;
     std::vector<std::vector<float>> window_fill_;
     std::vector<BlockWeights> blocks_;
