@@ -4,10 +4,14 @@
 
 Forward + backward + Adam step on a batch of 128-frame clips (backbone frozen, batch norms in
 eval mode, as `lmustream finetune` trains), for LoRA, AFLoRA before and after its A and B
-matrices froze, VeRA, the head alone and full fine-tuning. Methods are interleaved and the best
-of the repeats is kept, so that load from other processes affects them alike. The adapters'
-own arithmetic is a few percent of a step: the backward pass through the frozen backbone (needed
-by every method that adapts the lowest layers) is what costs.
+matrices froze, VeRA, the head alone and full fine-tuning, and as a floor the frozen model's
+own forward pass and backward pass to its input (what any method that trains something in the
+lowest layers pays). Methods are interleaved and the best of the repeats is kept, so that load
+from other processes affects them alike.
+
+A trainable A costs a pass over the (unfolded) input for its gradient, and its path two extra
+products each way; a frozen A lets the layer run as one product, (W0 + U A) x
+(lmustream/adapters/frozen_down.py), so AFLoRA once frozen, and VeRA, cost little more than the floor.
 """
 
 from __future__ import annotations
@@ -37,9 +41,14 @@ def variants(base):
                     p.requires_grad_(False)
         return model
 
+    floor = copy.deepcopy(base).requires_grad_(False)
+    floor.head.requires_grad_(True)
     return {"lora r=8": make("lora", rank=8), "lora r=4": make("lora", rank=4), "aflora r=4": make("aflora", rank=4),
             "aflora r=4, A B frozen": make("aflora", frozen=True, rank=4), "vera r=64": make("vera", rank=64),
-            "head only": make("head"), "full": make("full")}
+            "head only": make("head"), "full": make("full"), FLOOR: floor}
+
+
+FLOOR = "floor: frozen model, backward to its input"
 
 
 def main() -> None:
@@ -57,9 +66,10 @@ def main() -> None:
     for _ in range(args.repeats):
         for name, model in models.items():
             optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+            inputs = x.clone().requires_grad_(name == FLOOR)
             start = time.perf_counter()
             for _ in range(args.steps):
-                loss = F.cross_entropy(model(x), y)
+                loss = F.cross_entropy(model(inputs), y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

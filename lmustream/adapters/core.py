@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lmustream.adapters import frozen_down
 from lmustream.errors import ConfigError
 
 ALL_LAYERS = ("*",)  # every Linear and Conv1d of the model (except modules_to_save)
@@ -157,10 +158,12 @@ def inject(model: nn.Module, config: AdapterConfig, make_layer) -> dict[str, "Ad
 class AdaptedLayer(nn.Module):
     """A frozen ``nn.Linear`` / ``nn.Conv1d`` (``self.base``) plus a parallel low-rank path.
 
-    Subclasses define :meth:`path` (the extra output) and :meth:`delta_weight` (the same path as
-    a weight ``[out, in_features]``, ``in_features`` = in_channels x kernel for a convolution),
-    using the helpers ``down`` (x -> rank channels through a ``[rank, in_features]`` matrix) and
-    ``up`` (rank -> out channels through ``[out, rank]``).
+    Subclasses define the path as two matrices: :meth:`down_matrix` ``A [rank, in_features]``
+    (``in_features`` = in_channels x kernel for a convolution), applied to x like the base layer,
+    and :meth:`up_matrix` ``U [out, rank]``, applied per frame. The path is ``U A x``, and its
+    weight ``dW = U A``. While A is trainable the path runs beside the base layer; once A is
+    frozen, base and path run as the single product ``(W0 + U A) x``
+    (:mod:`lmustream.adapters.frozen_down`).
     """
 
     method: ClassVar[str] = ""
@@ -186,24 +189,30 @@ class AdaptedLayer(nn.Module):
         self.rank = rank
 
     # -- the path's building blocks ---------------------------------------------------------
+    def apply_like_base(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+        """``weight [n, in_features]`` applied as the base layer applies W0 (same kernel, padding, causality)."""
+        if not self.is_conv:
+            return F.linear(x, weight, bias)
+        weight = weight.reshape(weight.shape[0], self.base.in_channels, self.kernel)
+        if getattr(self.base, "causal", False):  # FrameConv: left padding, no look-ahead
+            return F.conv1d(F.pad(x, (self.kernel - 1, 0)), weight, bias)
+        return F.conv1d(x, weight, bias, padding=self.base.padding)
+
     def down(self, x: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
         """``A [rank, in_features]`` applied like the base layer: [..., in] -> [..., rank] or [B, in, N] -> [B, rank, N]."""
-        if not self.is_conv:
-            return F.linear(x, A)
-        weight = A.reshape(A.shape[0], self.base.in_channels, self.kernel)
-        if getattr(self.base, "causal", False):  # FrameConv: left padding, no look-ahead
-            return F.conv1d(F.pad(x, (self.kernel - 1, 0)), weight)
-        return F.conv1d(x, weight, padding=self.base.padding)
+        return self.apply_like_base(x, A)
 
-    def up(self, h: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
-        """``B [out, rank]`` applied per frame."""
-        return F.conv1d(h, B[:, :, None]) if self.is_conv else F.linear(h, B)
+    def up(self, h: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
+        """``U [out, rank]`` applied per frame."""
+        return F.conv1d(h, U[:, :, None]) if self.is_conv else F.linear(h, U)
 
     # -- what subclasses define -------------------------------------------------------------
-    def path(self, x: torch.Tensor) -> torch.Tensor:
+    def down_matrix(self) -> torch.Tensor:
+        """``A [rank, in_features]``: what the path applies to x first."""
         raise NotImplementedError
 
-    def delta_weight(self) -> torch.Tensor:
+    def up_matrix(self) -> torch.Tensor:
+        """``U [out, rank]``: what the path applies to ``A x``."""
         raise NotImplementedError
 
     def matrices(self) -> dict[str, nn.Parameter]:
@@ -211,8 +220,19 @@ class AdaptedLayer(nn.Module):
         return {}
 
     # -- forward and merge ------------------------------------------------------------------
+    def path(self, x: torch.Tensor) -> torch.Tensor:
+        """The path alone: ``U A x``."""
+        return self.up(self.down(x, self.down_matrix()), self.up_matrix())
+
+    def delta_weight(self) -> torch.Tensor:
+        """The path as a weight: ``U A`` ``[out, in_features]``."""
+        return self.up_matrix() @ self.down_matrix()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.base(x) + self.path(x)
+        A = self.down_matrix()
+        if frozen_down.usable(self, A, x):
+            return frozen_down.frozen_down_forward(self, x, A, self.up_matrix())
+        return self.base(x) + self.up(self.down(x, A), self.up_matrix())
 
     @torch.no_grad()
     def merged(self) -> nn.Module:

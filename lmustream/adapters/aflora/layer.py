@@ -28,15 +28,13 @@ class AFLoRALayer(AdaptedLayer):
         self.lambda_d = nn.Parameter(torch.full((rank,), float(lambda_d_init), **like))
         self.lambda_u = nn.Parameter(torch.zeros(self.out_features, **like))
 
-    def path(self, x: torch.Tensor) -> torch.Tensor:
-        # The diagonal vectors scale the small matrices, not the activations: same function, and the
-        # path costs what LoRA's does.
-        down = self.lambda_d[:, None] * self.A  # (r, in): Lambda_d A
-        up = self.lambda_u[:, None] * self.B  # (out, r): Lambda_u B
-        return self.up(self.down(x, down), up)  # Lambda_u B Lambda_d A x
+    def down_matrix(self) -> torch.Tensor:
+        return self.A
 
-    def delta_weight(self) -> torch.Tensor:
-        return (self.lambda_u[:, None] * self.B) @ (self.lambda_d[:, None] * self.A)  # (out, in)
+    def up_matrix(self) -> torch.Tensor:
+        # Both diagonal vectors scale the small up side, Lambda_u B Lambda_d [out, r]: the same
+        # function, and A alone meets x, so a frozen A lets the layer run as one product.
+        return self.lambda_u[:, None] * self.B * self.lambda_d[None, :]
 
     def matrices(self) -> dict[str, nn.Parameter]:
         return {"A": self.A, "B": self.B}

@@ -24,11 +24,11 @@ class LoRALayer(AdaptedLayer):
         self.A = nn.Parameter(kaiming_uniform((rank, self.in_features), generator).to(**like))
         self.B = nn.Parameter(torch.zeros(self.out_features, rank, **like))
 
-    def path(self, x: torch.Tensor) -> torch.Tensor:
-        return self.up(self.down(x, self.A), self.B * self.scaling)
+    def down_matrix(self) -> torch.Tensor:
+        return self.A
 
-    def delta_weight(self) -> torch.Tensor:
-        return (self.B @ self.A) * self.scaling
+    def up_matrix(self) -> torch.Tensor:
+        return self.B * self.scaling
 
     def matrices(self) -> dict[str, nn.Parameter]:
         return {"A": self.A, "B": self.B}

@@ -26,8 +26,8 @@ class VeRALayer(AdaptedLayer):
         self.lambda_d = nn.Parameter(torch.full((rank,), float(lambda_d_init), **like))
         self.lambda_b = nn.Parameter(torch.zeros(self.out_features, **like))
 
-    def path(self, x: torch.Tensor) -> torch.Tensor:
-        return self.up(self.down(x, self.lambda_d[:, None] * self.A), self.lambda_b[:, None] * self.B)
+    def down_matrix(self) -> torch.Tensor:
+        return self.A  # frozen: the layer runs as one product (AdaptedLayer.forward)
 
-    def delta_weight(self) -> torch.Tensor:
-        return (self.lambda_b[:, None] * self.B) @ (self.lambda_d[:, None] * self.A)
+    def up_matrix(self) -> torch.Tensor:
+        return self.lambda_b[:, None] * self.B * self.lambda_d[None, :]

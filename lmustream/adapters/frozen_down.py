@@ -1,0 +1,74 @@
+"""One product for an adapted layer whose down-projection is frozen: ``y = (W0 + U A) x + b``.
+
+An adapted layer computes ``W0 x + U (A x)``: ``A [r, in]`` the down-projection, ``U [out, r]``
+the up side (LoRA's ``s B``, AFLoRA's ``Lambda_u B Lambda_d``). While A trains, its gradient
+``U^T g x^T`` needs the whole input again (for a convolution, unfolded), and the path costs two
+extra activation-sized products each way. Once A is frozen (AFLoRA after its freezing score
+says so; VeRA's shared A always), nothing of the path needs x beyond the r channels ``z = A x``:
+
+    forward   y  = conv(x, W0 + U A) + b       one product, as the frozen model alone
+              z  = A x                         r channels, kept for the backward pass
+    backward  dx = conv_input_grad(g, W0 + U A)
+              dU = sum over frames of g z^T    [out, r]
+
+so a step costs what the frozen model's own forward and backward passes cost, plus the r-channel
+``A x``. This is where adaptive freezing saves time, not only trainable parameters. The result
+equals the two-path form to float rounding (tests/adapters/test_frozen_down.py).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class FrozenDownProduct(torch.autograd.Function):
+    """``(x, U) -> (W0 + U A) x + b`` for an adapted layer ``layer`` with frozen ``W0``, ``b`` and ``A``."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, U: torch.Tensor, layer, A: torch.Tensor) -> torch.Tensor:
+        base = layer.base
+        weight = base.weight + (U @ A).view_as(base.weight)  # W0 + dW: [out, in] or [out, in_ch, k]
+        with torch.no_grad():  # (B, r, N) or (..., r); for a pointwise convolution a matrix product is
+            # several times faster than the convolution kernels at so few output channels
+            z = torch.matmul(A, x) if layer.is_conv and layer.kernel == 1 else layer.down(x, A)
+        ctx.layer = layer
+        ctx.x_shape = x.shape
+        ctx.save_for_backward(weight, z)
+        return layer.apply_like_base(x, weight.reshape(base.weight.shape[0], -1), base.bias)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        weight, z = ctx.saved_tensors
+        layer = ctx.layer
+        grad_x = grad_U = None
+        if ctx.needs_input_grad[0]:
+            grad_x = input_gradient(layer, grad, weight, ctx.x_shape)
+        if ctx.needs_input_grad[1]:
+            if layer.is_conv:  # sum over batch and frames of g z^T
+                grad_U = torch.bmm(grad, z.transpose(1, 2)).sum(0)
+            else:
+                grad_U = grad.reshape(-1, grad.shape[-1]).T @ z.reshape(-1, z.shape[-1])
+        return grad_x, grad_U, None, None
+
+
+def input_gradient(layer, grad: torch.Tensor, weight: torch.Tensor, x_shape: torch.Size) -> torch.Tensor:
+    """dL/dx of ``apply_like_base(x, weight)`` (centred or causal convolution, or linear)."""
+    if not layer.is_conv:
+        return grad @ weight
+    if getattr(layer.base, "causal", False):  # the input was left-padded by k - 1 frames
+        k = layer.kernel
+        padded = (*x_shape[:-1], x_shape[-1] + k - 1)
+        return torch.nn.grad.conv1d_input(padded, weight, grad)[..., k - 1:]
+    return torch.nn.grad.conv1d_input(x_shape, weight, grad, padding=layer.base.padding)
+
+
+def frozen_down_forward(layer, x: torch.Tensor, A: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
+    """``W0 x + b + U A x`` through :class:`FrozenDownProduct` (A must not require a gradient)."""
+    return FrozenDownProduct.apply(x, U, layer, A)
+
+
+def usable(layer, A: torch.Tensor, x: torch.Tensor) -> bool:
+    """Whether the single product applies: A and the base layer frozen (the Function forms no gradient
+    for them), and no autocast (whose casts the Function does not follow)."""
+    frozen = [A, layer.base.weight] + ([] if layer.base.bias is None else [layer.base.bias])
+    return not any(t.requires_grad for t in frozen) and not torch.is_autocast_enabled(x.device.type)

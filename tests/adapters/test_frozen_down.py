@@ -1,0 +1,89 @@
+"""A frozen down-projection runs base and path as one product, with the two-path form's values and gradients."""
+
+import copy
+
+import pytest
+import torch
+
+from lmustream.adapters import adapter_layers, add_adapter, make_config
+from lmustream.adapters import frozen_down
+from lmustream.models import LMUFormer, get_config
+
+
+def adapted_model(method: str, causal: bool) -> torch.nn.Module:
+    torch.manual_seed(0)
+    base = LMUFormer(get_config("lmuformer-tiny", n_classes=5, causal=causal)).eval()
+    model = add_adapter(copy.deepcopy(base), make_config(method, rank=3))
+    g = torch.Generator().manual_seed(1)
+    for layer in adapter_layers(model).values():
+        for p in layer.parameters():  # move off the zero start, so that every path contributes
+            if p.requires_grad:
+                p.data.add_(0.1 * torch.randn(p.shape, generator=g))
+    return model
+
+
+def outputs_and_gradients(model, x, grad):
+    for p in model.parameters():
+        p.grad = None
+    x = x.clone().requires_grad_(True)
+    out = model(x)
+    out.backward(grad)
+    grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+    return out.detach(), x.grad, grads
+
+
+def grad_fns(out: torch.Tensor) -> set[str]:
+    seen, stack, names = set(), [out.grad_fn], set()
+    while stack:
+        fn = stack.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        names.add(type(fn).__name__)
+        stack += [next_fn for next_fn, _ in fn.next_functions]
+    return names
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("method,frozen", [("aflora", "A"), ("aflora", "AB"), ("vera", "")])
+def test_single_product_equals_the_two_paths(method, frozen, causal, monkeypatch):
+    model = adapted_model(method, causal)
+    for layer in adapter_layers(model).values():  # Conv1d k=3 and k=1, and Linear layers
+        for name in frozen:
+            getattr(layer, name).requires_grad_(False)
+    x = torch.randn(2, 20, model.config.n_mels)
+    grad = torch.randn(2, model.config.n_classes)
+    out, grad_x, grads = outputs_and_gradients(model, x, grad)
+    assert "FrozenDownProductBackward" in grad_fns(model(x.requires_grad_(True)))
+    monkeypatch.setattr(frozen_down, "usable", lambda layer, A, x: False)  # the two-path form
+    ref_out, ref_grad_x, ref_grads = outputs_and_gradients(model, x.detach(), grad)
+    torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad_x, ref_grad_x, rtol=1e-4, atol=1e-7)
+    assert grads.keys() == ref_grads.keys() and grads  # the vectors (and a trainable B) get gradients
+    for name in grads:
+        torch.testing.assert_close(grads[name], ref_grads[name], rtol=1e-4, atol=1e-7, msg=name)
+
+
+def test_a_trainable_down_projection_keeps_its_own_path():
+    model = adapted_model("lora", causal=False)  # LoRA trains A throughout
+    out = model(torch.randn(2, 20, model.config.n_mels))
+    assert "FrozenDownProductBackward" not in grad_fns(out)
+    model = adapted_model("aflora", causal=False)  # AFLoRA before its A matrices freeze
+    assert "FrozenDownProductBackward" not in grad_fns(model(torch.randn(2, 20, model.config.n_mels)))
+
+
+def test_autocast_runs_the_two_paths():
+    model = adapted_model("vera", causal=False)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(torch.randn(2, 20, model.config.n_mels))
+    assert "FrozenDownProductBackward" not in grad_fns(out)
+    out.float().sum().backward()  # and it trains
+    assert all(layer.lambda_b.grad is not None for layer in adapter_layers(model).values())
+
+
+def test_a_trainable_base_weight_keeps_the_two_paths():
+    model = adapted_model("vera", causal=False)
+    layer = next(iter(adapter_layers(model).values()))
+    layer.base.weight.requires_grad_(True)  # unfrozen by hand: the single product would drop its gradient
+    model(torch.randn(2, 20, model.config.n_mels)).sum().backward()
+    assert layer.base.weight.grad is not None
