@@ -55,8 +55,11 @@ def test_single_product_equals_the_two_paths(method, frozen, causal, monkeypatch
     grad = torch.randn(2, model.config.n_classes)
     out, grad_x, grads = outputs_and_gradients(model, x, grad)
     assert "FrozenDownProductBackward" in grad_fns(model(x.requires_grad_(True)))
+    with torch.no_grad():
+        evaluated = model(x)  # without autograd: one product with the merged weight
     monkeypatch.setattr(frozen_down, "usable", lambda layer, A, x: False)  # the two-path form
     ref_out, ref_grad_x, ref_grads = outputs_and_gradients(model, x.detach(), grad)
+    torch.testing.assert_close(evaluated, ref_out, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(grad_x, ref_grad_x, rtol=1e-4, atol=1e-7)
     assert grads.keys() == ref_grads.keys() and grads  # the vectors (and a trainable B) get gradients
