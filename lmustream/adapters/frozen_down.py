@@ -64,7 +64,8 @@ def input_gradient(layer, grad: torch.Tensor, weight: torch.Tensor, x_shape: tor
 
 def frozen_down_forward(layer, x: torch.Tensor, A: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
     """``W0 x + b + U A x`` through :class:`FrozenDownProduct` (A must not require a gradient)."""
-    if not torch.is_grad_enabled():  # evaluation: the merged weight alone, no A x to keep
+    if not torch.is_grad_enabled() or torch.jit.is_tracing():
+        # Evaluation, or tracing (ONNX export): the merged weight alone, no A x to keep, plain operators.
         weight = layer.base.weight.reshape(U.shape[0], -1) + U @ A
         return layer.apply_like_base(x, weight, layer.base.bias)
     return FrozenDownProduct.apply(x, U, layer, A)

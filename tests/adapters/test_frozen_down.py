@@ -90,3 +90,11 @@ def test_a_trainable_base_weight_keeps_the_two_paths():
     layer.base.weight.requires_grad_(True)  # unfrozen by hand: the single product would drop its gradient
     model(torch.randn(2, 20, model.config.n_mels)).sum().backward()
     assert layer.base.weight.grad is not None
+
+
+def test_tracing_records_plain_operators():
+    model = adapted_model("vera", causal=False)  # A frozen: outside tracing the Function would run
+    x = torch.randn(1, 20, model.config.n_mels)
+    traced = torch.jit.trace(model, x, check_trace=False)
+    assert "PythonOp" not in str(traced.inlined_graph)  # what an ONNX export could not convert
+    torch.testing.assert_close(traced(x), model(x))
