@@ -92,6 +92,7 @@ def test_a_trainable_base_weight_keeps_the_two_paths():
     assert layer.base.weight.grad is not None
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::torch.jit.TracerWarning")
 def test_tracing_records_plain_operators():
     model = adapted_model("vera", causal=False)  # A frozen: outside tracing the Function would run
     x = torch.randn(1, 20, model.config.n_mels)
