@@ -32,6 +32,9 @@ from lmustream.adapters import adapter_layers, add_adapter, count_parameters, ma
 from lmustream.models import LMUFormer, get_config  # noqa: E402
 
 
+FLOOR = "floor: frozen model, backward to its input"
+
+
 def variants(base):
     def make(method, frozen=False, **fields):
         model = add_adapter(copy.deepcopy(base), make_config(method, **fields))
@@ -46,9 +49,6 @@ def variants(base):
     return {"lora r=8": make("lora", rank=8), "lora r=4": make("lora", rank=4), "aflora r=4": make("aflora", rank=4),
             "aflora r=4, A B frozen": make("aflora", frozen=True, rank=4), "vera r=64": make("vera", rank=64),
             "head only": make("head"), "full": make("full"), FLOOR: floor}
-
-
-FLOOR = "floor: frozen model, backward to its input"
 
 
 def main() -> None:

@@ -190,7 +190,8 @@ class AdaptedLayer(nn.Module):
 
     # -- the path's building blocks ---------------------------------------------------------
     def apply_like_base(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-        """``weight [n, in_features]`` applied as the base layer applies W0 (same kernel, padding, causality)."""
+        """``weight`` (``[n, in_features]``, or a convolution weight ``[n, in_ch, k]``) applied as the
+        base layer applies W0 (same kernel, padding, causality)."""
         if not self.is_conv:
             return F.linear(x, weight, bias)
         weight = weight.reshape(weight.shape[0], self.base.in_channels, self.kernel)
@@ -232,7 +233,7 @@ class AdaptedLayer(nn.Module):
         A = self.down_matrix()
         if frozen_down.usable(self, A, x):
             return frozen_down.frozen_down_forward(self, x, A, self.up_matrix())
-        return self.base(x) + self.up(self.down(x, A), self.up_matrix())
+        return self.base(x) + self.path(x)
 
     @torch.no_grad()
     def merged(self) -> nn.Module:

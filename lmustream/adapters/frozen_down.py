@@ -26,15 +26,14 @@ class FrozenDownProduct(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, U: torch.Tensor, layer, A: torch.Tensor) -> torch.Tensor:
-        base = layer.base
-        weight = base.weight + (U @ A).view_as(base.weight)  # W0 + dW: [out, in] or [out, in_ch, k]
+        weight = merged_weight(layer, A, U)
         with torch.no_grad():  # (B, r, N) or (..., r); for a pointwise convolution a matrix product is
             # several times faster than the convolution kernels at so few output channels
             z = torch.matmul(A, x) if layer.is_conv and layer.kernel == 1 else layer.down(x, A)
         ctx.layer = layer
         ctx.x_shape = x.shape
         ctx.save_for_backward(weight, z)
-        return layer.apply_like_base(x, weight.reshape(base.weight.shape[0], -1), base.bias)
+        return layer.apply_like_base(x, weight, layer.base.bias)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
@@ -49,6 +48,11 @@ class FrozenDownProduct(torch.autograd.Function):
             else:
                 grad_U = grad.reshape(-1, grad.shape[-1]).T @ z.reshape(-1, z.shape[-1])
         return grad_x, grad_U, None, None
+
+
+def merged_weight(layer, A: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
+    """``W0 + U A`` in the base weight's shape ([out, in] or [out, in_ch, k])."""
+    return layer.base.weight + (U @ A).view_as(layer.base.weight)
 
 
 def input_gradient(layer, grad: torch.Tensor, weight: torch.Tensor, x_shape: torch.Size) -> torch.Tensor:
@@ -66,8 +70,7 @@ def frozen_down_forward(layer, x: torch.Tensor, A: torch.Tensor, U: torch.Tensor
     """``W0 x + b + U A x`` through :class:`FrozenDownProduct` (A must not require a gradient)."""
     if not torch.is_grad_enabled() or torch.jit.is_tracing():
         # Evaluation, or tracing (ONNX export): the merged weight alone, no A x to keep, plain operators.
-        weight = layer.base.weight.reshape(U.shape[0], -1) + U @ A
-        return layer.apply_like_base(x, weight, layer.base.bias)
+        return layer.apply_like_base(x, merged_weight(layer, A, U), layer.base.bias)
     return FrozenDownProduct.apply(x, U, layer, A)
 
 
