@@ -19,9 +19,20 @@ from lmustream.train.augment import FeatureAugmenter
 class FewShotAugmenter(FeatureAugmenter):
     """:class:`~lmustream.train.augment.FeatureAugmenter` whose background noise skips the padding."""
 
-    def __call__(self, x, y, g):
+    def __init__(self, config, frontend, noise=None, channel=None):
+        super().__init__(config, frontend, noise)
+        self.channel = channel  # a ChannelMatcher, or None
+
+    def padding(self, x: torch.Tensor) -> torch.Tensor:
+        """Which frames of normalized ``x [B, N, M]`` are padding, [B, N]."""
         pad_value = (0.0 - self.frontend.mean) / (2 * self.frontend.std)
-        self._padding = torch.isclose(x, x.new_tensor(pad_value), rtol=0, atol=1e-6).all(dim=2)  # (B, N)
+        return torch.isclose(x, x.new_tensor(pad_value), rtol=0, atol=1e-6).all(dim=2)
+
+    def __call__(self, x, y, g, is_enroll=None):
+        """``is_enroll [B]``: which clips are enrollment clips (for the channel matching), None: none."""
+        self._padding = self.padding(x)
+        if self.channel is not None and is_enroll is not None:
+            x = self._normalize(self.channel(self._denormalize(x), self._padding, is_enroll, g))
         return super().__call__(x, y, g)
 
     def _mix_noise(self, logmel, g):

@@ -79,10 +79,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=16,
                         help="enrollment clips per step, plus as many replay clips (16)")
     parser.add_argument("--lr", type=_positive_float,
-                        help="learning rate, cosine decay (default 1e-3, full fine-tuning 3e-4; AFLoRA's and VeRA's vectors 10x)")
+                        help="learning rate, cosine decay (default 1e-3, full fine-tuning 3e-4; AFLoRA's and VeRA's vectors 30x)")
     parser.add_argument("--balance", type=float, default=1.0, metavar="TAU",
                         help="logit adjustment for the new words' clips being seen more often than each old "
                              "word's: 1 (default) keeps the old words' accuracy, 0 favours the new words")
+    parser.add_argument("--channel-match", type=float, metavar="P",
+                        help="probability of hearing an enrollment clip through the replay clips' recording "
+                             "channel (their level, spectral tilt and bandwidth), so that the new words are "
+                             "learnt apart from the enrollment microphone (default 0.5, head-only 0; 0 disables)")
     parser.add_argument("--targets", metavar="PATTERNS",
                         help="comma-separated layers to adapt, names or glob patterns (default: every Linear and "
                              "Conv1d), e.g. 'blocks.*,embed.rpe'")
@@ -107,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
 
     fields = {"method": args.method, "rank": args.rank, "epochs": args.epochs, "batch_size": args.batch_size,
               "lr": args.lr, "replay_per_class": args.replay_per_class, "seed": args.seed, "threads": args.threads,
-              "balance": args.balance}
+              "balance": args.balance, "channel_match": args.channel_match}
     if args.targets:
         fields["target_modules"] = tuple(t.strip() for t in args.targets.split(",") if t.strip())
     config = FinetuneConfig(**fields)

@@ -4,8 +4,9 @@
    its clips' mean feature, calibrated to the old logits (see :func:`imprint_classes`).
 2. An adapter (AFLoRA by default; LoRA, VeRA, head-only or full fine-tuning) is added, and
    it and the head are trained on the enrollment clips with augmentation (background noise,
-   time shift, gain, SpecAugment masks) and label smoothing. Batch norms keep the pretrained
-   statistics.
+   time shift, gain, SpecAugment masks) and label smoothing. Half of the enrollment clips are
+   heard through the replay clips' recording channel (see :mod:`lmustream.adapters.channel`).
+   Batch norms keep the pretrained statistics.
 3. The old task is replayed so that the old keywords are not forgotten: every step mixes
    old-word clips (``replay``: real or synthetic recordings of the old words, e.g. from
    ``lmustream data synth``) into the batch, and distils the pretrained model's outputs over the
@@ -41,6 +42,7 @@ from lmustream.train.distill import kl_to_teacher
 DEFAULT_RANKS = {"aflora": 4, "lora": 8, "vera": 64}
 CATCH_ALL_FACTOR = 5  # replay clips of _unknown_ / _silence_ per replay clip of a word
 # full: every weight moves (the vectors of aflora / vera take vector_lr_scale x larger steps)
+DEFAULT_CHANNEL_MATCH = 0.5
 DEFAULT_LR = {"aflora": 1e-3, "lora": 1e-3, "vera": 1e-3, "head": 1e-3, "full": 3e-4}
 
 
@@ -83,6 +85,10 @@ class FinetuneConfig:
     label_smoothing: of the classification targets.
     balance: strength tau of the logit adjustment for how often each class is sampled (0: none,
       1: fully balanced; see :func:`sampling_log_prior`).
+    channel_match: probability that an enrollment clip is heard through the replay clips' recording
+      channel (level, spectral tilt, bandwidth; 0: never; see :mod:`lmustream.adapters.channel`).
+      None: 0.5, or 0 for head-only training (a head on fixed features cannot learn to discount the
+      channel, and the moved clips only blur its classes).
     aflora_initial_warmup, aflora_final_warmup: AFLoRA's warm-ups as fractions of the run (so that
       the schedule scales with --epochs); aflora_delta_t: its window in steps (the paper's 10 is
       for runs of thousands of steps; a few-shot run has a few hundred).
@@ -96,7 +102,7 @@ class FinetuneConfig:
     batch_size: int = 16
     lr: float | None = None
     warmup: float = 0.06
-    vector_lr_scale: float = 10.0
+    vector_lr_scale: float = 30.0
     grad_clip: float = 1.0
     weight_decay: float = 0.0
     replay_per_class: int = 10
@@ -105,6 +111,7 @@ class FinetuneConfig:
     replay_weight: float = 1.0
     label_smoothing: float = 0.1
     balance: float = 1.0
+    channel_match: float | None = None
     aflora_initial_warmup: float = 0.05
     aflora_final_warmup: float = 0.6
     aflora_delta_t: int = 2
@@ -129,6 +136,10 @@ class FinetuneConfig:
             raise ConfigError(f"finetune vector_lr_scale must be a positive number, got {self.vector_lr_scale!r}")
         if not 0 <= self.balance <= 1:
             raise ConfigError(f"finetune balance must be in [0, 1], got {self.balance!r}")
+        if self.channel_match is None:
+            self.channel_match = 0.0 if self.method == "head" else DEFAULT_CHANNEL_MATCH
+        if not 0 <= self.channel_match <= 1:
+            raise ConfigError(f"finetune channel_match must be in [0, 1], got {self.channel_match!r}")
         if self.distill_weight < 0 or self.distill_temperature <= 0:
             raise ConfigError("finetune distill_weight must be >= 0 and distill_temperature > 0")
 
@@ -266,6 +277,8 @@ def finetune(model, new_words, *, config: FinetuneConfig | None = None, out: str
         recorded = noise_logmel([Path(d) for d in noise_dirs], frontend)
         noise = noise if recorded is None else torch.cat([recorded, noise])
     augmenter = FewShotAugmenter(config.augment, frontend, noise)
+    if replay_set and config.channel_match > 0:
+        augmenter.channel = _channel_matcher(augmenter, enroll.x, replay_set.x, frontend, config.channel_match)
 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(parameter_groups(model, config.vector_lr_scale), lr=config.lr,
@@ -300,7 +313,8 @@ def finetune(model, new_words, *, config: FinetuneConfig | None = None, out: str
         idx, order = order[:config.batch_size], order[config.batch_size:]
         if replay_set:
             idx = torch.cat([idx, n_enroll + torch.randint(len(replay_set), (config.batch_size,), generator=generator)])
-        x, target = augmenter(x_train[idx], F.one_hot(y_train[idx], len(labels)).float(), generator)
+        x, target = augmenter(x_train[idx], F.one_hot(y_train[idx], len(labels)).float(), generator,
+                              is_enroll=idx < n_enroll)
         for group in optimizer.param_groups:
             group["lr"] = config.lr * group["scale"] * learning_rate_factor(step, total_steps, config.warmup)
         logits = model(x)
@@ -369,6 +383,16 @@ def finetune(model, new_words, *, config: FinetuneConfig | None = None, out: str
     result.eval_seconds = time.perf_counter() - eval_started
     result.peak_memory_mb = peak_memory_mb()
     return result
+
+
+def _channel_matcher(augmenter, x_enroll, x_replay, frontend, prob):
+    from lmustream.adapters.channel import ChannelMatcher
+
+    def logmel(x):
+        return x * (2 * frontend.std) + frontend.mean
+
+    return ChannelMatcher(logmel(x_enroll), augmenter.padding(x_enroll), logmel(x_replay),
+                          augmenter.padding(x_replay), math.log(frontend.log_floor), prob)
 
 
 def _replay_set(replay, old_labels, config, frontend, frames, cache_dir, progress, log) -> ClipSet | None:
