@@ -41,8 +41,8 @@ from lmustream.train.distill import kl_to_teacher
 
 DEFAULT_RANKS = {"aflora": 4, "lora": 8, "vera": 64}
 CATCH_ALL_FACTOR = 5  # replay clips of _unknown_ / _silence_ per replay clip of a word
+DEFAULT_CHANNEL_MATCH = 0.5  # of the adapters and full fine-tuning; head-only: 0 (FinetuneConfig.channel_match)
 # full: every weight moves (the vectors of aflora / vera take vector_lr_scale x larger steps)
-DEFAULT_CHANNEL_MATCH = 0.5
 DEFAULT_LR = {"aflora": 1e-3, "lora": 1e-3, "vera": 1e-3, "head": 1e-3, "full": 3e-4}
 
 
