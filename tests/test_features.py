@@ -285,3 +285,13 @@ def test_conformance_torchaudio(path: Path | None):
         print(f"{path.stem} {label}: max err in range {high:.2e}, low-energy {low:.2e}")
         assert high <= TOL, f"{label}: {high}"
         assert low <= LOW_TOL, f"{label}: {low}"
+
+
+def test_mel_centre_hz_lies_between_the_band_edges_and_rises():
+    from lmustream.audio.features import FbankConfig, mel_centre_hz
+
+    config = FbankConfig()
+    centres = mel_centre_hz(config)
+    assert centres.shape == (config.n_mels,)
+    assert (np.diff(centres) > 0).all()
+    assert config.low_freq < centres[0] and centres[-1] < config.upper_freq

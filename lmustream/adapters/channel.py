@@ -16,6 +16,8 @@ can restore them.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 FLOOR_MARGIN = 0.5  # log energy within this of the floor: a bin the channel does not pass
@@ -57,6 +59,25 @@ class ChannelMatcher:
         self.replay_stopband = self.replay_spectrum < log_floor + FLOOR_MARGIN
         passband = ~(self.enroll_stopband | self.replay_stopband)
         self.curve = torch.where(passband, self.replay_spectrum - self.enroll_spectrum, 0.0)  # [M]
+
+    def describe(self, centre_hz) -> str:
+        """One line for the log: how the two channels differ (``centre_hz``: each mel bin's centre)."""
+        passband = ~(self.enroll_stopband | self.replay_stopband)
+        if not passband.any():
+            return "channel: the enrollment and replay clips share no frequency band"
+        level_db = float((self.enroll_spectrum - self.replay_spectrum)[passband].mean()) * 10 / math.log(10)
+        parts = [f"enrollment speech {abs(level_db):.0f} dB {'louder' if level_db >= 0 else 'quieter'} than replay"]
+        silent_in_both = self.enroll_stopband & self.replay_stopband  # an empty mel filter, not a channel
+        for name, stopband in (("enrollment", self.enroll_stopband), ("replay", self.replay_stopband)):
+            own = (stopband & ~silent_in_both).nonzero().flatten()
+            if len(own) == 0:
+                continue
+            passing = (~stopband).nonzero().flatten()
+            if len(passing) and int(own.min()) > int(passing.max()):  # a band limit: nothing above some frequency
+                parts.append(f"{name} clips silent above {float(centre_hz[int(own.min())]) / 1000:.1f} kHz")
+            else:
+                parts.append(f"{name} clips silent in {len(own)} mel bins")
+        return f"channel: {'; '.join(parts)}; {self.prob:.0%} of the enrollment clips heard through the replay channel"
 
     def __call__(self, logmel: torch.Tensor, padding: torch.Tensor, is_enroll: torch.Tensor,
                  g: torch.Generator) -> torch.Tensor:

@@ -35,6 +35,7 @@ from lmustream.adapters.api import (add_adapter, count_parameters, default_adapt
 from lmustream.adapters.data import ClipSet, list_clips, load_clip_set, rank_clips, synthetic_noise
 from lmustream.adapters.evaluate import accuracy, predict
 from lmustream.adapters.head import grow_head, imprint_classes
+from lmustream.audio.features import mel_centre_hz
 from lmustream.errors import ConfigError
 from lmustream.train.config import AugmentConfig
 from lmustream.train.distill import kl_to_teacher
@@ -279,6 +280,7 @@ def finetune(model, new_words, *, config: FinetuneConfig | None = None, out: str
     augmenter = FewShotAugmenter(config.augment, frontend, noise)
     if replay_set and config.channel_match > 0:
         augmenter.channel = _channel_matcher(augmenter, enroll.x, replay_set.x, frontend, config.channel_match)
+        log(augmenter.channel.describe(mel_centre_hz(frontend)))
 
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(parameter_groups(model, config.vector_lr_scale), lr=config.lr,

@@ -219,6 +219,15 @@ def _mel_filterbank(config: FbankConfig) -> np.ndarray:
     return bank
 
 
+def mel_centre_hz(config: FbankConfig | None = None) -> np.ndarray:
+    """Centre frequency (Hz) of each mel bin, ``[n_mels]`` float64 (the peaks of :func:`mel_filterbank`)."""
+    config = config or FbankConfig()
+    low = HTK_MEL_FACTOR * math.log1p(config.low_freq / HTK_MEL_BREAK_HZ)
+    high = HTK_MEL_FACTOR * math.log1p(config.upper_freq / HTK_MEL_BREAK_HZ)
+    centre_mel = low + (high - low) / (config.n_mels + 1) * np.arange(1, config.n_mels + 1)
+    return HTK_MEL_BREAK_HZ * np.expm1(centre_mel / HTK_MEL_FACTOR)
+
+
 def window_function(config: FbankConfig | None = None) -> np.ndarray:
     """The analysis window ``[window_length]`` float64 (symmetric, as Kaldi's)."""
     return _window(config or FbankConfig()).copy()

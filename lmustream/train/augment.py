@@ -15,7 +15,7 @@ import math
 import numpy as np
 import torch
 
-from lmustream.audio.features import HTK_MEL_BREAK_HZ, HTK_MEL_FACTOR, FbankConfig
+from lmustream.audio.features import HTK_MEL_BREAK_HZ, HTK_MEL_FACTOR, FbankConfig, mel_centre_hz
 from lmustream.train.config import AugmentConfig
 
 
@@ -115,10 +115,7 @@ class FeatureAugmenter:
         c, fe, B = self.config, self.frontend, logmel.shape[0]
         cutoff = _uniform(g, B, c.lowpass_hz[0], c.lowpass_hz[1], "cpu")
         use = torch.rand(B, generator=g) < c.lowpass_prob
-        low = HTK_MEL_FACTOR * math.log1p(fe.low_freq / HTK_MEL_BREAK_HZ)
-        high = HTK_MEL_FACTOR * math.log1p(fe.upper_freq / HTK_MEL_BREAK_HZ)
-        centre_mel = low + (high - low) / (fe.n_mels + 1) * torch.arange(1, fe.n_mels + 1, dtype=torch.float64)
-        centre_hz = HTK_MEL_BREAK_HZ * torch.expm1(centre_mel / HTK_MEL_FACTOR)
+        centre_hz = torch.from_numpy(mel_centre_hz(fe))
         cut = (use[:, None] & (centre_hz[None, :] > cutoff[:, None].double())).to(logmel.device)  # [B, M]
         return logmel.masked_fill(cut[:, None, :], math.log(fe.log_floor))
 

@@ -122,3 +122,14 @@ def test_finetune_config_checks_channel_match():
     assert FinetuneConfig(method="aflora").channel_match == 0.5
     assert FinetuneConfig(method="head").channel_match == 0.0  # a head on fixed features: off by default
     assert FinetuneConfig(method="head", channel_match=0.3).channel_match == 0.3
+
+
+def test_describe_names_the_level_and_the_band_limit():
+    enroll, enroll_pad, replay, replay_pad, *_ = pair()
+    matcher = ChannelMatcher(enroll, enroll_pad, replay, replay_pad, FLOOR, prob=0.5)
+    centre_hz = torch.linspace(500, 7500, M).numpy()
+    line = matcher.describe(centre_hz)
+    # enrollment at -3; replay -9 .. -7 (8 bins), mean -8.29 over the 6 pass-band bins: 5.29 nats = 23 dB
+    assert "23 dB louder" in line
+    assert "enrollment clips silent above 6.5 kHz" in line
+    assert "50% of the enrollment clips" in line
