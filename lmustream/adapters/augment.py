@@ -28,6 +28,13 @@ class FewShotAugmenter(FeatureAugmenter):
         pad_value = (0.0 - self.frontend.mean) / (2 * self.frontend.std)
         return torch.isclose(x, x.new_tensor(pad_value), rtol=0, atol=1e-6).all(dim=2)
 
+    def channel_matcher(self, x_enroll: torch.Tensor, x_replay: torch.Tensor, prob: float):
+        """A :class:`~lmustream.adapters.channel.ChannelMatcher` for normalized enrollment and replay clips."""
+        from lmustream.adapters.channel import ChannelMatcher
+
+        return ChannelMatcher(self._denormalize(x_enroll), self.padding(x_enroll), self._denormalize(x_replay),
+                              self.padding(x_replay), math.log(self.frontend.log_floor), prob)
+
     def __call__(self, x, y, g, is_enroll=None):
         """``is_enroll [B]``: which clips are enrollment clips (for the channel matching), None: none."""
         self._padding = self.padding(x)

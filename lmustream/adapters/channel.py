@@ -57,15 +57,14 @@ class ChannelMatcher:
         self.replay_spectrum = long_term_spectrum(replay, replay_padding)
         self.enroll_stopband = self.enroll_spectrum < log_floor + FLOOR_MARGIN  # [M]
         self.replay_stopband = self.replay_spectrum < log_floor + FLOOR_MARGIN
-        passband = ~(self.enroll_stopband | self.replay_stopband)
-        self.curve = torch.where(passband, self.replay_spectrum - self.enroll_spectrum, 0.0)  # [M]
+        self.passband = ~(self.enroll_stopband | self.replay_stopband)  # bins both channels pass
+        self.curve = torch.where(self.passband, self.replay_spectrum - self.enroll_spectrum, 0.0)  # [M]
 
     def describe(self, centre_hz) -> str:
         """One line for the log: how the two channels differ (``centre_hz``: each mel bin's centre)."""
-        passband = ~(self.enroll_stopband | self.replay_stopband)
-        if not passband.any():
+        if not self.passband.any():
             return "channel: the enrollment and replay clips share no frequency band"
-        level_db = float((self.enroll_spectrum - self.replay_spectrum)[passband].mean()) * 10 / math.log(10)
+        level_db = float((self.enroll_spectrum - self.replay_spectrum)[self.passband].mean()) * 10 / math.log(10)
         parts = [f"enrollment speech {abs(level_db):.0f} dB {'louder' if level_db >= 0 else 'quieter'} than replay"]
         silent_in_both = self.enroll_stopband & self.replay_stopband  # an empty mel filter, not a channel
         for name, stopband in (("enrollment", self.enroll_stopband), ("replay", self.replay_stopband)):

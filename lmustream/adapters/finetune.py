@@ -279,7 +279,7 @@ def finetune(model, new_words, *, config: FinetuneConfig | None = None, out: str
         noise = noise if recorded is None else torch.cat([recorded, noise])
     augmenter = FewShotAugmenter(config.augment, frontend, noise)
     if replay_set and config.channel_match > 0:
-        augmenter.channel = _channel_matcher(augmenter, enroll.x, replay_set.x, frontend, config.channel_match)
+        augmenter.channel = augmenter.channel_matcher(enroll.x, replay_set.x, config.channel_match)
         log(augmenter.channel.describe(mel_centre_hz(frontend)))
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -385,16 +385,6 @@ def finetune(model, new_words, *, config: FinetuneConfig | None = None, out: str
     result.eval_seconds = time.perf_counter() - eval_started
     result.peak_memory_mb = peak_memory_mb()
     return result
-
-
-def _channel_matcher(augmenter, x_enroll, x_replay, frontend, prob):
-    from lmustream.adapters.channel import ChannelMatcher
-
-    def logmel(x):
-        return x * (2 * frontend.std) + frontend.mean
-
-    return ChannelMatcher(logmel(x_enroll), augmenter.padding(x_enroll), logmel(x_replay),
-                          augmenter.padding(x_replay), math.log(frontend.log_floor), prob)
 
 
 def _replay_set(replay, old_labels, config, frontend, frames, cache_dir, progress, log) -> ClipSet | None:

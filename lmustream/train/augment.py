@@ -129,8 +129,7 @@ class FeatureAugmenter:
         low = HTK_MEL_FACTOR * math.log1p(fe.low_freq / HTK_MEL_BREAK_HZ)
         high = HTK_MEL_FACTOR * math.log1p(fe.upper_freq / HTK_MEL_BREAK_HZ)
         delta = (high - low) / (fe.n_mels + 1)
-        centre_mel = low + delta * torch.arange(1, fe.n_mels + 1, dtype=torch.float64)
-        centre_hz = HTK_MEL_BREAK_HZ * torch.expm1(centre_mel / HTK_MEL_FACTOR)
+        centre_hz = torch.from_numpy(mel_centre_hz(fe))
         source_hz = centre_hz[None, :] / alpha.double()[:, None]
         source_mel = HTK_MEL_FACTOR * torch.log1p(source_hz / HTK_MEL_BREAK_HZ)
         return ((source_mel - low) / delta - 1).float()
