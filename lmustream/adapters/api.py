@@ -263,12 +263,24 @@ def load_adapter(model: nn.Module, path: str | os.PathLike, strict: bool = True)
     return header
 
 
+# Header keys of a base model that describe its own outputs and so do not carry over to an adapted
+# model: a detector calibration (thresholds, smoothing) was chosen for the base's posteriors.
+BASE_ONLY_EXTRA = ("detector",)
+
+
+def adapted_extra(base_extra: dict, extra: dict | None = None) -> dict:
+    """The header extras of a model adapted from a base: the base's (its recipe, for the record) with
+    ``extra`` on top, less what described the base's outputs alone (:data:`BASE_ONLY_EXTRA`)."""
+    kept = {k: v for k, v in base_extra.items() if k not in BASE_ONLY_EXTRA}
+    return {**kept, **(extra or {})}
+
+
 def merged_artifact(artifact, labels: list[str] | None = None, extra: dict | None = None):
     """A :class:`~lmustream.models.artifact.ModelArtifact` of ``artifact.model`` merged (new labels if given)."""
     from lmustream.models.artifact import ModelArtifact
 
     model = merge(artifact.model).eval()
-    return ModelArtifact(model, list(labels or artifact.labels), artifact.frontend, {**artifact.extra, **(extra or {})})
+    return ModelArtifact(model, list(labels or artifact.labels), artifact.frontend, adapted_extra(artifact.extra, extra))
 
 
 def default_adapter_path(model_path: str | os.PathLike) -> Path:

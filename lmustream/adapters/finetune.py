@@ -14,7 +14,11 @@
    Ten clips of a new word are drawn far more often than the replay clips of an old word; a logit
    adjustment for those sampling rates keeps the new words from stealing old-word clips.
 4. The adapter is merged into the weights: the result is a plain model file (same format,
-   step form, ONNX export), written with the adapter alone beside it.
+   step form, ONNX export), written with the adapter alone beside it. Its header records that
+   its logits were trained with softmax cross-entropy, so the detector reads them as softmax
+   posteriors whatever loss the base was trained with (per-class sigmoids of logits that only a
+   softmax constrained fire on running speech: on the English adapter experiment, hundreds of
+   false alarms an hour instead of a few dozen).
 """
 
 from __future__ import annotations
@@ -30,8 +34,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from lmustream.adapters.api import (add_adapter, count_parameters, default_adapter_path, make_config, merge,
-                                    save_adapter)
+from lmustream.adapters.api import (adapted_extra, add_adapter, count_parameters, default_adapter_path, make_config,
+                                    merge, save_adapter)
 from lmustream.adapters.data import ClipSet, list_clips, load_clip_set, rank_clips, synthetic_noise
 from lmustream.adapters.evaluate import accuracy, predict
 from lmustream.adapters.head import grow_head, imprint_classes
@@ -44,6 +48,7 @@ DEFAULT_RANKS = {"aflora": 4, "lora": 8, "vera": 64}
 CATCH_ALL_FACTOR = 5  # replay clips of _unknown_ / _silence_ per replay clip of a word
 DEFAULT_CHANNEL_MATCH = 0.5  # of the adapters and full fine-tuning; head-only: 0 (FinetuneConfig.channel_match)
 # full: every weight moves (the vectors of aflora / vera take vector_lr_scale x larger steps)
+FINETUNE_LOSS = "ce"  # what the header records (extra.finetune.loss): softmax cross-entropy, below
 DEFAULT_LR = {"aflora": 1e-3, "lora": 1e-3, "vera": 1e-3, "head": 1e-3, "full": 3e-4}
 
 
@@ -353,7 +358,8 @@ def finetune(model, new_words, *, config: FinetuneConfig | None = None, out: str
         avg_adapter = avg_trainable
 
     model.eval()
-    extra = {"finetune": {"base": base_name, "method": config.method, "adapter": adapter_cfg.to_dict(), "new_words": new_labels,
+    extra = {"finetune": {"base": base_name, "method": config.method, "loss": FINETUNE_LOSS,
+                          "adapter": adapter_cfg.to_dict(), "new_words": new_labels,
                           "enrollment_clips": n_enroll, "epochs": config.epochs,
                           "freezes": [asdict(e) for e in freezer.events] if freezer else []}}
     adapter_path = None
@@ -361,7 +367,10 @@ def finetune(model, new_words, *, config: FinetuneConfig | None = None, out: str
         adapter_path = Path(adapter_out) if adapter_out else default_adapter_path(out)
         save_adapter(adapter_path, model, labels, extra)
     merged = merge(model).eval()
-    merged_artifact = ModelArtifact(merged, labels, frontend, {**artifact.extra, **extra})
+    if "detector" in artifact.extra:
+        log("the base model's detector calibration does not apply to the fine-tuned model (its posteriors are "
+            "softmax): run `lmustream calibrate` on it")
+    merged_artifact = ModelArtifact(merged, labels, frontend, adapted_extra(artifact.extra, extra))
     if out is not None:
         save_model(out, merged_artifact)
     seconds = time.perf_counter() - started

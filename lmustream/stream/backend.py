@@ -135,15 +135,22 @@ def read_model_header(path: str | os.PathLike) -> dict:
 
 
 def model_training_loss(model: Any) -> str | None:
-    """The loss the model was trained with (``extra.recipe.optim.loss``: "bce" or "ce"), or None."""
+    """The loss that last shaped the model's logits ("bce" or "ce"), or None.
+
+    A fine-tuned model's (``extra.finetune.loss``, see lmustream.adapters.finetune) comes before
+    the recipe of the model it was adapted from (``extra.recipe.optim.loss``).
+    """
     if type(model).__name__ == "ModelArtifact":
         extra = model.extra
     else:
         from lmustream.models.registry import resolve_model
 
         extra = read_model_header(resolve_model(model)).get("extra") or {}
-    loss = ((extra.get("recipe") or {}).get("optim") or {}).get("loss") if isinstance(extra, dict) else None
-    return loss if isinstance(loss, str) else None
+    if not isinstance(extra, dict):
+        return None
+    finetuned = (extra.get("finetune") or {}).get("loss")
+    recipe = ((extra.get("recipe") or {}).get("optim") or {}).get("loss")
+    return next((loss for loss in (finetuned, recipe) if isinstance(loss, str)), None)
 
 
 def kernel_training_loss(kernel) -> str | None:

@@ -87,7 +87,10 @@ def setup(tmp_path_factory):
 @pytest.mark.parametrize("method", ["aflora", "lora", "vera", "head", "full"])
 def test_finetune_teaches_new_words_and_writes_a_deployable_model(setup, tmp_path, method):
     out = tmp_path / "taught.safetensors"
-    config = FinetuneConfig(method=method, epochs=20, batch_size=4, threads=1, lr=None if method == "full" else 1e-3)
+    # No channel matching: these synthetic sounds share one channel, and moving the new sounds' spectra
+    # toward the replay sounds' only blurs them (tests/adapters/test_channel.py covers the matching).
+    config = FinetuneConfig(method=method, epochs=20, batch_size=4, threads=1, lr=None if method == "full" else 1e-3,
+                            channel_match=0.0)
     lines = []
     result = finetune(setup["model"], setup["new"], config=config, out=out, replay=setup["replay"],
                       eval_new=setup["eval_new"], eval_old=setup["eval_old"], cache_dir=False, progress=False,
@@ -109,6 +112,27 @@ def test_finetune_teaches_new_words_and_writes_a_deployable_model(setup, tmp_pat
     if method == "head":
         assert result.avg_trainable_adapter_params == 0
     json.dumps(result.to_dict())  # the CLI's --json
+
+
+def test_finetuned_model_is_read_with_softmax_posteriors_and_without_the_base_calibration(setup, tmp_path):
+    """Fine-tuning trains the logits with softmax cross-entropy: a detector must not read them as the
+    per-class sigmoids of a BCE-trained base (they would fire on anything), nor with the base's thresholds."""
+    from lmustream.stream.backend import model_detector_defaults, model_training_loss
+    from lmustream.stream.detector import Detector
+
+    base = load_model(setup["model"])
+    base.extra = {"recipe": {"optim": {"loss": "bce"}}, "detector": {"threshold": 0.7}}
+    assert model_training_loss(base) == "bce" and model_detector_defaults(base) == {"threshold": 0.7}
+    out = tmp_path / "taught.safetensors"
+    lines = []
+    result = finetune(base, setup["new"], config=FinetuneConfig(method="head", epochs=1, threads=1), out=out,
+                      cache_dir=False, progress=False, log=lines.append)
+    for model in (result.artifact, str(out)):
+        assert model_training_loss(model) == "ce"
+        assert model_detector_defaults(model) == {}
+        assert Detector(model, backend="torch").config.posterior == "softmax"
+    assert load_model(out).extra["recipe"] == base.extra["recipe"]  # the base's recipe stays on record
+    assert any("calibrat" in line for line in lines)
 
 
 def test_finetune_cli_json(setup, tmp_path, capsys):

@@ -118,6 +118,10 @@ def test_posterior_follows_the_training_loss(tmp_path):
     bce = tiny_model_file(tmp_path / "bce.safetensors", extra={"recipe": {"optim": {"loss": "bce"}}})
     assert Detector(str(bce), backend="torch").config.posterior == "sigmoid"
     assert Detector(str(bce), backend="torch", posterior="softmax").config.posterior == "softmax"
+    # A model fine-tuned from a BCE base was last trained with softmax cross-entropy: that decides.
+    tuned = tiny_model_file(tmp_path / "tuned.safetensors",
+                            extra={"recipe": {"optim": {"loss": "bce"}}, "finetune": {"loss": "ce"}})
+    assert Detector(str(tuned), backend="torch").config.posterior == "softmax"
     with pytest.raises(ConfigError, match="posterior"):
         DetectorConfig(posterior="tanh")
 
