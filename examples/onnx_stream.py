@@ -63,6 +63,15 @@ def read_wav_16k(path: str) -> np.ndarray:
     return data.mean(axis=1).astype(np.float32) / 32768.0
 
 
+def probabilities(logits: np.ndarray, posterior: str) -> np.ndarray:
+    """Class probabilities of one output row, as the model was trained to give them (metadata "posterior")."""
+    logits = logits.astype(np.float64)
+    if posterior == "sigmoid":  # binary cross-entropy: one independent probability per class
+        return 0.5 * (1.0 + np.tanh(0.5 * logits))
+    e = np.exp(logits - logits.max())
+    return e / e.sum()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("onnx", help="step graph written by `lmustream export`")
@@ -89,7 +98,8 @@ def main() -> None:
         for k in np.flatnonzero(valid[0]):
             best = int(running[0, k].argmax())
             if best != last:
-                print(f"frame {frame:5d}  {stream.labels[best]:<12} logit {running[0, k, best]:+.3f}")
+                p = probabilities(running[0, k], stream.meta.get("posterior", "softmax"))[best]
+                print(f"frame {frame:5d}  {stream.labels[best]:<12} logit {running[0, k, best]:+.3f}  p {p:.3f}")
                 last = best
             frame += 1
     if last is not None:

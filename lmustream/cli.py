@@ -124,15 +124,18 @@ def _cmd_convert(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from lmustream.models.artifact import load_model
     from lmustream.models.registry import resolve_model
+    from lmustream.stream.backend import model_training_loss
+    from lmustream.stream.detector import posterior_for_loss
     from lmustream.stream.onnx_export import export_onnx
     from lmustream.stream.step import StepLMUFormer
 
     artifact = load_model(resolve_model(args.model))
     meta = export_onnx(StepLMUFormer(artifact.model), args.onnx, artifact.labels, artifact.frontend,
-                       audio_in=args.audio_in, chunk=args.chunk)
+                       audio_in=args.audio_in, chunk=args.chunk,
+                       posterior=posterior_for_loss(model_training_loss(artifact)))
     kind = "audio in (160 samples per step)" if args.audio_in else "log-mel frames in"
     print(f"wrote {args.onnx}: {kind}, {args.chunk} step(s) per call, look-ahead {meta['lookahead_frames']} "
-          f"frames, {len(meta['state'])} state tensors, opset 17")
+          f"frames, {len(meta['state'])} state tensors, {meta['posterior']} posteriors, opset 17")
     return 0
 
 

@@ -1,5 +1,6 @@
 """The `lmustream` command line."""
 
+import json
 import subprocess
 import sys
 
@@ -57,6 +58,12 @@ def test_convert_then_export(tmp_path, capsys):
     assert "look-ahead 5 frames" in capsys.readouterr().out
 
 
+def onnx_meta(path) -> dict:
+    import onnx
+
+    return json.loads({p.key: p.value for p in onnx.load(str(path)).metadata_props}["lmustream"])
+
+
 def test_export_audio_in_and_errors(tmp_path, capsys):
     torch.manual_seed(0)
     model = LMUFormer(LMUFormerConfig(dim=16, memory_size=8, n_classes=2, embed_convs=1)).eval()
@@ -64,6 +71,14 @@ def test_export_audio_in_and_errors(tmp_path, capsys):
     assert main(["export", "--model", str(tmp_path / "m.safetensors"), "--onnx", str(tmp_path / "a.onnx"),
                  "--audio-in"]) == 0
     assert (tmp_path / "a.onnx").stat().st_size > 0
+    assert onnx_meta(tmp_path / "a.onnx")["posterior"] == "softmax"  # no recipe: cross-entropy is assumed
+    # The posterior follows the loss that last trained the logits: a BCE recipe, then a fine-tuning.
+    for extra, posterior in (({"recipe": {"optim": {"loss": "bce"}}}, "sigmoid"),
+                             ({"recipe": {"optim": {"loss": "bce"}}, "finetune": {"loss": "ce"}}, "softmax")):
+        save_model(tmp_path / "t.safetensors", ModelArtifact(model, ["a", "b"], extra=extra))
+        assert main(["export", "--model", str(tmp_path / "t.safetensors"), "--onnx", str(tmp_path / "t.onnx")]) == 0
+        assert onnx_meta(tmp_path / "t.onnx")["posterior"] == posterior
+        assert f"{posterior} posteriors" in capsys.readouterr().out
     assert main(["export", "--model", "no-such-model", "--onnx", str(tmp_path / "x.onnx")]) == 2
     assert "no shipped model of that name" in capsys.readouterr().err
     with pytest.raises(SystemExit):

@@ -251,11 +251,17 @@ class PosteriorSmoother:
         return self.posteriors.push(post)
 
 
+def posterior_for_loss(recipe_loss: str | None) -> str:
+    """The posterior a model's logits are read with: per-class sigmoids after binary cross-entropy
+    ("bce"), else (cross-entropy, or not known) the softmax over all classes."""
+    return "sigmoid" if recipe_loss == "bce" else "softmax"
+
+
 def resolve_posterior(config: DetectorConfig, recipe_loss: str | None) -> DetectorConfig:
     """``config`` with posterior "auto" replaced by what the model's training loss implies."""
     if config.posterior != "auto":
         return config
-    return replace(config, posterior="sigmoid" if recipe_loss == "bce" else "softmax")
+    return replace(config, posterior=posterior_for_loss(recipe_loss))
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,9 @@ The graph computes ``chunk`` steps per call. Inputs and outputs (B = streams, dy
 
 Feed ``next.*`` back as ``state.*``. Initial state: zeros of the shapes in the metadata
 (every state tensor starts at zero). The model's ONNX metadata (``metadata_props``) has one
-entry ``lmustream`` holding JSON: labels, frontend settings, look-ahead, chunk, and the
-state tensors with their shapes and dtypes.
+entry ``lmustream`` holding JSON: labels, frontend settings, look-ahead, chunk, the state
+tensors with their shapes and dtypes, and the posterior the logits are read with ("sigmoid" per
+class or "softmax", as the model was trained).
 """
 
 from __future__ import annotations
@@ -123,14 +124,20 @@ class _AudioChunkStep(nn.Module):
 
 
 def export_onnx(step: StepLMUFormer, path: str, labels: list[str], frontend: "FbankConfig",
-                audio_in: bool = False, chunk: int = 1, spike_output: bool = False) -> dict:
+                audio_in: bool = False, chunk: int = 1, spike_output: bool = False,
+                posterior: str = "softmax") -> dict:
     """Write the step graph to ``path``; returns the metadata dict stored in it.
+
+    ``posterior``: how the outputs are to be read, recorded for runtimes that do not know the model
+    (``lmustream.stream.detector.posterior_for_loss`` of its training loss).
 
     ``spike_output`` (spiking models, features in): an extra output ``spikes [B, K, S]`` with every
     LIF layer's spikes, for verifying the graph spike by spike against the PyTorch step form.
     """
     if chunk < 1:
         raise ValueError(f"chunk must be >= 1 frame, got {chunk}")
+    if posterior not in ("sigmoid", "softmax"):
+        raise ValueError(f"posterior must be 'sigmoid' or 'softmax', got {posterior!r}")
     step = step.float().eval()
     names = step.state_names
     state = step.initial_state(2)
@@ -160,7 +167,7 @@ def export_onnx(step: StepLMUFormer, path: str, labels: list[str], frontend: "Fb
     meta = {"format": "lmustream-step-onnx", "format_version": 1, "labels": list(labels),
             "frontend": frontend.to_dict(), "lookahead_frames": step.lookahead, "chunk": chunk,
             "audio_in": audio_in, "samples_per_step": frontend.hop_length if audio_in else None,
-            "config": step.config.to_dict(), "state": state_specs,
+            "config": step.config.to_dict(), "state": state_specs, "posterior": posterior,
             "outputs": {"running": "head on the running mean of features (all_seq)",
                         "per_frame": "head on this frame's features",
                         "valid": "False while the look-ahead fills: outputs then repeat the last valid ones"}}

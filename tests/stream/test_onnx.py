@@ -68,6 +68,7 @@ def test_graph_is_valid_and_self_describing(tmp_path):
     assert graph.opset_import[0].version >= 17
     meta = json.loads({p.key: p.value for p in graph.metadata_props}["lmustream"])
     assert meta["lookahead_frames"] == 5 and meta["chunk"] == 2 and meta["labels"] == labels(35)
+    assert meta["posterior"] == "softmax"  # the default; `lmustream export` passes the model's own
     inputs = [i.name for i in graph.graph.input]
     outputs = [o.name for o in graph.graph.output]
     assert inputs[:2] == ["features", "padding"]
@@ -129,8 +130,20 @@ def test_example_script_runs_without_torch(tmp_path):
     out = subprocess.run([sys.executable, "-c", script, "examples/onnx_stream.py", path, str(tmp_path / "clip.wav")],
                          capture_output=True, text=True, check=True)
     assert "final:" in out.stdout
+    probabilities = [float(line.split(" p ")[1]) for line in out.stdout.splitlines() if " p " in line]
+    assert probabilities and all(0 < p <= 1 for p in probabilities)
+
+
+def test_example_reads_outputs_with_the_recorded_posterior():
+    from examples.onnx_stream import probabilities
+
+    logits = np.array([2.0, 0.0, -1.0])
+    assert probabilities(logits, "softmax").sum() == pytest.approx(1.0)
+    assert probabilities(logits, "sigmoid") == pytest.approx(1 / (1 + np.exp(-logits)))
 
 
 def test_bad_chunk():
     with pytest.raises(ValueError, match="chunk"):
         export_onnx(paper_step(False), "/tmp/never.onnx", labels(35), FbankConfig(), chunk=0)
+    with pytest.raises(ValueError, match="posterior"):
+        export_onnx(paper_step(False), "/tmp/never.onnx", labels(35), FbankConfig(), posterior="tanh")
