@@ -40,14 +40,14 @@ import adapters_data as data  # noqa: E402
 REPO = data.REPO
 METHODS = ("aflora", "lora", "vera", "head", "full")
 SENTENCES = data.SHARED / "data" / "spoken_sentences"
+SC_SAMPLE = data.SHARED / "data" / "speech_commands_v0.01_sample"
+DEFAULT_ASC_BACKBONE = REPO.parent / "data" / "backbones" / "asc30-lmuformer.safetensors"
+DEFAULT_ENGLISH_REPLAY = REPO.parent / "data" / "synth35"
 
 
 def held_out_sentences() -> list[Path]:
     """Every second recording (path order) from the second: the sc12 recipe trained on the others."""
     return (sorted(SENTENCES.glob("*.flac")) + sorted(SENTENCES.glob("*.wav")))[1::2]
-SC_SAMPLE = data.SHARED / "data" / "speech_commands_v0.01_sample"
-DEFAULT_ASC_BACKBONE = REPO.parent / "data" / "backbones" / "asc30-lmuformer.safetensors"
-DEFAULT_ENGLISH_REPLAY = REPO.parent / "data" / "synth35"
 
 
 def run_finetune(model: Path, folders: dict, run: str, out: Path, args, seed: int) -> dict:

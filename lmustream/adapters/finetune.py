@@ -34,8 +34,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from lmustream.adapters.api import (adapted_extra, add_adapter, count_parameters, default_adapter_path, make_config,
-                                    merge, save_adapter)
+from lmustream.adapters.api import (add_adapter, count_parameters, default_adapter_path, make_config,
+                                    merged_artifact, save_adapter)
 from lmustream.adapters.data import ClipSet, list_clips, load_clip_set, rank_clips, synthetic_noise
 from lmustream.adapters.evaluate import accuracy, predict
 from lmustream.adapters.head import grow_head, imprint_classes
@@ -47,8 +47,8 @@ from lmustream.train.distill import kl_to_teacher
 DEFAULT_RANKS = {"aflora": 4, "lora": 8, "vera": 64}
 CATCH_ALL_FACTOR = 5  # replay clips of _unknown_ / _silence_ per replay clip of a word
 DEFAULT_CHANNEL_MATCH = 0.5  # of the adapters and full fine-tuning; head-only: 0 (FinetuneConfig.channel_match)
-# full: every weight moves (the vectors of aflora / vera take vector_lr_scale x larger steps)
 FINETUNE_LOSS = "ce"  # what the header records (extra.finetune.loss): softmax cross-entropy, below
+# full: every weight moves (the vectors of aflora / vera take vector_lr_scale x larger steps).
 # AFLoRA and LoRA at 2e-3: at 1e-3 neither fits its own enrollment clips in 20 epochs (clean accuracy on
 # them 0.67 and 0.75 on the English adapter task), and both learned the new words better at 2e-3 on
 # both adapter tasks (docs/adapters.md).
@@ -369,13 +369,13 @@ def finetune(model, new_words, *, config: FinetuneConfig | None = None, out: str
     if out is not None or adapter_out is not None:
         adapter_path = Path(adapter_out) if adapter_out else default_adapter_path(out)
         save_adapter(adapter_path, model, labels, extra)
-    merged = merge(model).eval()
     if "detector" in artifact.extra:
         log("the base model's detector calibration does not apply to the fine-tuned model (its posteriors are "
             "softmax): run `lmustream calibrate` on it")
-    merged_artifact = ModelArtifact(merged, labels, frontend, adapted_extra(artifact.extra, extra))
+    taught = merged_artifact(ModelArtifact(model, labels, frontend, artifact.extra), extra=extra)
+    merged = taught.model
     if out is not None:
-        save_model(out, merged_artifact)
+        save_model(out, taught)
     seconds = time.perf_counter() - started
     result = FinetuneResult(
         method=config.method, labels=labels, new_labels=new_labels, enrollment_clips=n_enroll,
@@ -384,7 +384,7 @@ def finetune(model, new_words, *, config: FinetuneConfig | None = None, out: str
         seconds=seconds, train_seconds=train_seconds, peak_memory_mb=peak_memory_mb(),
         freezes=[asdict(e) for e in freezer.events] if freezer else [],
         model_path=str(out) if out is not None else None,
-        adapter_path=str(adapter_path) if adapter_path is not None else None, artifact=merged_artifact)
+        adapter_path=str(adapter_path) if adapter_path is not None else None, artifact=taught)
 
     eval_started = time.perf_counter()
     if eval_new is not None:
