@@ -83,32 +83,54 @@ def _print_event(event, args, **extra) -> None:
 
 # -- stream --------------------------------------------------------------------------------------
 def _cmd_stream(args) -> int:
+    detector = _detector(args)
+    total, failed = 0, 0
+    for name in args.files:
+        try:
+            total += _stream_file(name, detector, args)
+        except AudioError as e:
+            # One unreadable file must not cost the others their detections: say which, go on.
+            failed += 1
+            print(f"error: {e}", file=sys.stderr, flush=True)
+            if args.json:
+                print(json.dumps({"type": "error", "file": name, "error": str(e)}), flush=True)
+    if args.verbose:
+        print(f"{total} detection(s) in {len(args.files)} file(s)", file=sys.stderr)
+    if failed:
+        print(f"{failed} of {len(args.files)} file(s) could not be read", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _stream_file(name: str, detector, args) -> int:
+    """Stream one file through ``detector`` (reset first), printing its events; returns their count."""
     import numpy as np
     import soundfile as sf
 
-    detector = _detector(args)
-    total = 0
-    for name in args.files:
+    path = Path(name)
+    if not path.exists():
+        raise AudioError(f"{name!r}: no such file")
+    if path.is_dir():
+        raise AudioError(f"{name!r}: is a folder, not an audio file")
+    try:
+        f = sf.SoundFile(name)
+    except (RuntimeError, OSError, sf.LibsndfileError) as e:
+        raise AudioError(f"{name!r}: cannot open as audio: {e}") from e
+    count = 0
+    with f:
+        detector.reset()
+        block = max(1, int(STREAM_BLOCK_SECONDS * f.samplerate))
         try:
-            f = sf.SoundFile(name)
-        except (RuntimeError, OSError, sf.LibsndfileError) as e:
-            raise AudioError(f"{name!r}: cannot open as audio: {e}") from e
-        with f:
-            detector.reset()
-            block = max(1, int(STREAM_BLOCK_SECONDS * f.samplerate))
-            try:
-                for x in f.blocks(blocksize=block, dtype="float32", always_2d=True):
-                    for event in detector.push(np.asarray(x), f.samplerate):
-                        _print_event(event, args, file=name)
-                        total += 1
-            except (RuntimeError, sf.LibsndfileError) as e:
-                raise AudioError(f"{name!r}: read error after {detector.time:.2f} s: {e}") from e
-            for event in detector.flush():
-                _print_event(event, args, file=name)
-                total += 1
-    if args.verbose:
-        print(f"{total} detection(s) in {len(args.files)} file(s)", file=sys.stderr)
-    return 0
+            for x in f.blocks(blocksize=block, dtype="float32", always_2d=True):
+                for event in detector.push(np.asarray(x), f.samplerate):
+                    _print_event(event, args, file=name)
+                    count += 1
+        except (RuntimeError, sf.LibsndfileError) as e:
+            raise AudioError(f"{name!r}: read error after {detector.time:.2f} s: {e}") from e
+        for event in detector.flush():
+            _print_event(event, args, file=name)
+            count += 1
+    return count
 
 
 # -- listen --------------------------------------------------------------------------------------
@@ -294,6 +316,12 @@ def _keyword_list(args, labels) -> list[str]:
     return words
 
 
+def _warn_unreadable(plan) -> None:
+    """Name the files the stream was built without (they could not be read as audio)."""
+    for message in plan.composition.get("skipped_unreadable_files", []):
+        print(f"warning: skipped {message}", file=sys.stderr)
+
+
 def _cmd_eval_stream(args) -> int:
     import numpy as np
 
@@ -313,6 +341,7 @@ def _cmd_eval_stream(args) -> int:
     plan = build_plan(positives, collect_audio(args.negatives), collect_audio(args.noise or []), args.hours,
                       seed=args.seed, repeats=args.repeats, other_words=others if args.other_words else None,
                       speech_level=args.speech_level, snr=args.snr)
+    _warn_unreadable(plan)
     bar = _progress_factory(args, "eval-stream")(plan)
     try:
         logits = frame_logits(kernel, plan, progress=bar)
@@ -383,6 +412,7 @@ def _cmd_calibrate(args) -> int:
     result, _, plan = calibrate(kernel, collect_audio(args.negatives), collect_audio(args.noise or []), config,
                                 args.target_fa_per_hour, args.hours, keywords, seed=args.seed,
                                 positives=positives, progress_factory=_progress_factory(args, "calibrate"))
+    _warn_unreadable(plan)
     result["model"] = str(args.model)
     if args.out:
         write_calibration(result, args.out)
@@ -422,7 +452,9 @@ def add_verbs(verbs) -> None:
         description="Stream audio files of any length, format and sample rate through the keyword detector "
                     "(read in blocks, so memory stays constant; resampled to 16 kHz as it goes) and print one "
                     "line per detection: file, start - end (seconds), keyword, confidence. --json prints JSON "
-                    "lines with type, keyword, start, end, confidence, detected_at and file.")
+                    "lines with type, keyword, start, end, confidence, detected_at and file. A file that cannot be "
+                    "read is reported (on stderr; with --json also as a line of type \"error\") and the others "
+                    "are still streamed; the exit status is then 2.")
     stream.add_argument("files", nargs="+", metavar="FILE", help="audio files (WAV, FLAC, OGG, MP3, ...)")
     _add_model_options(stream)
     stream.add_argument("--json", action="store_true", help="JSON lines instead of text")

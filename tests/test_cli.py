@@ -84,3 +84,15 @@ def test_export_audio_in_and_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["export", "--model", "m", "--onnx", "x.onnx", "--chunk", "0"])
     assert "positive integer" in capsys.readouterr().err
+
+
+def test_command_line_warnings_read_as_plain_lines(capsys):
+    import warnings
+
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    capsys.readouterr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("skipped 1 unusable audio file(s)", UserWarning)
+    assert capsys.readouterr().err == "warning: skipped 1 unusable audio file(s)\n"

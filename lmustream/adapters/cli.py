@@ -108,7 +108,7 @@ def default_out(model: str) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from lmustream.adapters.finetune import FinetuneConfig, finetune
+    from lmustream.adapters.finetune import ADVICE_PREFIXES, FinetuneConfig, finetune
 
     fields = {"method": args.method, "rank": args.rank, "epochs": args.epochs, "batch_size": args.batch_size,
               "lr": args.lr, "replay_per_class": args.replay_per_class, "seed": args.seed, "threads": args.threads,
@@ -117,7 +117,13 @@ def run(args: argparse.Namespace) -> int:
         fields["target_modules"] = tuple(t.strip() for t in args.targets.split(",") if t.strip())
     config = FinetuneConfig(**fields)
     out = Path(args.out) if args.out else default_out(args.model)
-    log = (lambda line: None) if args.json else (lambda line: print(line, flush=True))
+    if args.json:  # stdout holds the one JSON object; warnings still reach the user, on stderr
+        def log(line):
+            if line.startswith(ADVICE_PREFIXES):
+                print(line, file=sys.stderr, flush=True)
+    else:
+        def log(line):
+            print(line, flush=True)
     result = finetune(args.model, args.new_words, config=config, out=out, adapter_out=args.adapter_out,
                       replay=args.replay, eval_new=args.eval_new, eval_old=args.eval_old, noise_dirs=args.noise,
                       cache_dir=False if args.no_cache else args.cache_dir,

@@ -48,6 +48,8 @@ DEFAULT_RANKS = {"aflora": 4, "lora": 8, "vera": 64}
 CATCH_ALL_FACTOR = 5  # replay clips of _unknown_ / _silence_ per replay clip of a word
 DEFAULT_CHANNEL_MATCH = 0.5  # of the adapters and full fine-tuning; head-only: 0 (FinetuneConfig.channel_match)
 FINETUNE_LOSS = "ce"  # what the header records (extra.finetune.loss): softmax cross-entropy, below
+ADVISED_CLIPS = 5  # fewer enrollment clips of a word than this: warn (5-20 per word, from several takes)
+ADVICE_PREFIXES = ("warning:", "note:")  # log lines the user must see even when stdout is JSON
 # full: every weight moves (the vectors of aflora / vera take vector_lr_scale x larger steps).
 # AFLoRA and LoRA at 2e-3: at 1e-3 neither fits its own enrollment clips in 20 epochs (clean accuracy on
 # them 0.67 and 0.75 on the English adapter task), and both learned the new words better at 2e-3 on
@@ -196,6 +198,20 @@ class FinetuneResult:
         return {k: v for k, v in asdict(self).items() if k != "artifact"}
 
 
+def enrollment_advice(names: list[str], has_replay: bool) -> list[str]:
+    """Warnings about the enrollment that predict a poor result: words with too few clips, no replay."""
+    counts = {word: names.count(word) for word in dict.fromkeys(names)}
+    few = [f"{word} ({n})" for word, n in counts.items() if n < ADVISED_CLIPS]
+    lines = []
+    if few:
+        lines.append(f"warning: few enrollment clips for {', '.join(few)}: a word learnt from fewer than "
+                     f"{ADVISED_CLIPS} takes rarely works for other speakers or rooms; record 5-20 per word")
+    if not has_replay:
+        lines.append("note: no replay clips of the old words (--replay DIR): only distillation from the "
+                     "original model keeps them from being forgotten")
+    return lines
+
+
 def peak_memory_mb() -> float:
     """Peak resident memory of this process so far (MB)."""
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -265,6 +281,8 @@ def finetune(model, new_words, *, config: FinetuneConfig | None = None, out: str
     replay_set = _replay_set(replay, old_labels, config, frontend, frames, cache_dir, progress, log)
     log(f"{len(enroll)} enrollment clips of {len(enroll.labels)} word(s) ({len(new_labels)} new: "
         f"{', '.join(new_labels) or 'none'}); {len(replay_set) if replay_set else 0} replay clips")
+    for line in enrollment_advice(enroll.names, replay_set is not None):
+        log(line)
 
     model = copy.deepcopy(teacher)
     if new_labels:

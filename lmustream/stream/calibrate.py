@@ -53,7 +53,8 @@ def calibrate(kernel, negatives: list[Path], noise: list[Path], config: Detector
         "negative_hours": round(plan.hours, 4),
         "measured_fa_per_hour": {k: table[k][key]["fa_per_hour"] for k in keywords},
         "resolution_fa_per_hour": round(1.0 / plan.hours, 4),
-        "stream": {k: v for k, v in plan.composition.items() if k != "skipped_clips_without_speech"},
+        "stream": {k: v for k, v in plan.composition.items()
+                   if k not in ("skipped_clips_without_speech", "skipped_unreadable_files")},
     }
     if positives:
         result["frr_at_target"] = {k: table[k][key]["frr"] for k in keywords}

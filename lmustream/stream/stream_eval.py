@@ -28,7 +28,7 @@ import numpy as np
 
 from lmustream.audio.io import load_audio
 from lmustream.data.clips import collect_audio
-from lmustream.errors import ConfigError
+from lmustream.errors import AudioError, ConfigError
 from lmustream.stream.detector import (DetectorConfig, FrameClock, KeywordTrigger, PosteriorSmoother,
                                        is_keyword_label)
 from lmustream.stream.enroll import speech_region
@@ -145,12 +145,24 @@ def build_plan(keywords: dict[str, list[Path]], negatives: list[Path], noise: li
             cache[path] = load_audio(path)
         return cache[path]
 
+    unreadable: list[str] = []  # one corrupt file among thousands must not end the evaluation
+
+    def readable(path: Path) -> bool:
+        try:
+            audio(path)
+            return True
+        except AudioError as e:
+            unreadable.append(str(e))
+            return False
+
     # keyword clips (and other command words), trimmed around their speech
     pieces: list[tuple[str, str, Path, np.ndarray, tuple[int, int]]] = []
     skipped = []
     for kind, table in (("keyword", keywords), ("word", other_words or {})):
         for label, files in table.items():
             for path in files:
+                if not readable(path):
+                    continue
                 trimmed = _trimmed_keyword(audio(path))
                 if trimmed is None:
                     skipped.append(str(path))
@@ -162,7 +174,8 @@ def build_plan(keywords: dict[str, list[Path]], negatives: list[Path], noise: li
     mean_gap = 0.5 * (gap[0] + gap[1]) * RATE
 
     # non-keyword speech, in reshuffled passes until the stream is long enough
-    speech_files = list(negatives)
+    speech_files = [path for path in negatives if readable(path)]
+    noise = [path for path in noise if readable(path)]
     sentences: list[Path] = []
     passes = 0
     used = sum(p[3].size + mean_gap for p in pieces)
@@ -233,6 +246,7 @@ def build_plan(keywords: dict[str, list[Path]], negatives: list[Path], noise: li
         "snr_db": list(snr),
         "gap_s": list(gap),
         "skipped_clips_without_speech": skipped,
+        "skipped_unreadable_files": unreadable,
     }
     return StreamPlan(items, segments, n_samples, composition)
 

@@ -133,6 +133,17 @@ def test_finetuned_model_is_read_with_softmax_posteriors_and_without_the_base_ca
         assert Detector(model, backend="torch").config.posterior == "softmax"
     assert load_model(out).extra["recipe"] == base.extra["recipe"]  # the base's recipe stays on record
     assert any("calibrat" in line for line in lines)
+    assert any("no replay clips" in line for line in lines)
+
+
+def test_enrollment_advice_warns_of_too_few_clips_and_no_replay():
+    from lmustream.adapters.finetune import ADVISED_CLIPS, enrollment_advice
+
+    assert enrollment_advice(["a"] * ADVISED_CLIPS + ["b"] * 10, has_replay=True) == []
+    lines = enrollment_advice(["a"] * (ADVISED_CLIPS - 1) + ["b"] * 10 + ["c"], has_replay=True)
+    assert len(lines) == 1 and f"a ({ADVISED_CLIPS - 1}), c (1)" in lines[0] and "b (" not in lines[0]
+    lines = enrollment_advice(["a"] * 10, has_replay=False)
+    assert len(lines) == 1 and "--replay" in lines[0]
 
 
 def test_finetune_cli_json(setup, tmp_path, capsys):
@@ -141,7 +152,9 @@ def test_finetune_cli_json(setup, tmp_path, capsys):
                  "--rank", "2", "--epochs", "2", "--batch-size", "6", "--out", str(out), "--eval-new",
                  str(setup["eval_new"]), "--eval-old", str(setup["eval_old"]), "--json", "--no-cache", "--threads", "1"])
     assert code == 0
-    result = json.loads(capsys.readouterr().out)
+    captured = capsys.readouterr()
+    result = json.loads(captured.out)
+    assert "no replay clips" in captured.err  # the advice reaches stderr when stdout is JSON
     for key in ("new_accuracy", "old_accuracy_before", "old_accuracy_after", "avg_trainable_params", "seconds"):
         assert isinstance(result[key], float), key
     assert out.is_file() and (tmp_path / "m.adapter.safetensors").is_file()

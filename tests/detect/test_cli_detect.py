@@ -72,11 +72,40 @@ def test_stream_text_output_and_errors(tmp_path, model, capsys):
     captured = capsys.readouterr()
     assert "backend:" in captured.err and "0 detection(s) in 1 file(s)" in captured.err
     assert main(["stream", str(tmp_path / "nope.wav"), "--model", model]) == 2
-    assert "cannot open as audio" in capsys.readouterr().err
+    assert "no such file" in capsys.readouterr().err
     assert main(["stream", str(path), "--model", model, "--keywords", "maybe"]) == 2
     assert "not among the model's labels" in capsys.readouterr().err
     assert main(["stream", str(path), "--model", str(tmp_path / "none.safetensors")]) == 2
     assert "no shipped model" in capsys.readouterr().err
+
+
+def test_stream_reports_unreadable_files_and_streams_the_others(tmp_path, model, rng, capsys):
+    good = tmp_path / "good.flac"
+    x = varied_signal(rng)
+    write_audio(good, x)
+    keyword, threshold = crossing_threshold(model, load_audio(good))
+    garbage = tmp_path / "garbage.wav"
+    garbage.write_text("not audio")
+    truncated = tmp_path / "truncated.flac"
+    truncated.write_bytes(good.read_bytes()[:2000])
+    files = [str(tmp_path / "missing.wav"), str(garbage), str(tmp_path), str(good)]
+    options = ["--model", model, "--backend", "torch", "--window", "0.3", "--threshold", str(threshold),
+               "--keywords", keyword]
+    assert main(["stream", *files, *options, "--json"]) == 2
+    captured = capsys.readouterr()
+    lines = [json.loads(line) for line in captured.out.splitlines()]
+    errors = {d["file"]: d["error"] for d in lines if d["type"] == "error"}
+    assert set(errors) == set(files[:3])
+    assert "no such file" in errors[files[0]]
+    assert "cannot open as audio" in errors[files[1]]
+    assert "is a folder" in errors[files[2]]
+    detections = [d for d in lines if d["type"] == "detection"]
+    assert detections and all(d["file"] == str(good) for d in detections)  # the good file, after three bad ones
+    assert "3 of 4 file(s) could not be read" in captured.err
+    # a file that breaks off part-way: its error is reported, the file after it still streams
+    assert main(["stream", str(truncated), str(good), *options]) == 2
+    captured = capsys.readouterr()
+    assert "truncated.flac" in captured.err and str(good) in captured.out
 
 
 def test_stream_int8_says_what_runs_and_refuses_torch(model, tmp_path, capsys):

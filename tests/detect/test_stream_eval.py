@@ -132,3 +132,27 @@ def test_bad_inputs(tmp_path, corpus):
         keyword_clips(pos, ["stop"])
     with pytest.raises(ConfigError, match="hours"):
         build_plan({}, [], [], hours=0)
+
+
+def test_unreadable_files_are_skipped_and_named(tmp_path, corpus, capsys):
+    from lmustream.cli import main
+
+    pos, neg, noise = corpus
+    (pos / "yes" / "broken_nohash_0.wav").write_text("not audio")
+    (neg / "broken.flac").write_bytes(b"fLaC and nothing after")
+    (noise / "broken.wav").write_bytes(b"RIFF")
+    kw, _ = keyword_clips(pos, ["yes", "no"])
+    plan = build_plan(kw, collect_audio([neg]), collect_audio([noise]), hours=0.02)
+    skipped = plan.composition["skipped_unreadable_files"]
+    assert len(skipped) == 3 and all("broken" in s for s in skipped)
+    assert plan.composition["keyword_clips"] == 6 and plan.composition["speech_files"] == 2
+    assert all("broken" not in i.source for i in plan.items)
+    assert all("broken" not in s.source for s in plan.noise)
+    model = tmp_path / "tiny.safetensors"
+    from lmustream.models.artifact import save_model
+    save_model(model, tiny_artifact())
+    assert main(["eval-stream", "--model", str(model), "--backend", "torch", "--positives", str(pos),
+                 "--keywords", "yes,no", "--negatives", str(neg), "--noise", str(noise), "--hours", "0.02",
+                 "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning: skipped") == 3 and "broken_nohash_0.wav" in err
