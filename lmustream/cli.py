@@ -256,7 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "key=value overrides (e.g. epochs=20 optim.lr=1e-3 model_overrides.causal=true). "
                     "Writes OUT/metrics.csv, OUT/checkpoint.pt (atomically, every checkpoint_every steps, "
                     "at each epoch end, and on Ctrl-C / SIGTERM) and OUT/model.safetensors (the best "
-                    "model on the validation split). init_from=MODEL starts from another model's weights; "
+                    "model on the validation split). Every value is checked against its key's type before "
+                    "any work starts. init_from=MODEL starts from another model's weights (init_from=null "
+                    "clears a config's); "
                     "distill.teacher=MODEL also learns a teacher's posteriors (distill.weight, "
                     "distill.temperature); optim.ema_decay=0.999 validates and saves a moving average "
                     "of the weights. Several GPUs or processes: "
@@ -442,4 +444,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except LmuStreamError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a file the user named cannot be written or read: no traceback for that
+        where = f": {e.filename!r}" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}", file=sys.stderr)
         return 2

@@ -84,6 +84,14 @@ def test_export_audio_in_and_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["export", "--model", "m", "--onnx", "x.onnx", "--chunk", "0"])
     assert "positive integer" in capsys.readouterr().err
+    # an output folder that does not exist yet is made; one that cannot exist is an error, not a traceback
+    assert main(["export", "--model", str(tmp_path / "m.safetensors"), "--onnx", str(tmp_path / "new/dir/m.onnx")]) == 0
+    assert (tmp_path / "new/dir/m.onnx").is_file()
+    capsys.readouterr()
+    assert main(["export", "--model", str(tmp_path / "m.safetensors"), "--onnx",
+                 str(tmp_path / "a.onnx" / "m.onnx")]) == 2  # a.onnx is a file
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "a.onnx" in err and "Traceback" not in err
 
 
 def test_command_line_warnings_read_as_plain_lines(capsys):

@@ -86,7 +86,7 @@ def add_adapter(model: nn.Module, config: AdapterConfig) -> nn.Module:
     if not isinstance(config, AdapterConfig) or not config.method:
         raise ConfigError(f"add_adapter needs an adapter config (one of {', '.join(METHODS)}), got {config!r}")
     if adapter_config(model) is not None:
-        raise ConfigError(f"the model already has a {adapter_config(model).method} adapter; merge it first")
+        raise ConfigError(f"the model already has an adapter ({adapter_config(model).method}); merge it first")
     model.requires_grad_(config.method == "full")
     if config.method in _ADD:
         _ADD[config.method](model, config)  # new adapter parameters are created trainable

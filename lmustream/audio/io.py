@@ -60,7 +60,7 @@ def validate_samples(x, name: str = "samples", dtype=np.float32) -> np.ndarray:
     return arr
 
 
-def _check_rate(rate, name: str) -> int:
+def check_sample_rate(rate, name: str) -> int:
     """A sample rate as a positive ``int`` (numpy integers and integral floats accepted)."""
     if isinstance(rate, (bool, np.bool_)):
         raise AudioError(f"{name}: sample rate must be a positive integer in Hz, got {rate!r}")
@@ -79,8 +79,8 @@ def resample(samples, orig_sr: int, target_sr: int, quality: str = DEFAULT_RESAM
     ``ceil(n * target_sr / orig_sr)`` samples; equal rates return a float32 copy.
     """
     x = validate_samples(samples, "resample input")
-    orig = _check_rate(orig_sr, "resample orig_sr")
-    target = _check_rate(target_sr, "resample target_sr")
+    orig = check_sample_rate(orig_sr, "resample orig_sr")
+    target = check_sample_rate(target_sr, "resample target_sr")
     if quality not in RESAMPLE_QUALITIES:
         raise AudioError(f"resample quality must be one of {RESAMPLE_QUALITIES}, got {quality!r}")
     if orig == target:
@@ -167,7 +167,7 @@ def read_audio(path: PathLike, *, allow_truncated: bool = False) -> tuple[np.nda
 def load_audio(path: PathLike, sample_rate: int = DEFAULT_SAMPLE_RATE, *,
                allow_truncated: bool = False) -> np.ndarray:
     """Read ``path`` as float32 mono at ``sample_rate`` Hz (default 16000), resampling with soxr HQ."""
-    target = _check_rate(sample_rate, f"load_audio({os.fspath(path)!r}) sample_rate")
+    target = check_sample_rate(sample_rate, f"load_audio({os.fspath(path)!r}) sample_rate")
     samples, rate = read_audio(path, allow_truncated=allow_truncated)
     return samples if rate == target else resample(samples, rate, target)
 
@@ -187,7 +187,7 @@ def write_audio(path: PathLike, samples, sample_rate: int = DEFAULT_SAMPLE_RATE,
         data = np.stack(channels, axis=1) if channels else arr.astype(np.float64)
     else:
         data = validate_samples(arr, f"{name!r} samples", np.float64)
-    rate = _check_rate(sample_rate, f"{name!r} sample_rate")
+    rate = check_sample_rate(sample_rate, f"{name!r} sample_rate")
     try:
         sf.write(name, data, rate, subtype=subtype)
     except (sf.SoundFileError, RuntimeError, TypeError, ValueError) as e:

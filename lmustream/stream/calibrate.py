@@ -62,7 +62,9 @@ def calibrate(kernel, negatives: list[Path], noise: list[Path], config: Detector
 
 
 def write_calibration(result: dict, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(result, indent=2) + "\n")
+    from lmustream.models.artifact import atomic_write_bytes
+
+    atomic_write_bytes(path, (json.dumps(result, indent=2) + "\n").encode("utf-8"))
 
 
 def write_calibrated_model(model_path: str | Path, result: dict, out: str | Path) -> None:

@@ -38,6 +38,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
+from lmustream.audio.io import check_sample_rate
 from lmustream.errors import AudioError, ConfigError
 
 DEFAULT_WINDOW_S = 1.0  # the training clip: 98 frames of per-frame logits averaged
@@ -610,7 +611,7 @@ class Detector:
         else:
             hop, win = getattr(self.kernel, "hop_length", self.model_rate // 100), self.model_rate * 25 // 1000
         self.clock = FrameClock(self.model_rate, hop, win, int(self.kernel.lookahead))
-        self.sample_rate = int(sample_rate or self.model_rate)
+        self.sample_rate = self.model_rate if sample_rate is None else check_sample_rate(sample_rate, "Detector")
         self._callbacks: list[Callable[[Event], Any]] = [on_event] if on_event else []
         c, clock = self.config, self.clock
         self._window_frames, self._smoothing_frames = clock.frames(c.window), clock.frames(c.smoothing)
@@ -692,7 +693,7 @@ class Detector:
 
     def push(self, samples, sample_rate: int | None = None) -> list[Event]:
         """Feed a block: 1-D mono or ``[n, channels]`` (averaged), float in [-1, 1] or int16."""
-        rate = int(sample_rate or self.sample_rate)
+        rate = self.sample_rate if sample_rate is None else check_sample_rate(sample_rate, "Detector.push")
         x = _mono(samples)
         if self._input_rate is None:
             self._input_rate = rate
@@ -789,9 +790,15 @@ def silence_logits(stream, sample_rate: int, seconds: float = SILENCE_PRIOR_S) -
     return logits.mean(axis=0)
 
 
+MAX_CHANNELS = 64  # more columns than this: the block is [channels, samples], not [samples, channels]
+
+
 def _mono(samples) -> np.ndarray:
     x = np.asarray(samples)
     if x.ndim == 2:
+        if x.shape[1] > MAX_CHANNELS:
+            raise AudioError(f"Detector.push samples: expected [samples, channels], got shape {x.shape} "
+                             f"({x.shape[1]} channels?); pass the transpose for [channels, samples] audio")
         if x.dtype == np.int16:
             x = x.astype(np.float32) / 32768.0
         x = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import warnings
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -160,6 +161,7 @@ def export_onnx(step: StepLMUFormer, path: str, labels: list[str], frontend: "Fb
     inputs += [f"state.{n}" for n in names]
     outputs = ["running", "per_frame", "valid"] + outputs_extra + [f"next.{n}" for n in names]
     dynamic = {name: {0: "batch"} for name in inputs + outputs}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notices
         torch.onnx.export(module, example, path, input_names=inputs, output_names=outputs,

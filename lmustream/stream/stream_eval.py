@@ -524,6 +524,7 @@ def plot_det(curves: dict[str, KeywordCurve], hours: float, path: str | Path) ->
     ax.legend(fontsize=7, ncol=2)
     ax.set_title(f"DET over thresholds ({hours:.2f} h stream; 0 FA drawn at {floor:.2g}/h)")
     fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 

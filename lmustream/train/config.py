@@ -151,13 +151,13 @@ def _build(cls, values: dict, where: str):
     for name, value in values.items():
         default = known[name].default_factory() if known[name].default_factory is not dataclasses.MISSING \
             else known[name].default
-        value = _typed(value, str(known[name].type))
+        key = f"{where}.{name}".lstrip(".")
+        value = _typed(value, str(known[name].type), key)
         if dataclasses.is_dataclass(default):
-            kwargs[name] = _build(type(default), value, f"{where}.{name}".lstrip("."))
-        elif isinstance(default, tuple) and isinstance(value, list):
-            kwargs[name] = tuple(value)
-        else:
-            kwargs[name] = value
+            kwargs[name] = _build(type(default), value, key)
+            continue
+        value = _checked(value, str(known[name].type), key)
+        kwargs[name] = tuple(value) if isinstance(default, tuple) and isinstance(value, list) else value
     return cls(**kwargs)
 
 
@@ -165,11 +165,32 @@ class _Raw(str):
     """An override's text, typed when the target field is known (a pattern like "{label}.wav" stays text)."""
 
 
-def _typed(value: Any, annotation: str) -> Any:
+_TYPE_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "text",
+               "list": "a list", "tuple": "a list", "dict": "a mapping", "None": "null"}
+
+
+def _checked(value: Any, annotation: str, key: str) -> Any:
+    """``value`` if it has one of the annotation's types (an integer passes as a float), else a
+    ConfigError naming the key: a typo'd value must fail before training starts, not mid-run."""
+    allowed = [t.strip() for t in annotation.split("|")]
+    checks = {"None": lambda v: v is None, "bool": lambda v: isinstance(v, bool),
+              "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+              "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+              "str": lambda v: isinstance(v, str), "list": lambda v: isinstance(v, (list, tuple)),
+              "tuple": lambda v: isinstance(v, (list, tuple)), "dict": lambda v: isinstance(v, dict)}
+    if any(t not in checks for t in allowed) or any(checks[t](value) for t in allowed):
+        return float(value) if allowed == ["float"] else value
+    expected = " or ".join(dict.fromkeys(_TYPE_NAMES[t] for t in allowed))
+    raise ConfigError(f"{key}: expected {expected}, got {value!r}")
+
+
+def _typed(value: Any, annotation: str, key: str = "") -> Any:
     if isinstance(value, dict) and "dict" in annotation:  # free-form sections: parse every leaf
-        return {k: _typed(v, "any") for k, v in value.items()}
+        return {k: _typed(v, "any", f"{key}.{k}") for k, v in value.items()}
     if not isinstance(value, _Raw):
         return value
+    if annotation.replace(" ", "") == "str|None" and value.strip().lower() in ("null", "none", "~", ""):
+        return None  # init_from=null clears a config's value
     if annotation.replace(" ", "") in ("str", "str|None"):
         return str(value)
     import yaml
@@ -182,7 +203,7 @@ def _typed(value: Any, annotation: str) -> Any:
         try:  # YAML 1.1 reads 5e-3 (no dot) as text
             return float(parsed)
         except ValueError:
-            raise ConfigError(f"expected a number, got {value!r}") from None
+            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
     return parsed
 
 

@@ -116,5 +116,6 @@ def plot_confusion(result: dict, path: str | Path) -> None:
     ax.set_ylabel("true")
     ax.set_title(f"accuracy {result['accuracy']:.4f} (n={result['n']})")
     fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -196,7 +196,7 @@ def test_eval_stream_json_and_plot(tmp_path, model, small_corpus, capsys):
 
 def test_calibrate_writes_a_usable_calibration(tmp_path, model, small_corpus, capsys):
     pos, neg = small_corpus
-    out = tmp_path / "cal.json"
+    out = tmp_path / "new" / "cal.json"  # its folder is made
     copy = tmp_path / "calibrated.safetensors"
     assert main(["calibrate", "--model", model, "--negatives", str(neg), "--hours", "0.01", "--no-progress",
                  "--target-fa-per-hour", "100", "--positives", str(pos), "--out", str(out),

@@ -366,6 +366,17 @@ def test_per_keyword_thresholds_and_errors(rng):
         Detector(EnergyKernel()).push(np.array([0.0, np.nan], np.float32))
     with pytest.raises(AudioError):
         Detector(EnergyKernel()).push(np.zeros((2, 2, 2), np.float32))
+    for rate in (0, -16000, 44100.5, "16k"):  # 0 used to fall back to the model's rate silently
+        with pytest.raises(AudioError, match="sample rate must be a positive integer"):
+            Detector(EnergyKernel(), sample_rate=rate)
+        with pytest.raises(AudioError, match="sample rate must be a positive integer"):
+            Detector(EnergyKernel()).push(silence(0.1), rate)
+    assert Detector(EnergyKernel(), sample_rate=np.int64(48000)).sample_rate == 48000
+    # [channels, samples] (torchaudio's layout) instead of [samples, channels]: said, not averaged
+    with pytest.raises(AudioError, match=r"expected \[samples, channels\].*transpose"):
+        Detector(EnergyKernel()).push(np.zeros((2, 1600), np.float32))
+    stereo = np.stack([silence(0.1), silence(0.1)], axis=1)
+    Detector(EnergyKernel()).push(stereo)  # [samples, 2]: averaged
 
 
 def test_frame_clock():

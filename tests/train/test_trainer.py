@@ -2,6 +2,7 @@
 
 import csv
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -192,6 +193,30 @@ def test_config_errors(tmp_path):
         load_config(None, ["optim.loss=hinge"])
     with pytest.raises(ValueError, match="unknown model configuration"):
         load_config(None, ["model=gpt"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ("epochs=abc", "epochs: expected an integer, got 'abc'"),
+    ("epochs=2.5", "epochs: expected an integer, got 2.5"),
+    ("seed=x", "seed: expected an integer"),
+    ("amp=maybe", "amp: expected true or false, got 'maybe'"),
+    ("augment.mixup_rate=high", "augment.mixup_rate: expected a number, got 'high'"),
+    ("data.frames=[1]", "data.frames: expected an integer"),
+    ("augment.snr_db=5", "augment.snr_db: expected a list"),
+])
+def test_config_values_of_the_wrong_type_name_their_key(override, message):
+    """They used to pass the loader and fail later (or never) with Python's own comparison errors."""
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config(None, [override])
+
+
+def test_config_values_of_the_right_type_pass():
+    config = load_config(None, ["optim.lr=1", "augment.snr_db=[0, 20]", "data.validation_speakers=3",
+                                "data.validation_speakers=[a, b]", "data.label_map={0: zero}", "amp=false"])
+    assert config.optim.lr == 1.0 and isinstance(config.optim.lr, float)  # an integer is a number
+    assert config.augment.snr_db == (0, 20) and config.data.validation_speakers == ["a", "b"]
+    assert load_config(None, ["init_from=sc12-lmuformer"]).init_from == "sc12-lmuformer"
+    assert load_config(None, ["init_from=sc12-lmuformer", "init_from=null"]).init_from is None  # cleared
 
 
 def test_committed_configs_parse():
