@@ -11,7 +11,7 @@ and ``--thresholds`` take, and that ``write_calibrated_model`` stores inside a m
 as its default (``extra.detector``)::
 
     {"thresholds": {"yes": 0.93, ...}, "window": 1.0, "smoothing": 0.1, "refractory": 1.0,
-     "hold": 0.1, "posterior": "sigmoid", "target_fa_per_hour": 1.0, "negative_hours": 2.0, ...}
+     "hold": 0.0, "posterior": "sigmoid", "target_fa_per_hour": 1.0, "negative_hours": 2.0, ...}
 """
 
 from __future__ import annotations
