@@ -19,8 +19,8 @@ with the frames before the stream began taken to be the model's logits on silenc
 A keyword k fires at frame t when ``p_t[k] >= threshold[k]``, the trigger is armed (p[k]
 went below its threshold since k last fired) and k last fired at least ``refractory``
 seconds ago. The event is emitted when p[k] has passed its peak, or ``hold`` seconds after
-the crossing (default 0: at once), whichever comes first; its confidence is the posterior then. Labels starting with
-``_`` are never reported.
+the crossing (default 0: at once), whichever comes first; its confidence is the posterior
+then. Labels starting with ``_`` are never reported.
 
 Times are seconds of the input stream since it started (or since :meth:`Detector.reset`):
 frame t covers samples ``[160 t, 160 t + 400)`` at 16 kHz; an event's ``detected_at`` is the
@@ -51,6 +51,7 @@ DEFAULT_HOLD_S = 0.0
 POSTERIORS = ("auto", "sigmoid", "softmax")
 DEFAULT_ISOLATION_S = 1.0  # a keyword fits in the model's one-second clip; longer speech is not one
 ISOLATION_GAP_S = 0.2  # a pause this long separates a command from the speech before it
+MAX_CHANNELS = 64  # a pushed block with more columns is [channels, samples], not [samples, channels]
 ISOLATION_LOOKBACK_S = 3.0  # audio examined before a decision to tell a command from running speech
 ISOLATION_FLOOR_S = 10.0  # audio whose quietest frames give the noise floor for that
 SILENCE_PRIOR_S = 1.0  # digital silence whose logits stand for the audio before a stream began
@@ -790,9 +791,6 @@ def silence_logits(stream, sample_rate: int, seconds: float = SILENCE_PRIOR_S) -
     if logits.ndim != 2 or logits.shape[0] == 0:
         return None
     return logits.mean(axis=0)
-
-
-MAX_CHANNELS = 64  # more columns than this: the block is [channels, samples], not [samples, channels]
 
 
 def _mono(samples) -> np.ndarray:
