@@ -428,7 +428,12 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
-    warnings.showwarning = _show_warning
+    with warnings.catch_warnings():  # the plain format is the command line's, not the caller's
+        warnings.showwarning = _show_warning
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -446,6 +451,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except OSError as e:  # a file the user named cannot be written or read: no traceback for that
-        where = f": {e.filename!r}" if e.filename else ""
+        name = e.filename2 or e.filename  # os.replace(tmp, target) names the target second
+        where = f": {name!r}" if name else ""
         print(f"error: {e.strerror or e}{where}", file=sys.stderr)
         return 2

@@ -44,7 +44,7 @@ def _add_detector_options(p: argparse.ArgumentParser, thresholds: bool = True) -
     g.add_argument("--refractory", type=float, metavar="S", help="seconds before a keyword can fire again (1.0)")
     g.add_argument("--hold", type=float, metavar="S",
                    help="wait at most this long after crossing the threshold for the posterior's peak, which "
-                        "becomes the confidence (0: decide at the crossing, 100 ms sooner)")
+                        "becomes the confidence (default 0: decide at the crossing, about 100 ms sooner)")
     g.add_argument("--isolation", type=float, metavar="S",
                    help="drop detections inside running speech: the speech a keyword ends must not have lasted "
                         "longer than S seconds without a 0.2 s pause (0: off)")

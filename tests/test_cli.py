@@ -94,13 +94,26 @@ def test_export_audio_in_and_errors(tmp_path, capsys):
     assert err.startswith("error: ") and "a.onnx" in err and "Traceback" not in err
 
 
-def test_command_line_warnings_read_as_plain_lines(capsys):
+def test_command_line_warnings_read_as_plain_lines(tmp_path, capsys, monkeypatch):
     import warnings
 
-    with pytest.raises(SystemExit):
-        main(["--version"])
-    capsys.readouterr()
+    def warn_and_succeed(args):
+        warnings.warn("skipped 1 unusable audio file(s)", UserWarning)
+        return 0
+
+    monkeypatch.setattr("lmustream.cli._cmd_info", warn_and_succeed)
     with warnings.catch_warnings():
         warnings.simplefilter("always")
-        warnings.warn("skipped 1 unusable audio file(s)", UserWarning)
+        before = warnings.showwarning
+        assert main(["info"]) == 0
+        assert warnings.showwarning is before  # a program calling main() keeps its own format
     assert capsys.readouterr().err == "warning: skipped 1 unusable audio file(s)\n"
+
+
+def test_an_os_error_names_the_user_s_file_not_a_temporary_one(monkeypatch, capsys):
+    def replace_fails(args):  # what os.replace(tmp, target) raises when the target is a folder
+        raise IsADirectoryError(21, "Is a directory", "/out/.cal.json.x1.tmp", None, "/out/cal.json")
+
+    monkeypatch.setattr("lmustream.cli._cmd_info", replace_fails)
+    assert main(["info"]) == 2
+    assert capsys.readouterr().err == "error: Is a directory: '/out/cal.json'\n"

@@ -207,8 +207,8 @@ def enrollment_advice(names: list[str], has_replay: bool) -> list[str]:
         lines.append(f"warning: few enrollment clips for {', '.join(few)}: a word learnt from fewer than "
                      f"{ADVISED_CLIPS} takes rarely works for other speakers or rooms; record 5-20 per word")
     if not has_replay:
-        lines.append("note: no replay clips of the old words (--replay DIR): only distillation from the "
-                     "original model keeps them from being forgotten")
+        lines.append("note: no replay clips of the old words (--replay DIR with --replay-per-class > 0): only "
+                     "distillation from the original model keeps them from being forgotten")
     return lines
 
 

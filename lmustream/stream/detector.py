@@ -19,8 +19,8 @@ with the frames before the stream began taken to be the model's logits on silenc
 A keyword k fires at frame t when ``p_t[k] >= threshold[k]``, the trigger is armed (p[k]
 went below its threshold since k last fired) and k last fired at least ``refractory``
 seconds ago. The event is emitted when p[k] has passed its peak, or ``hold`` seconds after
-the crossing (default 0: at once), whichever comes first; its confidence is the posterior
-then. Labels starting with ``_`` are never reported.
+the crossing (default 0: at once), whichever comes first; its confidence is the highest
+posterior up to then. Labels starting with ``_`` are never reported.
 
 Times are seconds of the input stream since it started (or since :meth:`Detector.reset`):
 frame t covers samples ``[160 t, 160 t + 400)`` at 16 kHz; an event's ``detected_at`` is the
@@ -138,7 +138,9 @@ class Event:
     """A detection. Unpacks as ``keyword, start, end, confidence``.
 
     start, end: estimated span of the keyword (seconds of the stream); detected_at: the
-    stream time at which the detector decided; confidence: the smoothed posterior's peak.
+    stream time at which the detector decided; confidence: the smoothed posterior's highest
+    value up to the event (with the default ``hold`` of 0, its value at the crossing: just
+    above the threshold).
     """
 
     keyword: str

@@ -145,15 +145,24 @@ def build_plan(keywords: dict[str, list[Path]], negatives: list[Path], noise: li
             cache[path] = load_audio(path)
         return cache[path]
 
-    unreadable: list[str] = []  # one corrupt file among thousands must not end the evaluation
+    # One corrupt file among thousands must not end the evaluation: it is left out and named. Files
+    # are read when first used, so a large collection of negatives is not loaded beyond what it needs.
+    unreadable: dict[Path, str] = {}
 
     def readable(path: Path) -> bool:
+        if path in unreadable:
+            return False
         try:
             audio(path)
             return True
         except AudioError as e:
-            unreadable.append(str(e))
+            unreadable[path] = str(e)
             return False
+
+    def none_readable(files, what: str) -> None:
+        if files and all(path in unreadable for path in files):
+            raise ConfigError(f"none of the {len(files)} {what} could be read as audio (first: "
+                              f"{unreadable[files[0]]})")
 
     # keyword clips (and other command words), trimmed around their speech
     pieces: list[tuple[str, str, Path, np.ndarray, tuple[int, int]]] = []
@@ -168,14 +177,14 @@ def build_plan(keywords: dict[str, list[Path]], negatives: list[Path], noise: li
                     skipped.append(str(path))
                     continue
                 pieces += [(kind, label, path, *trimmed)] * repeats
+    none_readable([path for files in keywords.values() for path in files], "keyword clips")
     order = rng.permutation(len(pieces))
     pieces = [pieces[i] for i in order]
     target = int(hours * 3600 * RATE)
     mean_gap = 0.5 * (gap[0] + gap[1]) * RATE
 
     # non-keyword speech, in reshuffled passes until the stream is long enough
-    speech_files = [path for path in negatives if readable(path)]
-    noise = [path for path in noise if readable(path)]
+    speech_files = list(negatives)
     sentences: list[Path] = []
     passes = 0
     used = sum(p[3].size + mean_gap for p in pieces)
@@ -184,8 +193,11 @@ def build_plan(keywords: dict[str, list[Path]], negatives: list[Path], noise: li
         for i in rng.permutation(len(speech_files)):
             if used >= target:
                 break
-            sentences.append(speech_files[i])
-            used += audio(speech_files[i]).size + mean_gap
+            if readable(speech_files[i]):
+                sentences.append(speech_files[i])
+                used += audio(speech_files[i]).size + mean_gap
+        none_readable(list(negatives), "negative recordings")
+        speech_files = [path for path in speech_files if path not in unreadable]
     # keyword clips at random places in the sentence sequence
     slots = np.sort(rng.integers(0, len(sentences) + 1, size=len(pieces)))
     sequence: list[tuple] = []
@@ -217,8 +229,13 @@ def build_plan(keywords: dict[str, list[Path]], negatives: list[Path], noise: li
     segments: list[NoiseSegment] = []
     mid_level = 0.5 * (speech_level[0] + speech_level[1])
     pos = 0
+    given_noise, noise = list(noise), list(noise)
     while noise and pos < n_samples:
         path = noise[int(rng.integers(len(noise)))]
+        if not readable(path):
+            none_readable(given_noise, "noise recordings")
+            noise.remove(path)
+            continue
         x = audio(path)
         length = min(int(rng.uniform(*NOISE_SEGMENT_S) * RATE), x.size, n_samples - pos)
         offset = int(rng.integers(0, x.size - length + 1))
@@ -246,7 +263,7 @@ def build_plan(keywords: dict[str, list[Path]], negatives: list[Path], noise: li
         "snr_db": list(snr),
         "gap_s": list(gap),
         "skipped_clips_without_speech": skipped,
-        "skipped_unreadable_files": unreadable,
+        "skipped_unreadable_files": list(unreadable.values()),
     }
     return StreamPlan(items, segments, n_samples, composition)
 

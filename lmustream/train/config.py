@@ -156,7 +156,7 @@ def _build(cls, values: dict, where: str):
         if dataclasses.is_dataclass(default):
             kwargs[name] = _build(type(default), value, key)
             continue
-        value = _checked(value, str(known[name].type), key)
+        value = _checked(value, str(known[name].type), key, default)
         kwargs[name] = tuple(value) if isinstance(default, tuple) and isinstance(value, list) else value
     return cls(**kwargs)
 
@@ -169,10 +169,25 @@ _TYPE_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false"
                "list": "a list", "tuple": "a list", "dict": "a mapping", "None": "null"}
 
 
-def _checked(value: Any, annotation: str, key: str) -> Any:
-    """``value`` if it has one of the annotation's types (an integer passes as a float), else a
-    ConfigError naming the key: a typo'd value must fail before training starts, not mid-run."""
+def _checked(value: Any, annotation: str, key: str, default: Any = None) -> Any:
+    """``value`` if it has one of the annotation's types, else a ConfigError naming the key: a
+    typo'd value must fail before training starts, not mid-run. Numbers written as YAML 1.1 reads
+    them (``1e-3`` is text to it) become floats, numbers become text for text fields (``task: 12``),
+    and a pair such as ``snr_db`` must have its default's length and kinds of element."""
     allowed = [t.strip() for t in annotation.split("|")]
+    if "float" in allowed and isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            pass
+    if "str" in allowed and isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)
+    if isinstance(default, tuple) and isinstance(value, (list, tuple)):
+        numeric = all(isinstance(d, (int, float)) and not isinstance(d, bool) for d in default)
+        if len(value) != len(default) or (numeric and not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+            kinds = " numbers" if numeric else " values"
+            raise ConfigError(f"{key}: expected a list of {len(default)}{kinds} like {list(default)}, got {value!r}")
     checks = {"None": lambda v: v is None, "bool": lambda v: isinstance(v, bool),
               "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
               "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
@@ -189,8 +204,8 @@ def _typed(value: Any, annotation: str, key: str = "") -> Any:
         return {k: _typed(v, "any", f"{key}.{k}") for k, v in value.items()}
     if not isinstance(value, _Raw):
         return value
-    if annotation.replace(" ", "") == "str|None" and value.strip().lower() in ("null", "none", "~", ""):
-        return None  # init_from=null clears a config's value
+    if annotation.replace(" ", "") == "str|None" and value.strip().lower() in ("null", "none"):
+        return None  # init_from=null clears a config's value (a folder named ~ or "" stays text)
     if annotation.replace(" ", "") in ("str", "str|None"):
         return str(value)
     import yaml

@@ -156,3 +156,34 @@ def test_unreadable_files_are_skipped_and_named(tmp_path, corpus, capsys):
                  "--no-progress"]) == 0
     err = capsys.readouterr().err
     assert err.count("warning: skipped") == 3 and "broken_nohash_0.wav" in err
+
+
+def test_a_stream_of_only_unreadable_files_is_an_error(tmp_path, corpus):
+    pos, neg, noise = corpus
+    kw, _ = keyword_clips(pos, ["yes", "no"])
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for name in ("a.wav", "b.flac"):
+        (bad / name).write_text("not audio")
+    with pytest.raises(ConfigError, match="none of the 2 negative recordings could be read"):
+        build_plan(kw, collect_audio([bad]), collect_audio([noise]), hours=0.02)
+    with pytest.raises(ConfigError, match="none of the 2 noise recordings could be read"):
+        build_plan(kw, collect_audio([neg]), collect_audio([bad]), hours=0.02)
+    with pytest.raises(ConfigError, match="none of the 2 keyword clips could be read"):
+        build_plan({"yes": collect_audio([bad])}, collect_audio([neg]), [], hours=0.02)
+
+
+def test_negatives_are_read_only_as_far_as_the_stream_needs(tmp_path, corpus, monkeypatch):
+    """A large collection of negatives must not be loaded whole for a short stream."""
+    from lmustream.stream import stream_eval
+
+    pos, neg, noise = corpus
+    for i in range(2, 40):
+        (neg / f"s{i}.flac").write_bytes((neg / "s0.flac").read_bytes())
+    read = []
+    real_load = stream_eval.load_audio
+    monkeypatch.setattr(stream_eval, "load_audio", lambda path: read.append(path) or real_load(path))
+    kw, _ = keyword_clips(pos, ["yes", "no"])
+    plan = build_plan(kw, collect_audio([neg]), collect_audio([noise]), hours=0.005)
+    sentences = {i.source for i in plan.items if i.kind == "speech"}
+    assert len([p for p in read if p.parent == neg]) == len(sentences) < 40

@@ -203,6 +203,8 @@ def test_config_errors(tmp_path):
     ("augment.mixup_rate=high", "augment.mixup_rate: expected a number, got 'high'"),
     ("data.frames=[1]", "data.frames: expected an integer"),
     ("augment.snr_db=5", "augment.snr_db: expected a list"),
+    ("augment.snr_db=[a, b]", "augment.snr_db: expected a list of 2 numbers"),
+    ("augment.lowpass_hz=[3000]", "augment.lowpass_hz: expected a list of 2 numbers"),
 ])
 def test_config_values_of_the_wrong_type_name_their_key(override, message):
     """They used to pass the loader and fail later (or never) with Python's own comparison errors."""
@@ -217,6 +219,15 @@ def test_config_values_of_the_right_type_pass():
     assert config.augment.snr_db == (0, 20) and config.data.validation_speakers == ["a", "b"]
     assert load_config(None, ["init_from=sc12-lmuformer"]).init_from == "sc12-lmuformer"
     assert load_config(None, ["init_from=sc12-lmuformer", "init_from=null"]).init_from is None  # cleared
+    assert load_config(None, ["data.cache_dir=~"]).data.cache_dir == "~"  # a folder name, not null
+
+
+def test_config_file_values_are_read_as_yaml_writes_them(tmp_path):
+    """PyYAML reads 1e-3 (no dot) as text and 12 as a number: both mean what the user wrote."""
+    path = tmp_path / "recipe.yaml"
+    path.write_text("optim:\n  lr: 1e-3\ndata:\n  task: 12\n")
+    config = load_config(path)
+    assert config.optim.lr == 0.001 and config.data.task == "12"
 
 
 def test_committed_configs_parse():
