@@ -215,6 +215,8 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
         out.mkdir(parents=True, exist_ok=True)
         if ckpt_path.exists() and not resume:
             raise LmuStreamError(f"{ckpt_path} exists: pass --resume to continue it, or choose another out=")
+    if resume and not ckpt_path.exists():  # before minutes of data preparation, not after
+        raise LmuStreamError(f"--resume: no checkpoint at {ckpt_path}")
     for spec in (config.init_from, config.distill.teacher):
         if spec:
             resolve_model(spec)  # a mistyped model name fails now, not after minutes of data preparation
@@ -241,8 +243,6 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
     steps_per_epoch = max(n_train // config.batch_size, 1)
     epoch, step_in_epoch, best_acc, global_step = 0, 0, -1.0, 0
     if resume:
-        if not ckpt_path.exists():
-            raise LmuStreamError(f"--resume: no checkpoint at {ckpt_path}")
         state = load_checkpoint(ckpt_path)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])

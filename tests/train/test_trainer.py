@@ -236,6 +236,14 @@ def test_committed_configs_parse():
         load_config(path)
 
 
+def test_resume_without_a_checkpoint_fails_before_the_data_is_read(tmp_path):
+    from lmustream.errors import LmuStreamError
+
+    config = load_config(None, [f"out={tmp_path / 'run'}", f"data.path={tmp_path / 'no-such-data'}"])
+    with pytest.raises(LmuStreamError, match="--resume: no checkpoint at"):  # not "no such folder"
+        train(config, resume=True, progress=False)
+
+
 def test_missing_data_path_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="data.path"):
         train(load_config(None, [f"out={tmp_path}"]), progress=False)
