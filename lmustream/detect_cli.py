@@ -317,12 +317,6 @@ def _keyword_list(args, labels) -> list[str]:
     return words
 
 
-def _warn_unreadable(plan) -> None:
-    """Name the files the stream was built without (they could not be read as audio)."""
-    for message in plan.composition.get("skipped_unreadable_files", []):
-        print(f"warning: skipped {message}", file=sys.stderr)
-
-
 def _cmd_eval_stream(args) -> int:
     import numpy as np
 
@@ -342,7 +336,6 @@ def _cmd_eval_stream(args) -> int:
     plan = build_plan(positives, collect_audio(args.negatives), collect_audio(args.noise or []), args.hours,
                       seed=args.seed, repeats=args.repeats, other_words=others if args.other_words else None,
                       speech_level=args.speech_level, snr=args.snr)
-    _warn_unreadable(plan)
     bar = _progress_factory(args, "eval-stream")(plan)
     try:
         logits = frame_logits(kernel, plan, progress=bar)
@@ -413,7 +406,6 @@ def _cmd_calibrate(args) -> int:
     result, _, plan = calibrate(kernel, collect_audio(args.negatives), collect_audio(args.noise or []), config,
                                 args.target_fa_per_hour, args.hours, keywords, seed=args.seed,
                                 positives=positives, progress_factory=_progress_factory(args, "calibrate"))
-    _warn_unreadable(plan)
     result["model"] = str(args.model)
     if args.out:
         write_calibration(result, args.out)

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from lmustream.audio.io import load_audio
-from lmustream.data.clips import collect_audio
+from lmustream.data.clips import collect_audio, warn_skipped
 from lmustream.errors import AudioError, ConfigError
 from lmustream.stream.detector import (DetectorConfig, FrameClock, KeywordTrigger, PosteriorSmoother,
                                        is_keyword_label)
@@ -156,13 +156,13 @@ def build_plan(keywords: dict[str, list[Path]], negatives: list[Path], noise: li
             audio(path)
             return True
         except AudioError as e:
-            unreadable[path] = str(e)
+            unreadable[path] = str(e).removeprefix(f"{str(path)!r}: ")  # the path is listed beside it
             return False
 
     def none_readable(files, what: str) -> None:
         if files and all(path in unreadable for path in files):
             raise ConfigError(f"none of the {len(files)} {what} could be read as audio (first: "
-                              f"{unreadable[files[0]]})")
+                              f"{files[0]}: {unreadable[files[0]]})")
 
     # keyword clips (and other command words), trimmed around their speech
     pieces: list[tuple[str, str, Path, np.ndarray, tuple[int, int]]] = []
@@ -263,8 +263,10 @@ def build_plan(keywords: dict[str, list[Path]], negatives: list[Path], noise: li
         "snr_db": list(snr),
         "gap_s": list(gap),
         "skipped_clips_without_speech": skipped,
-        "skipped_unreadable_files": list(unreadable.values()),
+        "skipped_unreadable_files": [f"{path}: {reason}" for path, reason in unreadable.items()],
     }
+    if unreadable:
+        warn_skipped([(str(path), reason) for path, reason in unreadable.items()], "building the stream")
     return StreamPlan(items, segments, n_samples, composition)
 
 

@@ -169,6 +169,10 @@ _TYPE_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false"
                "list": "a list", "tuple": "a list", "dict": "a mapping", "None": "null"}
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)  # YAML's true is an int to Python
+
+
 def _checked(value: Any, annotation: str, key: str, default: Any = None) -> Any:
     """``value`` if it has one of the annotation's types, else a ConfigError naming the key: a
     typo'd value must fail before training starts, not mid-run. Numbers written as YAML 1.1 reads
@@ -180,17 +184,16 @@ def _checked(value: Any, annotation: str, key: str, default: Any = None) -> Any:
             value = float(value)
         except ValueError:
             pass
-    if "str" in allowed and isinstance(value, (int, float)) and not isinstance(value, bool):
+    if "str" in allowed and _is_number(value):
         value = str(value)
     if isinstance(default, tuple) and isinstance(value, (list, tuple)):
-        numeric = all(isinstance(d, (int, float)) and not isinstance(d, bool) for d in default)
-        if len(value) != len(default) or (numeric and not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        numeric = all(_is_number(d) for d in default)
+        if len(value) != len(default) or (numeric and not all(_is_number(v) for v in value)):
             kinds = " numbers" if numeric else " values"
             raise ConfigError(f"{key}: expected a list of {len(default)}{kinds} like {list(default)}, got {value!r}")
     checks = {"None": lambda v: v is None, "bool": lambda v: isinstance(v, bool),
               "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-              "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+              "float": _is_number,
               "str": lambda v: isinstance(v, str), "list": lambda v: isinstance(v, (list, tuple)),
               "tuple": lambda v: isinstance(v, (list, tuple)), "dict": lambda v: isinstance(v, dict)}
     if any(t not in checks for t in allowed) or any(checks[t](value) for t in allowed):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from lmustream.audio import write_audio
-from lmustream.data.clips import collect_audio
+from lmustream.data.clips import SkippedFileWarning, collect_audio
 from lmustream.errors import ConfigError
 from lmustream.stream.calibrate import calibrate
 from lmustream.stream.detector import DetectorConfig
@@ -142,7 +142,8 @@ def test_unreadable_files_are_skipped_and_named(tmp_path, corpus, capsys):
     (neg / "broken.flac").write_bytes(b"fLaC and nothing after")
     (noise / "broken.wav").write_bytes(b"RIFF")
     kw, _ = keyword_clips(pos, ["yes", "no"])
-    plan = build_plan(kw, collect_audio([neg]), collect_audio([noise]), hours=0.02)
+    with pytest.warns(SkippedFileWarning, match="skipped 3 unusable audio file"):
+        plan = build_plan(kw, collect_audio([neg]), collect_audio([noise]), hours=0.02)
     skipped = plan.composition["skipped_unreadable_files"]
     assert len(skipped) == 3 and all("broken" in s for s in skipped)
     assert plan.composition["keyword_clips"] == 6 and plan.composition["speech_files"] == 2
@@ -155,7 +156,11 @@ def test_unreadable_files_are_skipped_and_named(tmp_path, corpus, capsys):
                  "--keywords", "yes,no", "--negatives", str(neg), "--noise", str(noise), "--hours", "0.02",
                  "--no-progress"]) == 0
     err = capsys.readouterr().err
-    assert err.count("warning: skipped") == 3 and "broken_nohash_0.wav" in err
+    # one warning line naming all three (the project's warning for skipped files)
+    (line,) = [line for line in err.splitlines() if line.startswith("warning: skipped")]
+    assert line.startswith("warning: skipped 3 unusable audio file(s) building the stream")
+    assert all(str(path) in line for path in (pos / "yes" / "broken_nohash_0.wav", neg / "broken.flac",
+                                              noise / "broken.wav"))
 
 
 def test_a_stream_of_only_unreadable_files_is_an_error(tmp_path, corpus):
