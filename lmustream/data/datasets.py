@@ -179,10 +179,14 @@ def open_dataset(spec, *, kind: str = "auto", task="35", pattern: str | None = N
                                   validation_fraction=validation_fraction, test_fraction=test_fraction, seed=seed)
     if sources.SILENCE_LABEL in listing.labels and listing.noise_files:
         skipped += add_silence(splits, listing.noise_files, len(listing.labels) - 1, ratio=silence_ratio, seed=seed)
-    # A held-out split may be empty only when the caller asked for none of it.
-    may_be_empty = [name for name, fraction, speakers in (("validation", validation_fraction, validation_speakers),
-                                                          ("test", test_fraction, test_speakers))
-                    if speakers == 0 or (speakers is None and fraction == 0)]
+    # A held-out split may be empty only when the caller asked for none of it, or when the
+    # official split lists leave it empty (e.g. a synthetic corpus made without validation speakers).
+    if listing.assigned is not None:
+        may_be_empty = [name for name in ("validation", "test") if sources.split_list_is_empty(listing.root, name)]
+    else:
+        may_be_empty = [name for name, fraction, speakers in (("validation", validation_fraction, validation_speakers),
+                                                              ("test", test_fraction, test_speakers))
+                        if speakers == 0 or (speakers is None and fraction == 0)]
     check_splits(splits, listing.labels, may_be_empty=may_be_empty)
     return DatasetIndex(listing.labels, splits, kind, listing.root, task if kind == "speech_commands" else None,
                         listing.assigned is not None, skipped)

@@ -182,6 +182,15 @@ def _read_split_lists(root: Path, clips: list[Clip], split_lists: bool | None) -
     return {clip.path: assigned.get(clip.path, "train") for clip in clips}
 
 
+def split_list_is_empty(root, split: str) -> bool:
+    """True when the Speech Commands list of ``split`` exists and names no file (no held-out clips wanted)."""
+    path = Path(root) / SC_LIST_FILES[split]
+    try:
+        return path.is_file() and not path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 # --------------------------------------------------------------------- labelled folders
 
 

@@ -121,6 +121,22 @@ def test_missing_required_split_list(tmp_path):
     assert not open_dataset(root, split_lists=False).official_split
 
 
+def test_empty_official_lists_mean_no_held_out_clips(tmp_path):
+    # A corpus made without validation or test speakers (`lmustream data synth --val-fraction 0
+    # --test-fraction 0`) writes empty lists: every clip trains, and evaluation sees them all.
+    root = make_speech_commands(tmp_path / "sc", ["yes", "no"])
+    (root / "validation_list.txt").write_text("")
+    index = open_dataset(root)
+    assert index.splits["validation"] == [] and relative_paths(index, "test") == {"yes/spk02_nohash_0.wav",
+                                                                                   "no/spk02_nohash_0.wav"}
+    (root / "testing_list.txt").write_text("\n")
+    assert len(open_dataset(root).splits["train"]) == 2 * len(SPEAKERS)
+    # A list that names files, none of them found, still leaves its split empty by mistake: an error.
+    (root / "validation_list.txt").write_text("yes/nobody_nohash_0.wav\n")
+    with pytest.warns(UserWarning, match="not found"), pytest.raises(ConfigError, match="validation split is empty"):
+        open_dataset(root)
+
+
 def test_task_12_needs_noise(tmp_path):
     root = make_speech_commands(tmp_path / "sc", CORE, noise=False)
     with pytest.raises(ConfigError, match="noise"):

@@ -12,7 +12,7 @@ import soundfile as sf
 
 from lmustream.data.synth import effects, noise
 from lmustream.data.synth.cli import add_arguments, run
-from lmustream.data.synth.corpus import SynthConfig, synthesize_corpus, validate_words
+from lmustream.data.synth.corpus import SynthConfig, resolve_engines, synthesize_corpus, validate_words
 from lmustream.data.synth.engines import Voice, canonical_engine_name, get_engine
 from lmustream.data.synth.render import CLIP_SAMPLES, SAMPLE_RATE, render_clip
 from lmustream.data.synth.speakers import Speaker, assign_splits, make_speakers, plan_renderings
@@ -41,14 +41,14 @@ def _centroid(x):
     return float(np.sum(np.fft.rfftfreq(x.size, 1 / SAMPLE_RATE) * power) / np.sum(power))
 
 
-def _f0(x):
+def _f0(x, rate=SAMPLE_RATE):
     """Fundamental frequency (Hz) of the loudest 40 ms of ``x``: the autocorrelation peak in 60-400 Hz."""
-    n = int(0.04 * SAMPLE_RATE)
+    n = int(0.04 * rate)
     segment = max((x[i:i + n] for i in range(0, x.size - n, n // 2)), key=lambda f: float(np.sum(f * f)))
     segment = segment - segment.mean()
     lag = np.correlate(segment, segment, "full")[n - 1:]
-    lo, hi = SAMPLE_RATE // 400, SAMPLE_RATE // 60
-    return SAMPLE_RATE / (lo + int(np.argmax(lag[lo:hi])))
+    lo, hi = rate // 400, rate // 60
+    return rate / (lo + int(np.argmax(lag[lo:hi])))
 
 
 # ----------------------------------------------------------------- effects (no engine needed)
@@ -192,6 +192,38 @@ def test_pico_speaks_both_english_voices_and_follows_pitch_and_tempo():
         assert len(engine.render("seven", voice, speed=2.0)[0]) < 0.75 * len(plain)
         low, high = (_f0(engine.render("seven", voice, pitch=p)[0]) for p in (-5.0, 7.0))
         assert low < _f0(plain) < high
+
+
+def test_festival_voices_follow_pitch_and_tempo():
+    engine = get_engine("festival")
+    if not engine.available():
+        pytest.skip("festival is not installed (scripts/install_tts.sh --with-festival)")
+    for voice in engine.voices():  # diphone voices (native controls) and HTS voices (rate + resampling)
+        plain, rate = engine.render("no", voice)  # one long vowel: no octave errors in the pitch estimate
+        assert len(engine.render("no", voice, speed=1.6)[0]) < 0.8 * len(plain)
+        low, high = (_f0(engine.render("no", voice, pitch=p)[0], rate) for p in (-5.0, 7.0))
+        assert low < _f0(plain, rate) < high, voice.id
+
+
+@needs_espeak
+def test_engine_entries_can_keep_some_voices(tmp_path):
+    everyone = [v.id for v in get_engine("espeak").voices()]
+    kept = resolve_engines(f"espeak:{everyone[3]}+{everyone[1]}")
+    assert [e.name for e in kept] == ["espeak"] and [v.id for v in kept[0].voices()] == [everyone[3], everyone[1]]
+    assert [s.voice.id for s in make_speakers(kept, seed=0)] == [everyone[3], everyone[1]]
+    with pytest.raises(ConfigError, match="espeak has no voice 'nobody'"):
+        resolve_engines("espeak:nobody")
+    with pytest.raises(ConfigError, match="name the voices after the colon"):
+        resolve_engines("espeak:")
+    with pytest.raises(ConfigError, match="named twice"):
+        resolve_engines(f"espeak:{everyone[0]},espeak")
+    manifest = synthesize_corpus(SynthConfig(out_dir=tmp_path / "c", words="yes", renderings_per_word=4,
+                                             engines=f"espeak:{everyone[0]}+{everyone[1]}", jobs=1,
+                                             noise_seconds=2.0, babble_talkers=1, progress=False,
+                                             val_fraction=0.0, test_fraction=0.0))
+    assert manifest["engines"]["espeak"]["voices"] == everyone[:2]
+    speakers = {_speaker_of(str(p)) for p in (tmp_path / "c" / "yes").glob("*.wav")}
+    assert speakers and speakers <= {f"espeak-{v}" for v in everyone[:2]}
 
 
 # ----------------------------------------------------------------- the corpus

@@ -23,7 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"clips per word, across speakers and jitter (default {DEFAULT_RENDERINGS_PER_WORD})")
     parser.add_argument("--engines", default=None,
                         help=f"comma-separated TTS engines among {','.join(ENGINE_CLASSES)} "
-                             "(default: every installed one; espeak-ng must be installed)")
+                             "(default: every installed one; espeak-ng must be installed); ENGINE:VOICE+VOICE "
+                             "keeps only those voices (ids as --list-engines prints them), e.g. "
+                             "festival:kal-diphone to make a corpus as it was before more festival voices "
+                             "were installed")
     parser.add_argument("--jobs", type=int, default=None,
                         help=f"worker processes (default: the number of CPUs, {os.cpu_count()})")
     parser.add_argument("--val-fraction", type=float, default=0.1,

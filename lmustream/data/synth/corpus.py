@@ -31,7 +31,8 @@ from tqdm import tqdm
 from lmustream.audio.io import write_audio
 from lmustream.data.labels import SPEECH_COMMANDS_V2_WORDS
 from lmustream.data.synth import noise, render
-from lmustream.data.synth.engines import Engine, EngineError, available_engines, canonical_engine_name, get_engine
+from lmustream.data.synth.engines import (Engine, EngineError, VoiceSelection, available_engines, canonical_engine_name,
+                                          get_engine)
 from lmustream.data.synth.speakers import (DEFAULT_ENGINE_SHARES, SPLITS, Rendering, Speaker, assign_splits,
                                            make_speakers, plan_renderings, speaker_table)
 from lmustream.errors import ConfigError
@@ -110,7 +111,10 @@ def validate_words(words: Sequence[str] | str) -> list[str]:
 
 
 def resolve_engines(names: Sequence[str] | str | None) -> list[Engine]:
-    """The engines to use: the named ones (each must be installed), or all installed ones with espeak-ng among them."""
+    """The engines to use: the named ones (each must be installed), or all installed ones with espeak-ng among them.
+
+    An entry ``engine:voice+voice`` keeps only those voices of the engine (ids as ``--list-engines`` prints them).
+    """
     hint = "scripts/install_tts.sh installs the engines"
     if names is None:
         found = available_engines()
@@ -118,13 +122,25 @@ def resolve_engines(names: Sequence[str] | str | None) -> list[Engine]:
             raise ConfigError(f"espeak-ng is not installed (needed by default); {hint}, or name other "
                               f"engines with --engines (installed: {', '.join(found) or 'none'})")
         return [get_engine(n) for n in found]
-    wanted = [canonical_engine_name(n) for n in _split_list(names) if n.strip()]
-    if not wanted:
+    selections: dict[str, list[str] | None] = {}
+    for entry in (e.strip() for e in _split_list(names)):
+        if not entry:
+            continue
+        name, colon, voice_list = entry.partition(":")
+        key = canonical_engine_name(name)
+        voice_ids = [v.strip() for v in voice_list.split("+") if v.strip()]
+        if colon and not voice_ids:
+            raise ConfigError(f"{entry!r}: name the voices after the colon, e.g. festival:kal-diphone+ked-diphone")
+        if key in selections and selections[key] != (voice_ids or None):
+            raise ConfigError(f"engine {key!r} is named twice in the engine list, with different voices")
+        selections[key] = voice_ids or None
+    if not selections:
         raise ConfigError("the engine list is empty; name engines like --engines espeak,flite")
-    missing = [n for n in dict.fromkeys(wanted) if not get_engine(n).available()]
+    missing = [n for n in selections if not get_engine(n).available()]
     if missing:
         raise ConfigError(f"TTS engine(s) not installed: {', '.join(missing)}; {hint}")
-    return [get_engine(n) for n in dict.fromkeys(wanted)]
+    return [get_engine(n) if voice_ids is None else VoiceSelection(get_engine(n), voice_ids)
+            for n, voice_ids in selections.items()]
 
 
 def _check_config(config: SynthConfig) -> None:

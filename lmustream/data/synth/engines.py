@@ -255,11 +255,17 @@ class FliteEngine(Engine):
 # --------------------------------------------------------------------------- festival
 
 FESTIVAL_PROGRAM = "text2wave"
-FESTIVAL_VOICE_DIRS = (Path("/usr/share/festival/voices/english"),)
+# Debian installs festival's English voices here: diphone voices under english/, HTS voices under us/.
+FESTIVAL_VOICE_DIRS = (Path("/usr/share/festival/voices/english"), Path("/usr/share/festival/voices/us"))
 
 
 class FestivalEngine(Engine):
-    """festival (``text2wave``): its installed English voices; pitch via the LR intonation model's mean."""
+    """festival (``text2wave``): its installed English voices.
+
+    Diphone voices take pitch from the LR intonation model's mean and tempo from Duration_Stretch.
+    HTS voices (a voice folder with an ``hts/`` model) ignore both: their tempo goes through
+    hts_engine's speech rate, and their pitch is shifted by resampling (as for Piper).
+    """
 
     name = "festival"
     variants_per_voice = 12
@@ -271,26 +277,46 @@ class FestivalEngine(Engine):
         return _dpkg_version("festival")
 
     @cached_property
-    def _voices(self) -> list[Voice]:
+    def _voice_folders(self) -> dict[str, Path]:
         if shutil.which(FESTIVAL_PROGRAM) is None:
-            return []
-        names = sorted({p.name for d in FESTIVAL_VOICE_DIRS if d.is_dir() for p in d.iterdir() if p.is_dir()})
-        return [Voice(self.name, n, safe_id(n)) for n in names if re.fullmatch(r"[A-Za-z0-9_]+", n)]
+            return {}
+        found = {}
+        for d in FESTIVAL_VOICE_DIRS:
+            if d.is_dir():
+                for p in sorted(d.iterdir()):
+                    if p.is_dir() and re.fullmatch(r"[A-Za-z0-9_]+", p.name):
+                        found.setdefault(p.name, p)
+        return dict(sorted(found.items()))
 
     def voices(self) -> list[Voice]:
-        return list(self._voices)
+        return [Voice(self.name, n, safe_id(n)) for n in self._voice_folders]
+
+    def is_hts(self, voice: Voice) -> bool:
+        folder = self._voice_folders.get(voice.spec)
+        return folder is not None and (folder / "hts").is_dir()
 
     def _render(self, text, voice, pitch, speed):
         ratio = _pitch_ratio(pitch)
-        # Scale the voice's own target mean (its int_lr_params) rather than guess an absolute pitch.
-        set_pitch = ("(set! int_lr_params (cons (list 'target_f0_mean (* {r:.4f} (cadr (assoc 'target_f0_mean "
-                     "int_lr_params)))) int_lr_params))").format(r=ratio)
         what = f"festival voice {voice.spec!r}"
+        hts = self.is_hts(voice)
+        if hts:
+            # Render slower by the pitch ratio; resampling below speeds it back up and shifts the pitch.
+            controls = [f"(set! hts_engine_params (append hts_engine_params (list (list \"-r\" {speed / ratio:.4f}))))"]
+        else:
+            # Scale the voice's own target mean (its int_lr_params) rather than guess an absolute pitch.
+            controls = [("(set! int_lr_params (cons (list 'target_f0_mean (* {r:.4f} (cadr (assoc 'target_f0_mean "
+                         "int_lr_params)))) int_lr_params))").format(r=ratio),
+                        f"(Parameter.set 'Duration_Stretch {1.0 / speed:.4f})"]
         with tempfile.TemporaryDirectory(prefix="lmustream-festival-") as tmp:
             out = os.path.join(tmp, "out.wav")
-            _run([FESTIVAL_PROGRAM, "-o", out, "-eval", f"(voice_{voice.spec})", "-eval", set_pitch,
-                  "-eval", f"(Parameter.set 'Duration_Stretch {1.0 / speed:.4f})"], what, stdin=text)
-            return _decode_wav(Path(out).read_bytes() if os.path.exists(out) else b"", what)
+            cmd = [FESTIVAL_PROGRAM, "-o", out, "-eval", f"(voice_{voice.spec})"]
+            for control in controls:
+                cmd += ["-eval", control]
+            _run(cmd, what, stdin=text)
+            samples, rate = _decode_wav(Path(out).read_bytes() if os.path.exists(out) else b"", what)
+        if hts and pitch != 0.0:
+            samples = effects.scale_spectrum(samples, rate, ratio)
+        return samples, rate
 
 
 def _package_version(distribution: str) -> str:
@@ -495,6 +521,34 @@ def get_engine(name: str) -> Engine:
     if key not in _INSTANCES:
         _INSTANCES[key] = ENGINE_CLASSES[key]()
     return _INSTANCES[key]
+
+
+class VoiceSelection(Engine):
+    """``engine`` limited to some of its voices (``--engines festival:kal-diphone``): a corpus whose
+    engine has gained voices since can still be made exactly as before. Renders through ``engine``."""
+
+    def __init__(self, engine: Engine, voice_ids: list[str]):
+        known = {v.id: v for v in engine.voices()}
+        unknown = [v for v in voice_ids if v not in known]
+        if unknown:
+            raise ConfigError(f"{engine.name} has no voice {', '.join(map(repr, unknown))}; its voices: "
+                              f"{', '.join(known) or 'none installed'}")
+        self.engine = engine
+        self.name = engine.name
+        self.variants_per_voice = engine.variants_per_voice
+        self._voices = [known[v] for v in dict.fromkeys(voice_ids)]
+
+    def available(self) -> bool:
+        return self.engine.available()
+
+    def version(self) -> str:
+        return self.engine.version()
+
+    def voices(self) -> list[Voice]:
+        return list(self._voices)
+
+    def render(self, text, voice, pitch=0.0, speed=1.0, amplitude=1.0):
+        return self.engine.render(text, voice, pitch, speed, amplitude)
 
 
 def available_engines() -> list[str]:

@@ -30,9 +30,9 @@ SPEAKER_FORMANT_FACTOR = (0.85, 1.15)
 
 # Share of each split's renderings spoken by each engine (renormalised over the engines
 # in use). espeak-ng has by far the most voices; Piper and Pico sound the most natural but
-# have one and two voices; festival is slow (about 0.5 s a word, 20x espeak-ng) and adds
-# little over flite's kal. Pico came last: the others keep the shares they had before it, so
-# a corpus made without it (--engines espeak,flite,festival,piper) is the same as before.
+# have one and two voices; festival is slow (about 0.5 s a word, 20x espeak-ng) and its kal
+# adds little over flite's kal. Pico came last: the others keep the shares they had before it, so
+# a corpus made without it (--engines espeak,flite,festival:kal-diphone,piper) is the same as before.
 DEFAULT_ENGINE_SHARES = {"espeak": 0.63, "flite": 0.20, "piper": 0.15, "festival": 0.02, "pico": 0.10}
 
 # Stream ids for numpy SeedSequence so that different uses of one seed never share draws.
