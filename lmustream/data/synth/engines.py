@@ -7,7 +7,7 @@ with float32 samples in [-1, 1]. The controls are engine-neutral:
   speed      tempo factor relative to the voice's own rate (1.0 = as it comes, 2.0 = twice as fast)
   amplitude  linear gain (1.0 = the engine's normal level)
 
-An engine without a native pitch control (Piper, some flite voices) shifts pitch by
+An engine without a native pitch control (Piper, some flite voices, festival's HTS voices) shifts pitch by
 resampling after asking for a compensating tempo, which moves the formants along with the
 pitch. Nothing is ever downloaded: an engine is available only when its program or
 package and voices are installed.
@@ -291,14 +291,14 @@ class FestivalEngine(Engine):
     def voices(self) -> list[Voice]:
         return [Voice(self.name, n, safe_id(n)) for n in self._voice_folders]
 
-    def is_hts(self, voice: Voice) -> bool:
+    def _is_hts(self, voice: Voice) -> bool:
         folder = self._voice_folders.get(voice.spec)
         return folder is not None and (folder / "hts").is_dir()
 
     def _render(self, text, voice, pitch, speed):
         ratio = _pitch_ratio(pitch)
         what = f"festival voice {voice.spec!r}"
-        hts = self.is_hts(voice)
+        hts = self._is_hts(voice)
         if hts:
             # Render slower by the pitch ratio; resampling below speeds it back up and shifts the pitch.
             controls = [f"(set! hts_engine_params (append hts_engine_params (list (list \"-r\" {speed / ratio:.4f}))))"]
