@@ -209,8 +209,8 @@ def test_festival_voices_follow_pitch_and_tempo():
 def test_engine_entries_can_keep_some_voices(tmp_path):
     everyone = [v.id for v in get_engine("espeak").voices()]
     kept = resolve_engines(f"espeak:{everyone[3]}+{everyone[1]}")
-    assert [e.name for e in kept] == ["espeak"] and [v.id for v in kept[0].voices()] == [everyone[3], everyone[1]]
-    assert [s.voice.id for s in make_speakers(kept, seed=0)] == [everyone[3], everyone[1]]
+    assert [e.name for e in kept] == ["espeak"] and [v.id for v in kept[0].voices()] == [everyone[1], everyone[3]]
+    assert [s.voice.id for s in make_speakers(kept, seed=0)] == [everyone[1], everyone[3]]
     with pytest.raises(ConfigError, match="espeak has no voice 'nobody'"):
         resolve_engines("espeak:nobody")
     with pytest.raises(ConfigError, match="name the voices after the colon"):

@@ -536,7 +536,8 @@ class VoiceSelection(Engine):
         self.engine = engine
         self.name = engine.name
         self.variants_per_voice = engine.variants_per_voice
-        self._voices = [known[v] for v in dict.fromkeys(voice_ids)]
+        # In the engine's own order: the same voices make the same corpus however they are listed.
+        self._voices = [v for v in engine.voices() if v.id in set(voice_ids)]
 
     def available(self) -> bool:
         return self.engine.available()
