@@ -108,11 +108,9 @@ def _stream_file(name: str, detector, args) -> int:
     import numpy as np
     import soundfile as sf
 
-    path = Path(name)
-    if not path.exists():
-        raise AudioError(f"{name!r}: no such file")
-    if path.is_dir():
-        raise AudioError(f"{name!r}: is a folder, not an audio file")
+    from lmustream.audio.io import check_audio_file
+
+    check_audio_file(name)
     try:
         f = sf.SoundFile(name)
     except (RuntimeError, OSError, sf.LibsndfileError) as e:

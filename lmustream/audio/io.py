@@ -123,6 +123,20 @@ def _truncated(path: str, detail: str, allow_truncated: bool) -> None:
     warnings.warn(message + "; using the samples present", AudioTruncatedWarning, stacklevel=3)
 
 
+def check_audio_file(path: PathLike) -> str:
+    """``path`` as a string if it names a non-empty readable file; AudioError saying what it is otherwise."""
+    name = os.fspath(path)
+    if not os.path.exists(name):
+        raise AudioError(f"{name!r}: no such file")
+    if os.path.isdir(name):
+        raise AudioError(f"{name!r}: is a folder (a directory), not an audio file")
+    if os.path.getsize(name) == 0:
+        raise AudioError(f"{name!r}: empty file (0 bytes)")
+    if not os.access(name, os.R_OK):
+        raise AudioError(f"{name!r}: cannot read: permission denied")
+    return name
+
+
 def read_audio(path: PathLike, *, allow_truncated: bool = False) -> tuple[np.ndarray, int]:
     """Read any libsndfile format into ``(samples float32 [n] mono, sample_rate Hz)``.
 
@@ -133,15 +147,7 @@ def read_audio(path: PathLike, *, allow_truncated: bool = False) -> tuple[np.nda
     (default False), which warns (:class:`AudioTruncatedWarning`) and returns the whole
     frames present: a cut-off recording is silently missing its end otherwise.
     """
-    name = os.fspath(path)
-    if not os.path.exists(name):
-        raise AudioError(f"{name!r}: no such file")
-    if os.path.isdir(name):
-        raise AudioError(f"{name!r}: is a directory, not an audio file")
-    if os.path.getsize(name) == 0:
-        raise AudioError(f"{name!r}: empty file (0 bytes)")
-    if not os.access(name, os.R_OK):
-        raise AudioError(f"{name!r}: cannot read: permission denied")
+    name = check_audio_file(path)
     try:
         with sf.SoundFile(name) as f:
             declared, rate, fmt = f.frames, f.samplerate, f.format

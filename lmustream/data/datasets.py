@@ -182,7 +182,7 @@ def open_dataset(spec, *, kind: str = "auto", task="35", pattern: str | None = N
     # A held-out split may be empty only when the caller asked for none of it, or when the
     # official split lists leave it empty (e.g. a synthetic corpus made without validation speakers).
     if listing.assigned is not None:
-        may_be_empty = [name for name in ("validation", "test") if sources.split_list_is_empty(listing.root, name)]
+        may_be_empty = list(listing.empty_lists)
     else:
         may_be_empty = [name for name, fraction, speakers in (("validation", validation_fraction, validation_speakers),
                                                               ("test", test_fraction, test_speakers))

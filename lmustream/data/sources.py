@@ -22,7 +22,7 @@ import os
 import re
 import string
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Mapping
 
@@ -60,6 +60,7 @@ class Listing:
     Commands lists, a manifest's split column); None means "split by speaker".
     ``noise_files`` are the background-noise recordings ``_silence_`` clips are cut from.
     ``skipped`` holds ``(path, reason)`` for files the layout itself rejected.
+    ``empty_lists`` names the splits whose official list exists but names no file: no clips wanted.
     """
 
     kind: str
@@ -69,6 +70,7 @@ class Listing:
     assigned: dict[Path, str] | None = None
     noise_files: list[Path] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    empty_lists: tuple[str, ...] = ()
 
 
 def _require_dir(root, what: str) -> Path:
@@ -135,8 +137,8 @@ def speech_commands(root, task="35", *, split_lists: bool | None = None, noise_d
         where = noise_dir if noise_dir is not None else root / SC_NOISE_FOLDER
         raise ConfigError(f"task 12 needs background-noise recordings to cut {SILENCE_LABEL} clips from: "
                           f"no audio files in {str(where)!r} (pass noise_dir=)")
-    assigned = _read_split_lists(root, clips, split_lists)
-    return Listing("speech_commands", root, labels, clips, assigned, noise_files)
+    assigned, empty_lists = _read_split_lists(root, clips, split_lists)
+    return Listing("speech_commands", root, labels, clips, assigned, noise_files, empty_lists=empty_lists)
 
 
 def _noise_files(root: Path, noise_dir) -> list[Path]:
@@ -146,15 +148,16 @@ def _noise_files(root: Path, noise_dir) -> list[Path]:
     return _audio_files(_require_dir(noise_dir, "noise_dir"), recursive=False)
 
 
-def _read_split_lists(root: Path, clips: list[Clip], split_lists: bool | None) -> dict[Path, str] | None:
-    """Path -> split from the official lists, or None when they are not used."""
+def _read_split_lists(root: Path, clips: list[Clip],
+                      split_lists: bool | None) -> tuple[dict[Path, str] | None, tuple[str, ...]]:
+    """Path -> split from the official lists (None when they are not used), and the splits whose list names no file."""
     if split_lists not in (None, True, False):
         raise ConfigError(f"split_lists must be True, False or None (auto), got {split_lists!r}")
     if split_lists is False:
-        return None
+        return None, ()
     present = {split: (root / name).is_file() for split, name in SC_LIST_FILES.items()}
     if not any(present.values()) and split_lists is None:
-        return None
+        return None, ()
     missing = [SC_LIST_FILES[s] for s, ok in present.items() if not ok]
     if missing:
         found = [SC_LIST_FILES[s] for s, ok in present.items() if ok]
@@ -163,12 +166,14 @@ def _read_split_lists(root: Path, clips: list[Clip], split_lists: bool | None) -
                           "provide it, or pass split_lists=False to split by speaker")
     by_relative = {clip.path.relative_to(root).as_posix(): clip.path for clip in clips}
     assigned: dict[Path, str] = {}
+    empty_lists = []
     for split, name in SC_LIST_FILES.items():
-        unknown = []
+        unknown, entries = [], 0
         for line_no, line in enumerate((root / name).read_text(encoding="utf-8").splitlines(), 1):
             entry = line.strip().replace("\\", "/")
             if not entry:
                 continue
+            entries += 1
             path = by_relative.get(entry)
             if path is None:
                 unknown.append(entry)
@@ -179,16 +184,9 @@ def _read_split_lists(root: Path, clips: list[Clip], split_lists: bool | None) -
         if unknown:
             warnings.warn(f"{name}: {len(unknown)} listed file(s) not found in the dataset, e.g. {unknown[0]!r}",
                           UserWarning, stacklevel=3)
-    return {clip.path: assigned.get(clip.path, "train") for clip in clips}
-
-
-def split_list_is_empty(root, split: str) -> bool:
-    """True when the Speech Commands list of ``split`` exists and names no file (no held-out clips wanted)."""
-    path = Path(root) / SC_LIST_FILES[split]
-    try:
-        return path.is_file() and not path.read_text(encoding="utf-8").strip()
-    except (OSError, UnicodeDecodeError):
-        return False
+        if not entries:
+            empty_lists.append(split)
+    return {clip.path: assigned.get(clip.path, "train") for clip in clips}, tuple(empty_lists)
 
 
 # --------------------------------------------------------------------- labelled folders
@@ -396,4 +394,4 @@ def apply_label_map(listing: Listing, label_map: dict[str, str]) -> Listing:
                           f"label_map (keys: {list(label_map)[:10]})")
     clips = [Clip(c.path, label_map[c.label], c.speaker, c.noise, c.gain) for c in listing.clips]
     labels = list(dict.fromkeys(label_map.values()))
-    return Listing(listing.kind, listing.root, labels, clips, listing.assigned, listing.noise_files, listing.skipped)
+    return replace(listing, labels=labels, clips=clips)

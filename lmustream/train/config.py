@@ -173,6 +173,12 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)  # YAML's true is an int to Python
 
 
+_TYPE_CHECKS = {"None": lambda v: v is None, "bool": lambda v: isinstance(v, bool),
+                "int": lambda v: isinstance(v, int) and not isinstance(v, bool), "float": _is_number,
+                "str": lambda v: isinstance(v, str), "list": lambda v: isinstance(v, (list, tuple)),
+                "tuple": lambda v: isinstance(v, (list, tuple)), "dict": lambda v: isinstance(v, dict)}
+
+
 def _checked(value: Any, annotation: str, key: str, default: Any = None) -> Any:
     """``value`` if it has one of the annotation's types, else a ConfigError naming the key: a
     typo'd value must fail before training starts, not mid-run. Numbers written as YAML 1.1 reads
@@ -191,12 +197,7 @@ def _checked(value: Any, annotation: str, key: str, default: Any = None) -> Any:
         if len(value) != len(default) or (numeric and not all(_is_number(v) for v in value)):
             kinds = " numbers" if numeric else " values"
             raise ConfigError(f"{key}: expected a list of {len(default)}{kinds} like {list(default)}, got {value!r}")
-    checks = {"None": lambda v: v is None, "bool": lambda v: isinstance(v, bool),
-              "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
-              "float": _is_number,
-              "str": lambda v: isinstance(v, str), "list": lambda v: isinstance(v, (list, tuple)),
-              "tuple": lambda v: isinstance(v, (list, tuple)), "dict": lambda v: isinstance(v, dict)}
-    if any(t not in checks for t in allowed) or any(checks[t](value) for t in allowed):
+    if any(t not in _TYPE_CHECKS for t in allowed) or any(_TYPE_CHECKS[t](value) for t in allowed):
         return float(value) if allowed == ["float"] else value
     expected = " or ".join(dict.fromkeys(_TYPE_NAMES[t] for t in allowed))
     raise ConfigError(f"{key}: expected {expected}, got {value!r}")

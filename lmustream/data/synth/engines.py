@@ -283,9 +283,9 @@ class FestivalEngine(Engine):
         found = {}
         for d in FESTIVAL_VOICE_DIRS:
             if d.is_dir():
-                for p in sorted(d.iterdir()):
+                for p in d.iterdir():
                     if p.is_dir() and re.fullmatch(r"[A-Za-z0-9_]+", p.name):
-                        found.setdefault(p.name, p)
+                        found.setdefault(p.name, p)  # a name in both folders: the earlier folder's voice
         return dict(sorted(found.items()))
 
     def voices(self) -> list[Voice]:
@@ -537,7 +537,8 @@ class VoiceSelection(Engine):
         self.name = engine.name
         self.variants_per_voice = engine.variants_per_voice
         # In the engine's own order: the same voices make the same corpus however they are listed.
-        self._voices = [v for v in engine.voices() if v.id in set(voice_ids)]
+        wanted = set(voice_ids)
+        self._voices = [v for v in engine.voices() if v.id in wanted]
 
     def available(self) -> bool:
         return self.engine.available()
