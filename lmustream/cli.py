@@ -281,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "that saves the most frames at an accuracy drop <= --max-drop; a decision on the "
                     "output for frame t counts the look-ahead frames up to t + D it waited for.")
     ev.add_argument("--model", required=True, help="model file or shipped model name")
-    ev.add_argument("--data", required=True, help="dataset path")
+    ev.add_argument("--data", required=True, help="dataset path, or a feature pack (.npz from `lmustream data pack`)")
     ev.add_argument("--split", default="test", choices=["train", "validation", "test", "all"],
                     help="split to evaluate (all: every clip, for data the model never trained on)")
     ev.add_argument("--kind", default="auto", choices=["auto", "speech_commands", "folders", "manifest", "pattern"])

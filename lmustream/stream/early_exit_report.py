@@ -23,8 +23,12 @@ def open_eval_split(artifact, data_path: str, split: str = "test", *, kind: str 
     ``lmustream eval`` chooses it (the model's own speaker split when it was trained on this data)."""
     from lmustream.data.datasets import open_dataset
     from lmustream.data.feature_dataset import FeatureDataset
+    from lmustream.data.pack import is_pack
     from lmustream.train.evaluate import _recipe_split
 
+    if is_pack(data_path):
+        raise ConfigError(f"{data_path} is a feature pack; --early-exit reads a dataset's audio (plain "
+                          f"`lmustream eval` scores a pack)")
     if task is None:
         task = "12" if "_unknown_" in artifact.labels else "35"
     split_args = _recipe_split(artifact, data_path)

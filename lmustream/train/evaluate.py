@@ -21,11 +21,24 @@ def evaluate_artifact(artifact: ModelArtifact, data_path: str, split: str = "tes
                       task: str | None = None, pattern: str | None = None, label_map: dict | None = None,
                       frames: int | None = None, cache_dir: str | None = None, seed: int = 0,
                       batch_size: int = 256, noise_dir: str | None = None) -> dict:
-    """Evaluate ``artifact`` on ``split`` of the dataset at ``data_path``; returns a JSON-ready dict."""
+    """Evaluate ``artifact`` on ``split`` of the dataset at ``data_path``; returns a JSON-ready dict.
+
+    ``data_path`` may also be a feature pack (``lmustream data pack``): its clips, labels and splits are
+    fixed when it is made, so the dataset options must be left at their defaults.
+    """
     from lmustream.data.datasets import open_dataset
+    from lmustream.data.pack import is_pack
     from lmustream.data.feature_dataset import FeatureDataset
     from lmustream.data.splits import SplitWarning
 
+    if is_pack(data_path):
+        given = {name: value for name, value in (("--kind", kind != "auto" and kind), ("--task", task),
+                                                 ("--pattern", pattern), ("--label-map", label_map),
+                                                 ("--noise-dir", noise_dir)) if value}
+        if given:
+            raise ConfigError(f"{data_path} is a feature pack: its clips, labels and splits were fixed when it "
+                              f"was made, so {', '.join(given)} cannot apply")
+        return _evaluate_pack(artifact, data_path, split, batch_size)
     split_args = _recipe_split(artifact, data_path)
     if split_args:  # the data the model was trained on: reproduce its speaker split exactly
         kind, pattern = split_args.pop("kind"), split_args.pop("pattern") or pattern
@@ -52,13 +65,49 @@ def evaluate_artifact(artifact: ModelArtifact, data_path: str, split: str = "tes
                           f"(model labels: {', '.join(artifact.labels)})")
     frames = frames or artifact.model.config.frames
     dataset = FeatureDataset(clips, artifact.labels, artifact.frontend, frames=frames, cache_dir=cache_dir)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size)
+    return _score(artifact, torch.utils.data.DataLoader(dataset, batch_size=batch_size), split)
+
+
+def _evaluate_pack(artifact: ModelArtifact, path: str, split: str, batch_size: int) -> dict:
+    """Accuracy on a feature pack's split: its 8-bit features as the trainer reads them."""
+    import dataclasses
+
+    import numpy as np
+
+    from lmustream.data.pack import dequantize, read_pack
+
+    pack = read_pack(path)
+    if pack.frontend != dataclasses.asdict(artifact.frontend):
+        raise ConfigError(f"{path}: the pack was made with other frontend settings than the model's")
+    if pack.frames != artifact.model.config.frames:
+        raise ConfigError(f"{path}: the pack's clips are {pack.frames} frames long; the model was trained on "
+                          f"{artifact.model.config.frames}")
+    names = list(pack.splits) if split == "all" else [split]
+    parts = [pack.splits[name] for name in names if name in pack.splits and len(pack.splits[name][1])]
+    if not parts:
+        raise ConfigError(f"{path}: split {split!r} is empty (splits: "
+                          f"{', '.join(f'{k}={len(v[1])}' for k, v in pack.splits.items())})")
+    codes = np.concatenate([c for c, _ in parts])
+    pack_labels = np.concatenate([y for _, y in parts])
+    missing = sorted({pack.labels[i] for i in np.unique(pack_labels)} - set(artifact.labels))
+    if missing:
+        raise ConfigError(f"labels in the pack but not in the model: {', '.join(missing)} "
+                          f"(model labels: {', '.join(artifact.labels)})")
+    to_model = torch.tensor([artifact.labels.index(lab) if lab in artifact.labels else -1 for lab in pack.labels])
+    y = to_model[torch.from_numpy(pack_labels)]
+    batches = ((torch.from_numpy(dequantize(codes[i:i + batch_size])), y[i:i + batch_size])
+               for i in range(0, len(y), batch_size))
+    return _score(artifact, batches, split)
+
+
+def _score(artifact: ModelArtifact, batches, split: str) -> dict:
+    """Accuracy, per-class accuracy and confusion of ``artifact`` over ``(features, labels)`` batches."""
     model = artifact.model.eval()
     device = next(model.parameters()).device
     K = len(artifact.labels)
     confusion = torch.zeros(K, K, dtype=torch.long)
     with torch.no_grad():
-        for x, y in loader:
+        for x, y in batches:
             pred = model(torch.as_tensor(x).float().to(device)).argmax(1).cpu()
             add_to_confusion(confusion, torch.as_tensor(y), pred)
     n = int(confusion.sum())

@@ -168,3 +168,54 @@ def test_data_pack_command_writes_an_lzma_pack_the_trainer_reads(tmp_path, capsy
     assert sorted(pack.labels) == ["high", "low"] and sum(pack.counts().values()) == 12
     config = load_config(None, [f"data.path={words}", *settings, f"data.pack={out}"])
     assert len(prepare_data(config, verbose=False).train) == pack.counts()["train"]
+
+
+def test_eval_scores_a_pack_as_the_model_sees_its_features(tmp_path, capsys):
+    import dataclasses
+    import json
+
+    from lmustream.audio.features import FbankConfig
+    from lmustream.cli import main
+    from lmustream.models import LMUFormer, get_config
+    from lmustream.models.artifact import ModelArtifact, save_model
+    from lmustream.train.evaluate import evaluate_artifact
+
+    torch.manual_seed(0)
+    frames = 24
+    model = LMUFormer(get_config("lmuformer-tiny", n_classes=3, frames=frames)).eval()
+    artifact = ModelArtifact(model, ["b", "a", "c"], FbankConfig())
+    rng = np.random.default_rng(0)
+    splits = {s: (quantize(rng.uniform(-0.8, 1.2, (n, frames, 128)))[0], np.arange(n) % 2)
+              for s, n in (("train", 7), ("validation", 5))}
+    fe = dataclasses.asdict(FbankConfig())
+    path = write_pack(FeaturePack(["a", "b"], frames, fe, splits, None, ""), tmp_path / "p.npz")
+
+    with torch.no_grad():  # pack label 0 is "a", the model's class 1
+        expected = model(torch.from_numpy(dequantize(splits["validation"][0]))).argmax(1)
+    truth = torch.tensor([1, 0])[torch.from_numpy(splits["validation"][1])]
+    result = evaluate_artifact(artifact, str(path), "validation")
+    assert result["n"] == 5 and result["accuracy"] == pytest.approx(float((expected == truth).float().mean()))
+    assert evaluate_artifact(artifact, str(path), "all")["n"] == 12
+
+    model_file = tmp_path / "m.safetensors"
+    save_model(model_file, artifact)
+    assert main(["eval", "--model", str(model_file), "--data", str(path), "--split", "all", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n"] == 12
+    # A pack fixed its task and splits: options that choose them are refused, as are packs that do not fit.
+    assert main(["eval", "--model", str(model_file), "--data", str(path), "--task", "12"]) == 2
+    assert "--task cannot apply" in capsys.readouterr().err
+    assert main(["eval", "--early-exit", "--model", str(model_file), "--data", str(path)]) == 2
+    assert "--early-exit reads a dataset's audio" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="split 'test' is empty"):
+        evaluate_artifact(artifact, str(path), "test")
+    other = write_pack(FeaturePack(["a", "d"], frames, fe, splits, None, ""), tmp_path / "o.npz")
+    with pytest.raises(ConfigError, match="not in the model: d"):
+        evaluate_artifact(artifact, str(other), "train")
+    short = write_pack(FeaturePack(["a", "b"], 20, fe, {"train": (splits["train"][0][:, :20], splits["train"][1])},
+                                   None, ""), tmp_path / "s.npz")
+    with pytest.raises(ConfigError, match="20 frames"):
+        evaluate_artifact(artifact, str(short), "train")
+    other_fe = write_pack(FeaturePack(["a", "b"], frames, {**fe, "preemphasis": 0.0}, splits, None, ""),
+                          tmp_path / "f.npz")
+    with pytest.raises(ConfigError, match="frontend"):
+        evaluate_artifact(artifact, str(other_fe), "train")
