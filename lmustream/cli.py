@@ -275,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
         "eval", help="evaluate a model on a dataset",
         description="Accuracy, per-class accuracy and confusion matrix of a model on a split of a "
                     "dataset (Speech Commands layout, labelled folders, CSV manifest or filename "
-                    "pattern). With --early-exit: accuracy of the streaming output vs input frames seen, "
+                    "pattern) or of a feature pack. With --early-exit: accuracy of the streaming output vs input frames seen, "
                     "and each exit policy (running-mean posterior threshold, top-1 minus top-2 margin, "
                     "argmax stable for k outputs, stable + threshold) swept, with the operating point "
                     "that saves the most frames at an accuracy drop <= --max-drop; a decision on the "

@@ -81,6 +81,8 @@ def test_export_audio_in_and_errors(tmp_path, capsys):
         assert f"{posterior} posteriors" in capsys.readouterr().out
     assert main(["export", "--model", "no-such-model", "--onnx", str(tmp_path / "x.onnx")]) == 2
     assert "no shipped model of that name" in capsys.readouterr().err
+    assert main(["export", "--model", str(tmp_path), "--onnx", str(tmp_path / "x.onnx")]) == 2
+    assert "is a folder; pass a model file" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["export", "--model", "m", "--onnx", "x.onnx", "--chunk", "0"])
     assert "positive integer" in capsys.readouterr().err

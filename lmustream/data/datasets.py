@@ -165,8 +165,11 @@ def open_dataset(spec, *, kind: str = "auto", task="35", pattern: str | None = N
         clips, bad = scan_clips(clips)
         skipped += bad
     if not clips:
+        if not skipped:
+            raise ConfigError(f"dataset {str(spec)!r}: no audio clips found")
+        path, reason = skipped[0]
         raise ConfigError(f"dataset {str(spec)!r}: no usable clips ({len(skipped)} file(s) skipped, e.g. "
-                          f"{skipped[:1]})")
+                          f"{path}: {reason})")
     explicit = validation_speakers is not None or test_speakers is not None
     if listing.assigned is not None:
         if explicit:

@@ -26,5 +26,8 @@ def resolve_model(name_or_path: str | Path) -> Path:
     if shipped.is_file():
         return shipped
     known = ", ".join(shipped_models()) or "none in this installation"
+    if path.is_dir():
+        raise CheckpointError(f"{str(name_or_path)!r} is a folder; pass a model file (.safetensors) or the name "
+                              f"of a shipped model ({known})")
     raise CheckpointError(f"no model file {str(name_or_path)!r} and no shipped model of that name "
                           f"(shipped: {known})")

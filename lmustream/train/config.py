@@ -248,12 +248,22 @@ def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> Tr
     tree: dict = {}
     if path is not None:
         path = Path(path)
+        if path.is_dir():
+            raise ConfigError(f"config file {str(path)!r} is a folder; pass a YAML recipe such as "
+                              f"configs/sc12-lmuformer.yaml")
         if not path.is_file():
             raise ConfigError(f"config file {str(path)!r} does not exist")
         try:
-            tree = yaml.safe_load(path.read_text()) or {}
+            tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"config file {str(path)!r} is not a text (YAML) file") from e
         except yaml.YAMLError as e:
             raise ConfigError(f"config file {str(path)!r} is not valid YAML: {e}") from e
+        except OSError as e:
+            raise ConfigError(f"config file {str(path)!r} cannot be read: {e.strerror or e}") from e
+        if not isinstance(tree, dict):
+            raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys (e.g. 'epochs: 30'), "
+                              f"not a {type(tree).__name__}")
     for assignment in overrides:
         apply_override(tree, assignment)
     try:

@@ -189,6 +189,16 @@ def test_config_errors(tmp_path):
         load_config(None, ["epochs"])
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "nope.yaml")
+    with pytest.raises(ConfigError, match="is a folder"):
+        load_config(tmp_path)
+    binary = tmp_path / "model.safetensors"
+    binary.write_bytes(b"\x00\xa3\xff" * 10)
+    with pytest.raises(ConfigError, match="not a text"):
+        load_config(binary)
+    scalar = tmp_path / "scalar.yaml"
+    scalar.write_text("just words\n")
+    with pytest.raises(ConfigError, match="scalar.yaml' must hold a mapping"):
+        load_config(scalar)
     with pytest.raises(ConfigError, match="loss"):
         load_config(None, ["optim.loss=hinge"])
     with pytest.raises(ValueError, match="unknown model configuration"):
