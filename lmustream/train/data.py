@@ -141,7 +141,7 @@ def training_data_from_pack(path, config: TrainConfig, frontend: FbankConfig, ve
     With ``expect_source`` (the pack stands in for ``data.path``), the pack must have been made
     from a data section that splits and labels the data the same way as this run's.
     """
-    from lmustream.data.pack import merge_train, read_pack
+    from lmustream.data.pack import check_frontend, merge_train, read_pack
 
     pack = read_pack(path)
     if expect_source:
@@ -155,8 +155,7 @@ def training_data_from_pack(path, config: TrainConfig, frontend: FbankConfig, ve
         if dropped and verbose:
             print(f"{extra}: left out clips of labels {path} lacks: "
                   + ", ".join(f"{k} ({v})" for k, v in sorted(dropped.items())))
-    if pack.frontend != dataclasses.asdict(frontend):
-        raise ConfigError(f"{path}: the pack was made with other frontend settings than this run uses")
+    check_frontend(pack, dataclasses.asdict(frontend), path, "this run uses")
     if pack.frames != config.data.frames:
         raise ConfigError(f"{path}: the pack holds {pack.frames}-frame clips but data.frames is {config.data.frames}")
 

@@ -27,8 +27,8 @@ def evaluate_artifact(artifact: ModelArtifact, data_path: str, split: str = "tes
     fixed when it is made, so the dataset options must be left at their defaults.
     """
     from lmustream.data.datasets import open_dataset
-    from lmustream.data.pack import is_pack
     from lmustream.data.feature_dataset import FeatureDataset
+    from lmustream.data.pack import is_pack
     from lmustream.data.splits import SplitWarning
 
     if is_pack(data_path):
@@ -74,11 +74,10 @@ def _evaluate_pack(artifact: ModelArtifact, path: str, split: str, batch_size: i
 
     import numpy as np
 
-    from lmustream.data.pack import dequantize, read_pack
+    from lmustream.data.pack import check_frontend, dequantize, read_pack
 
     pack = read_pack(path)
-    if pack.frontend != dataclasses.asdict(artifact.frontend):
-        raise ConfigError(f"{path}: the pack was made with other frontend settings than the model's")
+    check_frontend(pack, dataclasses.asdict(artifact.frontend), path, "the model's")
     if pack.frames != artifact.model.config.frames:
         raise ConfigError(f"{path}: the pack's clips are {pack.frames} frames long; the model was trained on "
                           f"{artifact.model.config.frames}")

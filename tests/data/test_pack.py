@@ -114,6 +114,10 @@ def test_trainer_reads_a_pack(tmp_path):
     bad = load_config(None, [f"data.path={path}", "data.frames=30"])
     with pytest.raises(ConfigError, match="frames"):
         prepare_data(bad, verbose=False)
+    other_fe = write_pack(FeaturePack(["x", "y"], 20, {**fe, "preemphasis": 0.5}, splits, None, ""),
+                          tmp_path / "f.npz")
+    with pytest.raises(ConfigError, match=r"than this run uses: preemphasis 0.5 \(not 0.97\)"):
+        prepare_data(load_config(None, [f"data.path={other_fe}", "data.frames=20"]), verbose=False)
     # A pack of train clips only (made with no held-out speakers) trains without validation.
     train_only = write_pack(FeaturePack(["x", "y"], 20, fe, {"train": splits["train"]}, None, ""), tmp_path / "t.npz")
     data = prepare_data(load_config(None, [f"data.path={train_only}", "data.frames=20"]), verbose=False)
@@ -217,5 +221,5 @@ def test_eval_scores_a_pack_as_the_model_sees_its_features(tmp_path, capsys):
         evaluate_artifact(artifact, str(short), "train")
     other_fe = write_pack(FeaturePack(["a", "b"], frames, {**fe, "preemphasis": 0.0}, splits, None, ""),
                           tmp_path / "f.npz")
-    with pytest.raises(ConfigError, match="frontend"):
+    with pytest.raises(ConfigError, match=r"than the model's: preemphasis 0.0 \(not 0.97\)"):
         evaluate_artifact(artifact, str(other_fe), "train")
