@@ -240,6 +240,10 @@ def test_validate_samples():
         validate_samples(np.zeros((3, 1)), "mic")
     with pytest.raises(AudioError, match="non-finite"):
         validate_samples(np.array([np.nan]))
+    with pytest.raises(AudioError, match=r"mic: got raw bytes.*numpy.frombuffer\(data, numpy.int16\)"):
+        validate_samples(b"\x00\x01" * 8, "mic")
+    with pytest.raises(AudioError, match="got text"):
+        validate_samples("clip.wav")
 
 
 def test_load_audio_bad_target_rate(tmp_path):

@@ -45,6 +45,11 @@ def validate_samples(x, name: str = "samples", dtype=np.float32) -> np.ndarray:
     (int32 may hold 24-bit or 32-bit PCM). The result may share memory with ``x`` when no
     conversion is needed: copy it before keeping it.
     """
+    if isinstance(x, (bytes, bytearray, memoryview)):  # what PyAudio-style callbacks hand over
+        raise AudioError(f"{name}: got raw bytes, whose sample format is unknown; decode them first, e.g. "
+                         "numpy.frombuffer(data, numpy.int16) for 16-bit PCM")
+    if isinstance(x, str):
+        raise AudioError(f"{name}: got text; pass an array of samples (read a file with lmustream.audio.read_audio)")
     arr = np.asarray(x)
     if arr.ndim != 1:
         raise AudioError(f"{name}: expected a 1-D array of samples (mono), got shape {arr.shape}")
