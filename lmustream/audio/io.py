@@ -37,6 +37,15 @@ class AudioTruncatedWarning(UserWarning):
     """A file was shorter than its header declares and ``allow_truncated=True`` returned what was there."""
 
 
+def refuse_undecoded(x, name: str) -> None:
+    """Raise AudioError for samples passed as raw bytes or as text, saying how to pass them instead."""
+    if isinstance(x, (bytes, bytearray, memoryview)):  # what PyAudio-style callbacks hand over
+        raise AudioError(f"{name}: got raw bytes, whose sample format is unknown; decode them first, e.g. "
+                         "numpy.frombuffer(data, numpy.int16) for 16-bit PCM")
+    if isinstance(x, str):
+        raise AudioError(f"{name}: got text; pass an array of samples (read a file with lmustream.audio.read_audio)")
+
+
 def validate_samples(x, name: str = "samples", dtype=np.float32) -> np.ndarray:
     """Return ``x`` as a 1-D finite ``dtype`` array, or raise AudioError naming ``name``.
 
@@ -45,11 +54,7 @@ def validate_samples(x, name: str = "samples", dtype=np.float32) -> np.ndarray:
     (int32 may hold 24-bit or 32-bit PCM). The result may share memory with ``x`` when no
     conversion is needed: copy it before keeping it.
     """
-    if isinstance(x, (bytes, bytearray, memoryview)):  # what PyAudio-style callbacks hand over
-        raise AudioError(f"{name}: got raw bytes, whose sample format is unknown; decode them first, e.g. "
-                         "numpy.frombuffer(data, numpy.int16) for 16-bit PCM")
-    if isinstance(x, str):
-        raise AudioError(f"{name}: got text; pass an array of samples (read a file with lmustream.audio.read_audio)")
+    refuse_undecoded(x, name)
     arr = np.asarray(x)
     if arr.ndim != 1:
         raise AudioError(f"{name}: expected a 1-D array of samples (mono), got shape {arr.shape}")

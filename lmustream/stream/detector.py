@@ -796,6 +796,9 @@ def silence_logits(stream, sample_rate: int, seconds: float = SILENCE_PRIOR_S) -
 
 
 def _mono(samples) -> np.ndarray:
+    from lmustream.audio.io import refuse_undecoded, validate_samples
+
+    refuse_undecoded(samples, "Detector.push samples")
     x = np.asarray(samples)
     if x.ndim == 2:
         if x.shape[1] > MAX_CHANNELS:
@@ -804,6 +807,4 @@ def _mono(samples) -> np.ndarray:
         if x.dtype == np.int16:
             x = x.astype(np.float32) / 32768.0
         x = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
-    from lmustream.audio.io import validate_samples
-
     return np.ascontiguousarray(validate_samples(x, "Detector.push samples"))

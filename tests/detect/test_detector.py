@@ -377,6 +377,8 @@ def test_per_keyword_thresholds_and_errors(rng):
         Detector(EnergyKernel()).push(np.zeros((2, 1600), np.float32))
     stereo = np.stack([silence(0.1), silence(0.1)], axis=1)
     Detector(EnergyKernel()).push(stereo)  # [samples, 2]: averaged
+    with pytest.raises(AudioError, match=r"raw bytes.*numpy.frombuffer"):  # a PyAudio callback's buffer
+        Detector(EnergyKernel()).push(np.zeros(1600, np.int16).tobytes())
 
 
 def test_frame_clock():
