@@ -275,7 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
         "eval", help="evaluate a model on a dataset",
         description="Accuracy, per-class accuracy and confusion matrix of a model on a split of a "
                     "dataset (Speech Commands layout, labelled folders, CSV manifest or filename "
-                    "pattern) or of a feature pack. With --early-exit: accuracy of the streaming output vs input frames seen, "
+                    "pattern) or of a feature pack. With --early-exit: accuracy of the streaming output vs "
+                    "input frames seen, "
                     "and each exit policy (running-mean posterior threshold, top-1 minus top-2 margin, "
                     "argmax stable for k outputs, stable + threshold) swept, with the operating point "
                     "that saves the most frames at an accuracy drop <= --max-drop; a decision on the "
@@ -294,12 +295,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--label-map", help="e.g. 0=zero,1=one")
     ev.add_argument("--cache-dir", help="feature cache folder")
     ev.add_argument("--json", action="store_true", help="print one JSON object (accuracy, n, per_class, ...)")
-    ev.add_argument("--plot", metavar="PNG", help="also draw the confusion matrix into this PNG "
+    ev.add_argument("--plot", metavar="PNG", type=output_file, help="also draw the confusion matrix into this PNG "
                                                   "(with --early-exit: accuracy vs frames and the policies' curves)")
     ev.add_argument("--early-exit", action="store_true",
                     help="accuracy vs frames seen and the exit policies' sweeps (see above)")
-    ev.add_argument("--csv", metavar="F", help="--early-exit: write accuracy vs frames seen to F and every "
-                                               "policy setting to F's stem + '-policies.csv'")
+    ev.add_argument("--csv", metavar="F", type=output_file,
+                    help="--early-exit: write accuracy vs frames seen to F and every policy setting to F's stem + "
+                         "'-policies.csv'")
     ev.add_argument("--max-drop", type=float, default=0.005, metavar="X",
                     help="--early-exit: largest accuracy drop (absolute fraction) of the operating point "
                          "(default 0.005)")
@@ -338,7 +340,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "the first pack has).")
     pack.add_argument("--config", help="YAML recipe whose data section opens the dataset")
     pack.add_argument("--data", help="dataset path (overrides data.path)")
-    pack.add_argument("--out", required=True, help="the .npz pack to write")
+    pack.add_argument("--out", required=True, type=output_file, help="the .npz pack to write")
     pack.add_argument("--add", action="append", default=[], metavar="PACK",
                       help="another pack whose train split is appended (repeatable)")
     from lmustream.data.pack import COMPRESSIONS
@@ -378,7 +380,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "is not 128 (it is checked against the stored A matrix).")
     convert.add_argument("checkpoint", help="the .pt / .pth state dict")
     convert.add_argument("--variant", required=True, choices=["lmuformer", "spiking_lmuformer"])
-    convert.add_argument("--out", required=True, help="model file to write (.safetensors)")
+    convert.add_argument("--out", required=True, type=output_file, help="model file to write (.safetensors)")
     convert.add_argument("--labels", help="comma-separated class names in logit order "
                                           "(default: the 35 Speech Commands v2 words when there are 35 classes)")
     convert.add_argument("--theta", type=float, default=128.0, help="Legendre memory window, frames (default 128)")
@@ -392,7 +394,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "lists them with the labels, frontend and look-ahead. Run it with "
                     "examples/onnx_stream.py (onnxruntime and numpy only).")
     export.add_argument("--model", required=True, help="model file, or the name of a shipped model")
-    export.add_argument("--onnx", required=True, metavar="OUT", help="the .onnx file to write")
+    export.add_argument("--onnx", required=True, metavar="OUT", type=output_file, help="the .onnx file to write")
     export.add_argument("--audio-in", action="store_true",
                         help="take 160 raw 16 kHz samples per step and compute the log-mel inside the graph")
     export.add_argument("--chunk", type=positive_int, default=1, metavar="K",
@@ -420,6 +422,13 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
     return value
+
+
+def output_file(text: str) -> str:
+    """argparse type: a file to write. An existing folder is refused before any work, not after it."""
+    if os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is a folder; name the file to write in it")
+    return text
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

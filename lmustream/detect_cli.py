@@ -436,7 +436,7 @@ def _cmd_calibrate(args) -> int:
 # -- registration --------------------------------------------------------------------------------
 def add_verbs(verbs) -> None:
     """Register stream, listen, enroll, calibrate and eval-stream on ``lmustream``'s subparsers."""
-    from lmustream.cli import positive_int
+    from lmustream.cli import output_file, positive_int
 
     stream = verbs.add_parser(
         "stream", help="detect keywords in audio files",
@@ -507,8 +507,9 @@ def add_verbs(verbs) -> None:
     calibrate.add_argument("--target-fa-per-hour", type=float, default=1.0, help="per keyword (default 1.0)")
     calibrate.add_argument("--positives", help="optional: Speech Commands-style folder of keyword clips, to "
                                               "report the FRR the thresholds give")
-    calibrate.add_argument("--out", help="write the calibration JSON here")
-    calibrate.add_argument("--write-model", metavar="OUT", help="write a copy of the model with these defaults")
+    calibrate.add_argument("--out", type=output_file, help="write the calibration JSON here")
+    calibrate.add_argument("--write-model", metavar="OUT", type=output_file,
+                           help="write a copy of the model with these defaults")
     _add_detector_options(calibrate, thresholds=False)
     calibrate.set_defaults(func=_cmd_calibrate)
 
@@ -533,7 +534,7 @@ def add_verbs(verbs) -> None:
                     help="active speech level range in dBFS (default -32:-20)")
     ev.add_argument("--max-latency", type=float, default=1.0,
                     help="latest hit, seconds after the keyword's speech ends (default 1.0)")
-    ev.add_argument("--plot", metavar="PNG", help="draw the DET curves into this PNG")
+    ev.add_argument("--plot", metavar="PNG", type=output_file, help="draw the DET curves into this PNG")
     ev.add_argument("--check-segments", type=float, default=0.0, metavar="MIN",
                     help="also run the first MIN minutes as one continuous stream and report the largest "
                          "logit difference to the batched segments")

@@ -83,6 +83,14 @@ def test_export_audio_in_and_errors(tmp_path, capsys):
     assert "no shipped model of that name" in capsys.readouterr().err
     assert main(["export", "--model", str(tmp_path), "--onnx", str(tmp_path / "x.onnx")]) == 2
     assert "is a folder; pass a model file" in capsys.readouterr().err
+    # every file a verb writes is checked before any work: a folder there is an argument error
+    for argv in (["export", "--model", "m", "--onnx", str(tmp_path)],
+                 ["calibrate", "--model", "m", "--negatives", "n.wav", "--out", str(tmp_path)],
+                 ["finetune", "--model", "m", "--new-words", "d", "--out", str(tmp_path)],
+                 ["eval", "--model", "m", "--data", "d", "--plot", str(tmp_path)]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert "is a folder; name the file to write in it" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["export", "--model", "m", "--onnx", "x.onnx", "--chunk", "0"])
     assert "positive integer" in capsys.readouterr().err

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from lmustream.cli import positive_int
+from lmustream.cli import output_file, positive_int
 
 DESCRIPTION = """\
 Teach a model new keywords from a few clips per word (e.g. 5-20, as recorded by
@@ -63,9 +63,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="aflora (default), lora, vera (frozen shared random projections), head (the head "
                              "only), full (every weight)")
     parser.add_argument("--rank", type=positive_int, help="adapter rank (default: aflora 4, lora 8, vera 64)")
-    parser.add_argument("--out", metavar="PATH",
+    parser.add_argument("--out", metavar="PATH", type=output_file,
                         help="merged model file to write (default: <model>-finetuned.safetensors here)")
-    parser.add_argument("--adapter-out", metavar="PATH", help="adapter file (default: beside --out)")
+    parser.add_argument("--adapter-out", metavar="PATH", type=output_file, help="adapter file (default: beside --out)")
     parser.add_argument("--replay", metavar="DIR", help="old-word clips replayed during training (folders or CSV)")
     parser.add_argument("--replay-per-class", type=_non_negative_int, default=10, metavar="N",
                         help="replay clips kept per old word (default 10)")
