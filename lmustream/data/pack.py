@@ -105,12 +105,14 @@ def write_pack(pack: FeaturePack, path: str | Path, compression: str = "deflate"
     return path
 
 
-def check_frontend(pack: FeaturePack, frontend: dict, path, user: str) -> None:
-    """Refuse a pack whose features were computed with other frontend settings than ``user``'s, naming them."""
-    differ = sorted(k for k in set(pack.frontend) | set(frontend) if pack.frontend.get(k) != frontend.get(k))
+def check_frontend(pack: FeaturePack, frontend, path, user: str) -> None:
+    """Refuse a pack whose features were computed with other settings than ``frontend`` (an FbankConfig,
+    ``user``'s), naming each setting that differs."""
+    wanted = dataclasses.asdict(frontend)
+    differ = sorted(k for k in set(pack.frontend) | set(wanted) if pack.frontend.get(k) != wanted.get(k))
     if differ:
         raise ConfigError(f"{path}: the pack was made with other frontend settings than {user}: " + ", ".join(
-            f"{k} {pack.frontend.get(k)!r} (not {frontend.get(k)!r})" for k in differ))
+            f"{k} {pack.frontend.get(k)!r} (not {wanted.get(k)!r})" for k in differ))
 
 
 def is_pack(path: str | Path) -> bool:

@@ -796,7 +796,7 @@ def silence_logits(stream, sample_rate: int, seconds: float = SILENCE_PRIOR_S) -
 
 
 def _mono(samples) -> np.ndarray:
-    from lmustream.audio.io import refuse_undecoded, validate_samples
+    from lmustream.audio.io import INT16_SCALE, refuse_undecoded, validate_samples
 
     refuse_undecoded(samples, "Detector.push samples")
     x = np.asarray(samples)
@@ -805,6 +805,6 @@ def _mono(samples) -> np.ndarray:
             raise AudioError(f"Detector.push samples: expected [samples, channels], got shape {x.shape} "
                              f"({x.shape[1]} channels?); pass the transpose for [channels, samples] audio")
         if x.dtype == np.int16:
-            x = x.astype(np.float32) / 32768.0
+            x = x.astype(np.float32) * INT16_SCALE  # as validate_samples scales int16 PCM
         x = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
     return np.ascontiguousarray(validate_samples(x, "Detector.push samples"))

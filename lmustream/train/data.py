@@ -155,7 +155,7 @@ def training_data_from_pack(path, config: TrainConfig, frontend: FbankConfig, ve
         if dropped and verbose:
             print(f"{extra}: left out clips of labels {path} lacks: "
                   + ", ".join(f"{k} ({v})" for k, v in sorted(dropped.items())))
-    check_frontend(pack, dataclasses.asdict(frontend), path, "this run uses")
+    check_frontend(pack, frontend, path, "this run uses")
     if pack.frames != config.data.frames:
         raise ConfigError(f"{path}: the pack holds {pack.frames}-frame clips but data.frames is {config.data.frames}")
 

@@ -70,14 +70,12 @@ def evaluate_artifact(artifact: ModelArtifact, data_path: str, split: str = "tes
 
 def _evaluate_pack(artifact: ModelArtifact, path: str, split: str, batch_size: int) -> dict:
     """Accuracy on a feature pack's split: its 8-bit features as the trainer reads them."""
-    import dataclasses
-
     import numpy as np
 
     from lmustream.data.pack import check_frontend, dequantize, read_pack
 
     pack = read_pack(path)
-    check_frontend(pack, dataclasses.asdict(artifact.frontend), path, "the model's")
+    check_frontend(pack, artifact.frontend, path, "the model's")
     if pack.frames != artifact.model.config.frames:
         raise ConfigError(f"{path}: the pack's clips are {pack.frames} frames long; the model was trained on "
                           f"{artifact.model.config.frames}")
