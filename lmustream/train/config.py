@@ -32,6 +32,10 @@ class DataConfig:
     class_caps: dict = field(default_factory=dict)  # per split at most N clips of a label, or "Kx" = K x the mean other class
     pack: str | None = None  # feature pack made from this data section (lmustream data pack): read instead of the audio
     add_packs: list = field(default_factory=list)  # feature packs whose train clips join the training split
+    # Feature packs of other tasks (other words, any language) whose clips all train as extra classes
+    # ('<pack name>:<label>'): more real voices for the shared layers. The saved model keeps this
+    # task's labels only; model+auxiliary.safetensors keeps every class (init_from of a next stage).
+    auxiliary_packs: list = field(default_factory=list)
 
 
 @dataclass

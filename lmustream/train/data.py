@@ -66,6 +66,12 @@ class TrainingData:
     frontend: FbankConfig
     noise: torch.Tensor | None  # unnormalized log-mel of background noise, [T, n_mels]
     summary: str = ""
+    auxiliary_labels: list = dataclasses.field(default_factory=list)  # the last classes of ``labels``: see train.auxiliary
+
+    @property
+    def task_labels(self) -> list[str]:
+        """The classes the saved model keeps: every label but the auxiliary ones."""
+        return list(self.labels)[:len(self.labels) - len(self.auxiliary_labels)]
 
 
 def noise_logmel(folders: list[Path], frontend: FbankConfig) -> torch.Tensor | None:
@@ -95,8 +101,9 @@ def prepare_data(config: TrainConfig, verbose: bool = True, frontend: FbankConfi
         return training_data_from_pack(d.pack, config, frontend, verbose, expect_source=True)
     if is_pack(d.path):
         return training_data_from_pack(d.path, config, frontend, verbose)
-    if d.add_packs:
-        raise ConfigError("data.add_packs needs a feature pack as data.pack or data.path (lmustream data pack)")
+    for key in ("add_packs", "auxiliary_packs"):
+        if getattr(d, key):
+            raise ConfigError(f"data.{key} needs a feature pack as data.pack or data.path (lmustream data pack)")
     index = open_dataset(d.path, kind=d.kind, task=d.task, pattern=d.pattern, label_map=d.label_map,
                          validation_speakers=d.validation_speakers, test_speakers=d.test_speakers,
                          validation_fraction=d.validation_fraction, test_fraction=d.test_fraction,
@@ -127,7 +134,7 @@ def prepare_data(config: TrainConfig, verbose: bool = True, frontend: FbankConfi
 def pack_source(config: TrainConfig) -> dict:
     """What a pack made from ``config`` holds: its data section and seed, minus transport-only fields."""
     source = dataclasses.asdict(config.data)
-    for key in ("path", "cache_dir", "num_workers", "pack", "add_packs", "noise_dirs"):
+    for key in ("path", "cache_dir", "num_workers", "pack", "add_packs", "auxiliary_packs", "noise_dirs"):
         source.pop(key)
     source["seed"] = config.seed
     source["dataset"] = Path(config.data.path).name
@@ -150,6 +157,14 @@ def training_data_from_pack(path, config: TrainConfig, frontend: FbankConfig, ve
             differ = sorted(k for k in set(made_from) | set(wanted) if made_from.get(k) != wanted.get(k))
             raise ConfigError(f"{path} was made from other data settings than this run's "
                               f"({', '.join(differ) or 'unknown origin'}); remake it with lmustream data pack")
+    auxiliary = []
+    if config.data.auxiliary_packs:
+        from lmustream.train.auxiliary import add_auxiliary
+
+        pack, auxiliary = add_auxiliary(pack, list(config.data.auxiliary_packs), frontend)
+        if verbose:
+            print(f"auxiliary classes (trained, then left out of model.safetensors): {len(auxiliary)} from "
+                  f"{', '.join(str(p) for p in config.data.auxiliary_packs)}")
     for extra in config.data.add_packs:
         pack, dropped = merge_train(pack, read_pack(extra))
         if dropped and verbose:
@@ -174,7 +189,7 @@ def training_data_from_pack(path, config: TrainConfig, frontend: FbankConfig, ve
     summary = pack.summary or f"{path}: " + ", ".join(f"{k} {v}" for k, v in pack.counts().items())
     if verbose:
         print(summary)
-    return TrainingData(list(pack.labels), train, validation, test, frontend, noise, summary)
+    return TrainingData(list(pack.labels), train, validation, test, frontend, noise, summary, auxiliary)
 
 
 def _json_roundtrip(value):

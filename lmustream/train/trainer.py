@@ -165,24 +165,26 @@ def load_checkpoint(path: Path) -> dict:
     return state
 
 
-def _initialize_from(model: LMUFormer, path: str, labels) -> None:
+def _initialize_from(model: LMUFormer, path: str, labels, fresh=()) -> None:
     """Start from another model's weights (e.g. a spiking model from its trained non-spiking twin).
 
     Every tensor must exist with the same shape in both. The labels must be the same, or a subset
     of the source's (a digits model from a 35-word model): then the head keeps the rows of these
-    labels, in the data's order, and the rest of the network is copied whole.
+    labels, in the data's order, and the rest of the network is copied whole. Labels in ``fresh``
+    (auxiliary classes) may be missing from the source: their rows keep ``model``'s initialization.
     """
     source = load_model(resolve_model(path))
     theirs = dict(source.model.state_dict())
     if list(source.labels) != list(labels):
-        missing = [label for label in labels if label not in source.labels]
+        missing = [label for label in labels if label not in source.labels and label not in fresh]
         if missing:
             raise ConfigError(f"init_from {path}: its labels {source.labels} differ from the data's "
                               f"{list(labels)} (missing there: {missing}); the data's labels must be the "
                               f"source's or a subset of them")
-        rows = torch.tensor([list(source.labels).index(label) for label in labels])
+        ours = model.state_dict()
         for key in ("head.weight", "head.bias"):
-            theirs[key] = theirs[key].index_select(0, rows)
+            theirs[key] = torch.stack([theirs[key][list(source.labels).index(label)] if label in source.labels
+                                       else ours[key][i].to(theirs[key].dtype) for i, label in enumerate(labels)])
     ours = model.state_dict()
     mismatched = sorted(k for k in set(ours) | set(theirs)
                         if k not in ours or k not in theirs or ours[k].shape != theirs[k].shape)
@@ -217,6 +219,9 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
             raise LmuStreamError(f"{ckpt_path} exists: pass --resume to continue it, or choose another out=")
     if resume and not ckpt_path.exists():  # before minutes of data preparation, not after
         raise LmuStreamError(f"--resume: no checkpoint at {ckpt_path}")
+    if config.distill.teacher and config.data.auxiliary_packs:
+        raise ConfigError("distill.teacher cannot be combined with data.auxiliary_packs: the teacher knows "
+                          "none of the auxiliary classes")
     for spec in (config.init_from, config.distill.teacher):
         if spec:
             resolve_model(spec)  # a mistyped model name fails now, not after minutes of data preparation
@@ -226,7 +231,7 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
                               **config.model_overrides)
     model = LMUFormer(model_config).to(device)
     if config.init_from and not resume:
-        _initialize_from(model, config.init_from, data.labels)
+        _initialize_from(model, config.init_from, data.labels, fresh=data.auxiliary_labels)
     train_model = model
     if ddp.world > 1:
         share_batch_statistics(model)  # global-batch statistics, as a single process would compute
@@ -334,9 +339,8 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
                 if improved:
                     best_acc = val_acc
                 if improved or val_acc is None:  # without validation every epoch replaces the last
-                    save_model(out / "model.safetensors", ModelArtifact(
-                        chosen.eval(), list(data.labels), data.frontend,
-                        {"recipe": config.to_dict(), "epoch": epoch, "validation_accuracy": val_acc}))
+                    _save_model(out, chosen.eval(), data, {"recipe": config.to_dict(), "epoch": epoch,
+                                                           "validation_accuracy": val_acc})
                 _last_metrics = _append_metrics(metrics_path, {
                     "epoch": epoch, "step": global_step, "train_loss": loss_sum / max(seen, 1),
                     "train_acc": correct / max(seen, 1), "val_acc": val_acc,
@@ -355,6 +359,19 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
     if ddp.world > 1:
         dist.barrier()
     return out / "model.safetensors"
+
+
+def _save_model(out: Path, model: LMUFormer, data, extra: dict) -> None:
+    """OUT/model.safetensors: the task's classes. With auxiliary classes (validated with them: a clip
+    taken for one is an error), also every class in OUT/model+auxiliary.safetensors, for a next stage."""
+    if not data.auxiliary_labels:
+        save_model(out / "model.safetensors", ModelArtifact(model, list(data.labels), data.frontend, extra))
+        return
+    from lmustream.train.auxiliary import FULL_MODEL_NAME, task_model
+
+    save_model(out / FULL_MODEL_NAME, ModelArtifact(model, list(data.labels), data.frontend, extra))
+    task = data.task_labels
+    save_model(out / "model.safetensors", ModelArtifact(task_model(model, len(task)), task, data.frontend, extra))
 
 
 def _append_metrics(path: Path, row: dict) -> dict:
