@@ -48,6 +48,9 @@ def _add_detector_options(p: argparse.ArgumentParser, thresholds: bool = True) -
     g.add_argument("--isolation", type=float, metavar="S",
                    help="drop detections inside running speech: the speech a keyword ends must not have lasted "
                         "longer than S seconds without a 0.2 s pause (0: off)")
+    g.add_argument("--every-keyword", dest="one_per_word", action="store_false", default=None,
+                   help="report every keyword whose posterior rises on a word (default: one keyword per word, the "
+                        "first to fire: a later one whose span overlaps its span is dropped)")
     g.add_argument("--posterior", choices=["auto", "sigmoid", "softmax"],
                    help="logits -> posteriors: sigmoid (models trained with binary cross-entropy), softmax "
                         "(cross-entropy), auto: from the model's training recipe (default)")
@@ -62,14 +65,16 @@ def _detector(args, sample_rate: int | None = None):
 
     detector = Detector(args.model, keywords=_keywords(args), threshold=getattr(args, "threshold", None),
                         smoothing=args.smoothing, refractory=args.refractory, window=args.window, hold=args.hold,
-                        posterior=args.posterior, isolation=args.isolation, sample_rate=sample_rate,
+                        posterior=args.posterior, isolation=args.isolation, one_per_word=args.one_per_word,
+                        sample_rate=sample_rate,
                         backend=args.backend, int8=args.int8)
     if args.verbose:
         c = detector.config
         print(f"backend: {detector.backend_note}", file=sys.stderr)
         print(f"detector: {c.posterior} of the {c.window:g} s mean of logits, smoothing {c.smoothing:g} s, "
               f"refractory {c.refractory:g} s, hold {c.hold:g} s, isolation {c.isolation:g} s, "
-              f"thresholds {detector.thresholds}", file=sys.stderr)
+              f"{'one keyword per word' if c.one_per_word else 'every keyword'}, thresholds {detector.thresholds}",
+              file=sys.stderr)
     return detector
 
 
@@ -298,8 +303,8 @@ def _config_from_args(args):
 
     defaults = model_detector_defaults(args.model)
     base = DetectorConfig.from_dict(defaults) if defaults else DetectorConfig()
-    updates = {k: getattr(args, k) for k in ("window", "smoothing", "refractory", "hold", "posterior", "isolation")
-               if getattr(args, k) is not None}
+    updates = {k: getattr(args, k) for k in ("window", "smoothing", "refractory", "hold", "posterior", "isolation",
+                                             "one_per_word") if getattr(args, k, None) is not None}
     if "refractory" in updates and "hold" not in updates:
         updates["hold"] = min(base.hold, updates["refractory"])
     return resolve_posterior(replace(base, **updates), model_training_loss(args.model))

@@ -82,6 +82,9 @@ class DetectorConfig:
         frames with no pause of ISOLATION_GAP_S) has lasted longer than this many seconds,
         i.e. the keyword was a word inside running speech; 0 disables the check. Needs the
         audio (see :func:`is_isolated`).
+      one_per_word: a word reports at most one keyword: an event whose span overlaps the span of
+        the event reported before it is dropped (two keywords whose posteriors both rise on one
+        word, e.g. "up" on the end of "stop"). False reports every keyword.
     """
 
     window: float = DEFAULT_WINDOW_S
@@ -92,6 +95,7 @@ class DetectorConfig:
     hold: float = DEFAULT_HOLD_S
     posterior: str = "auto"
     isolation: float = DEFAULT_ISOLATION_S
+    one_per_word: bool = True
 
     def __post_init__(self):
         if self.posterior not in POSTERIORS:
@@ -101,6 +105,8 @@ class DetectorConfig:
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) \
                     or value < 0:
                 raise ConfigError(f"detector {name} must be a number of seconds >= 0, got {value!r}")
+        if not isinstance(self.one_per_word, bool):
+            raise ConfigError(f"detector one_per_word must be true or false, got {self.one_per_word!r}")
         if self.window <= 0:
             raise ConfigError(f"detector window must be > 0 seconds, got {self.window!r}")
         if self.hold > self.refractory:
@@ -122,7 +128,8 @@ class DetectorConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "DetectorConfig":
-        known = {"window", "smoothing", "threshold", "thresholds", "refractory", "hold", "posterior", "isolation"}
+        known = {"window", "smoothing", "threshold", "thresholds", "refractory", "hold", "posterior", "isolation",
+                 "one_per_word"}
         if not isinstance(data, Mapping):
             raise ConfigError(f"detector settings must be a JSON object, got {type(data).__name__}")
         return cls(**{k: v for k, v in data.items() if k in known})
@@ -594,7 +601,7 @@ class Detector:
     def __init__(self, model, keywords: Iterable[str] | None = None, threshold=None,
                  smoothing: float | None = None, refractory: float | None = None, *,
                  window: float | None = None, hold: float | None = None, posterior: str | None = None,
-                 isolation: float | None = None, sample_rate: int | None = None,
+                 isolation: float | None = None, one_per_word: bool | None = None, sample_rate: int | None = None,
                  backend: str = "auto", int8: bool = False, on_event: Callable[[Event], Any] | None = None):
         from lmustream.stream.backend import (backend_of, kernel_training_loss, model_detector_defaults,
                                               model_training_loss, open_kernel)
@@ -607,7 +614,7 @@ class Detector:
         self.backend, self.backend_note = backend_of(self.kernel)
         self.labels = list(self.kernel.labels)
         self.config = resolve_posterior(self._make_config(defaults, threshold, smoothing, refractory, window, hold,
-                                                          posterior, isolation), loss)
+                                                          posterior, isolation, one_per_word), loss)
         self.keywords = self._pick_keywords(keywords)
         self.model_rate = int(getattr(self.kernel, "sample_rate", 16000))
         frontend = getattr(self.kernel, "frontend", None)  # the frame geometry: 25 ms every 10 ms unless told
@@ -639,11 +646,12 @@ class Detector:
     # -- configuration ---------------------------------------------------------------------
     @staticmethod
     def _make_config(defaults, threshold, smoothing, refractory, window, hold, posterior,
-                     isolation) -> DetectorConfig:
+                     isolation, one_per_word=None) -> DetectorConfig:
         base = DetectorConfig.from_dict(defaults) if defaults else DetectorConfig()
         default, per = load_thresholds(threshold)
         updates = {k: v for k, v in (("smoothing", smoothing), ("refractory", refractory), ("window", window),
-                                     ("hold", hold), ("posterior", posterior), ("isolation", isolation))
+                                     ("hold", hold), ("posterior", posterior), ("isolation", isolation),
+                                     ("one_per_word", one_per_word))
                    if v is not None}
         if default is not None:
             updates["threshold"] = default
@@ -690,6 +698,7 @@ class Detector:
         self.frames = 0  # frames scored so far
         self.samples_in = 0  # input samples pushed (at their own rate)
         self.last_posteriors = np.zeros(len(self.keywords))  # smoothed p of each keyword, last frame
+        self._last_span: tuple[float, float] | None = None  # (start, end) of the last event reported
 
     @property
     def time(self) -> float:
@@ -756,10 +765,24 @@ class Detector:
                     events.append(self._event(keyword, cls, hit))
         self._history.trim()
         events.sort(key=lambda e: e.detected_at)
+        if self.config.one_per_word:
+            events = self._one_per_word(events)
         for event in events:
             for callback in self._callbacks:
                 callback(event)
         return events
+
+    def _one_per_word(self, events: list[Event]) -> list[Event]:
+        """``events`` without those on the word of the event reported before them (DetectorConfig.one_per_word)."""
+        kept = []
+        for event in events:
+            if self._last_span is not None:
+                start, end = self._last_span
+                if min(end, event.end) > max(start, event.start):
+                    continue
+            kept.append(event)
+            self._last_span = (event.start, event.end)
+        return kept
 
     def _is_command(self, hit: Trigger) -> bool:
         """The isolation check (DetectorConfig.isolation); passes when it is off or there is no audio."""

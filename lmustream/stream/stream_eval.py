@@ -591,7 +591,8 @@ def detector_events(logits: np.ndarray, labels: list[str], config: DetectorConfi
 
     detector = Detector(_LogitsOnly(labels, lookahead), keywords=keywords, threshold=thresholds,
                         window=config.window, smoothing=config.smoothing, refractory=config.refractory,
-                        hold=config.hold, posterior=config.posterior, isolation=config.isolation)
+                        hold=config.hold, posterior=config.posterior, isolation=config.isolation,
+                        one_per_word=config.one_per_word)
     events = []
     for i in range(0, logits.shape[0], 100):
         # the levels run ahead of the logits by the look-ahead, as when audio is pushed

@@ -211,7 +211,8 @@ def test_detector_drops_keywords_inside_running_speech(rng):
     # 3.4 s of talk: "yes" and "no" words with 80 ms between them, then a "no" on its own
     word = np.concatenate([tone(0.35, 500), silence(0.08), tone(0.35, 1500), silence(0.08)])
     x = np.concatenate([silence(1.0), np.tile(word, 4), silence(1.0), tone(0.4, 1500), silence(1.5)])
-    kwargs = dict(threshold=0.5, window=0.3, smoothing=0.05, refractory=0.5, hold=0.05)
+    # (one_per_word off: words 80 ms apart share a speech run, and this is about the isolation check alone)
+    kwargs = dict(threshold=0.5, window=0.3, smoothing=0.05, refractory=0.5, hold=0.05, one_per_word=False)
     ungated = run_blocks(Detector(EnergyKernel(), isolation=0, **kwargs), x, rng)
     assert len(ungated) >= 7 and ungated[-1].start == pytest.approx(5.44, abs=0.03)
     gated = run_blocks(Detector(EnergyKernel(), **kwargs), x, rng)
@@ -280,6 +281,39 @@ def test_each_keyword_has_its_own_refractory(rng):
                         tone(0.4, 500), silence(2.0), tone(0.4, 500), silence(1.0)])
     words = [(e.keyword, round(e.start, 1)) for e in run_blocks(det, x, rng)]
     assert words == [("yes", 1.0), ("no", 1.7), ("yes", 4.8)]  # yes at 2.4 s is inside yes's 2 s refractory
+
+
+def test_one_word_reports_one_keyword():
+    from lmustream.stream.stream_eval import _LogitsOnly
+
+    def events(yes, no, **settings):
+        """Loud frames 100-159; "yes" evidence on frames ``yes``, "no" evidence on frames ``no``."""
+        logits = np.zeros((300, 4), np.float32)
+        logits[:, 3] = 8
+        logits[100:160, 3] = 0
+        logits[slice(*yes), 0], logits[slice(*no), 1] = 8, 6
+        levels = np.full(300, -80.0)
+        levels[100:160] = -20
+        det = Detector(_LogitsOnly(["yes", "no", "_unknown_", "_silence_"], 5), threshold=0.5, window=0.3,
+                       smoothing=0.05, hold=0.05, **settings)
+        got = []
+        for i in range(0, 300, 37):  # blocks: the word's two events may come from different pushes
+            got += det.process_logits(logits[i:i + 37], levels[i + 5 if i else 0:i + 37 + 5])
+        return got
+
+    both = events((100, 150), (110, 160), one_per_word=False)  # "no" rises inside "yes"'s word
+    assert [e.keyword for e in both] == ["yes", "no"] and both[1].start < both[0].end
+    first = events((100, 150), (110, 160))  # the default: one keyword per word, the first to fire
+    assert [(e.keyword, e.start, e.end) for e in first] == [(e.keyword, e.start, e.end) for e in both[:1]]
+
+
+def test_back_to_back_words_keep_their_keywords(rng):
+    x = np.concatenate([silence(1.0), tone(0.3, 500), tone(0.3, 1500), silence(1.5)])  # "yes" then "no", no pause
+    got = run_blocks(Detector(EnergyKernel(), threshold=0.5, window=0.3, smoothing=0.05, hold=0.05), x, rng)
+    assert [e.keyword for e in got] == ["yes", "no"]
+    with pytest.raises(ConfigError, match="one_per_word must be true or false"):
+        DetectorConfig(one_per_word="yes")
+    assert DetectorConfig.from_dict({"one_per_word": False}).one_per_word is False
 
 
 def test_any_sample_rate_and_channels_give_the_same_events(rng):
