@@ -586,7 +586,8 @@ class Detector:
         file; unspecified keywords take the model's calibrated default (its ``extra.detector``)
         or DEFAULT_THRESHOLD.
       smoothing, window, refractory, hold, isolation: seconds, see :class:`DetectorConfig` (None:
-        the model's calibrated value, else the default); posterior: "sigmoid", "softmax" or "auto".
+        the model's calibrated value, else the default); posterior: "sigmoid", "softmax" or "auto";
+        one_per_word: False reports every keyword that fires on a word (default True: the first).
       sample_rate: rate of the audio that will be pushed; other rates than the model's are
         resampled as the audio arrives (soxr, band-limited).
       backend: "auto" (C++ kernel when built, else PyTorch), "kernel" or "torch".
