@@ -79,7 +79,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=16,
                         help="enrollment clips per step, plus as many replay clips (16)")
     parser.add_argument("--lr", type=_positive_float,
-                        help="learning rate, cosine decay (default: AFLoRA and LoRA 2e-3, VeRA and head 1e-3, full "
+                        help="learning rate, cosine decay (default: AFLoRA and LoRA 4e-3, VeRA and head 1e-3, full "
                              "fine-tuning 3e-4; AFLoRA's and VeRA's vectors 30x)")
     parser.add_argument("--balance", type=float, default=1.0, metavar="TAU",
                         help="logit adjustment for the new words' clips being seen more often than each old "
