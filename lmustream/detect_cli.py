@@ -304,7 +304,7 @@ def _config_from_args(args):
     defaults = model_detector_defaults(args.model)
     base = DetectorConfig.from_dict(defaults) if defaults else DetectorConfig()
     updates = {k: getattr(args, k) for k in ("window", "smoothing", "refractory", "hold", "posterior", "isolation",
-                                             "one_per_word") if getattr(args, k, None) is not None}
+                                             "one_per_word") if getattr(args, k) is not None}
     if "refractory" in updates and "hold" not in updates:
         updates["hold"] = min(base.hold, updates["refractory"])
     return resolve_posterior(replace(base, **updates), model_training_loss(args.model))

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
@@ -128,8 +128,7 @@ class DetectorConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "DetectorConfig":
-        known = {"window", "smoothing", "threshold", "thresholds", "refractory", "hold", "posterior", "isolation",
-                 "one_per_word"}
+        known = {f.name for f in fields(cls)}
         if not isinstance(data, Mapping):
             raise ConfigError(f"detector settings must be a JSON object, got {type(data).__name__}")
         return cls(**{k: v for k, v in data.items() if k in known})
@@ -647,7 +646,7 @@ class Detector:
     # -- configuration ---------------------------------------------------------------------
     @staticmethod
     def _make_config(defaults, threshold, smoothing, refractory, window, hold, posterior,
-                     isolation, one_per_word=None) -> DetectorConfig:
+                     isolation, one_per_word) -> DetectorConfig:
         base = DetectorConfig.from_dict(defaults) if defaults else DetectorConfig()
         default, per = load_thresholds(threshold)
         updates = {k: v for k, v in (("smoothing", smoothing), ("refractory", refractory), ("window", window),

@@ -174,18 +174,16 @@ def _initialize_from(model: LMUFormer, path: str, labels, fresh=()) -> None:
     (auxiliary classes) may be missing from the source: their rows keep ``model``'s initialization.
     """
     source = load_model(resolve_model(path))
-    theirs = dict(source.model.state_dict())
+    theirs, ours = dict(source.model.state_dict()), model.state_dict()
     if list(source.labels) != list(labels):
         missing = [label for label in labels if label not in source.labels and label not in fresh]
         if missing:
             raise ConfigError(f"init_from {path}: its labels {source.labels} differ from the data's "
                               f"{list(labels)} (missing there: {missing}); the data's labels must be the "
                               f"source's or a subset of them")
-        ours = model.state_dict()
         for key in ("head.weight", "head.bias"):
             theirs[key] = torch.stack([theirs[key][list(source.labels).index(label)] if label in source.labels
                                        else ours[key][i].to(theirs[key].dtype) for i, label in enumerate(labels)])
-    ours = model.state_dict()
     mismatched = sorted(k for k in set(ours) | set(theirs)
                         if k not in ours or k not in theirs or ours[k].shape != theirs[k].shape)
     if mismatched:
