@@ -183,7 +183,7 @@ def _initialize_from(model: LMUFormer, path: str, labels, fresh=()) -> None:
                               f"source's or a subset of them")
         for key in ("head.weight", "head.bias"):
             theirs[key] = torch.stack([theirs[key][list(source.labels).index(label)] if label in source.labels
-                                       else ours[key][i].to(theirs[key].dtype) for i, label in enumerate(labels)])
+                                       else ours[key][i].to(theirs[key]) for i, label in enumerate(labels)])
     mismatched = sorted(k for k in set(ours) | set(theirs)
                         if k not in ours or k not in theirs or ours[k].shape != theirs[k].shape)
     if mismatched:

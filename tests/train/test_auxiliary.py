@@ -101,3 +101,17 @@ def test_auxiliary_packs_are_checked(packs, tmp_path):
         prepare_data(load_config(None, overrides(folder, aux, run)), verbose=False)
     with pytest.raises(ConfigError, match="distill.teacher cannot be combined with data.auxiliary_packs"):
         train(load_config(None, overrides(base, aux, run, "distill.teacher=sc12-lmuformer")), progress=False)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_initialize_from_on_the_gpu_gives_auxiliary_rows_a_fresh_start(packs, tmp_path):
+    # The trainer moves the model to its device before init_from: the fresh rows live there, the source's on the CPU.
+    base, aux = packs
+    out = tmp_path / "run"
+    path = train(load_config(None, overrides(base, aux, out)), progress=False)
+    full = load_model(out / "model+auxiliary.safetensors")
+    model = LMUFormer(dataclasses.replace(full.model.config)).cuda()
+    own = model.head.weight.detach().clone()
+    _initialize_from(model, str(path), full.labels, fresh=full.labels[2:])
+    torch.testing.assert_close(model.head.weight[:2].cpu(), load_model(path).model.head.weight)
+    torch.testing.assert_close(model.head.weight[2:], own[2:])
