@@ -1,7 +1,7 @@
 """Training throughput (clips/s): the FFT-parallel LMUFormer vs the same model stepped frame by frame.
 
     python benchmarks/train_throughput.py [--device cuda] [--batch 128] [--steps 100] [--compile] [--cuda-graphs]
-                                          [--paths fft,memory,rnn] [--profile]
+                                          [--paths fft,memory,rnn] [--profile] [--no-amp]
 
 For the paper-size LMUFormer and spiking LMUFormer (35 classes, 128 frames x 128 mel), times
 forward + backward + Adam step on random batches (on CUDA as the trainer runs: bf16 autocast,
@@ -17,9 +17,10 @@ along three paths that compute the same function:
             with autograd through time, as the original LMU and spikingjelly's step mode train.
             Convolutions and batch norms have no recurrence and stay batched over frames.
 
-and prints clips/s and the ratios. ``--profile`` adds the CUDA kernels that take the fft step's
-time (torch.profiler). ``--cuda-graphs`` replays each path's step as one captured CUDA graph, so
-the host's per-kernel launch cost, which these small models are bound by, drops out of every path.
+and prints clips/s and the ratios. ``--profile`` adds the operations that take the fft step's host
+time and the CUDA kernels that take its GPU time (torch.profiler), and whether the GPU waits on the
+host. ``--cuda-graphs`` replays each path's step as one captured CUDA graph, so the host's per-kernel
+launch cost, which these small models are bound by, drops out of every path.
 ``--compile`` runs every path through ``torch.compile`` (Inductor), which fuses element-wise work into
 fewer kernels; the warm-up steps, which compile, are timed apart and printed. Measured on an H100, it
 helps the stepped paths (rnn 1.9x) but not the fft path (0.89x: Inductor leaves the complex FFT
@@ -171,8 +172,27 @@ def profile_table(step, device: torch.device, rows: int = 12) -> str:
         for _ in range(3):
             step()
         synchronize(device)
-    key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    return prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60)
+    averages = prof.key_averages()
+    tables = [averages.table(sort_by="self_cpu_time_total", row_limit=rows, max_name_column_width=60)]
+    if device.type == "cuda":  # the host's time first (what bounds these small models), then the GPU's
+        tables.append(averages.table(sort_by="self_cuda_time_total", row_limit=rows, max_name_column_width=60))
+    return "\n".join(tables)
+
+
+def host_bound(step, device: torch.device, steps: int = 50) -> str:
+    """How long the host takes to issue ``steps`` steps, against how long until the GPU has run them:
+    equal times mean the GPU waits on the host."""
+    for _ in range(5):
+        step()
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    issued = time.perf_counter()
+    synchronize(device)
+    done = time.perf_counter()
+    return (f"host issues a step in {(issued - start) / steps * 1e3:.2f} ms; "
+            f"until the GPU has run them: {(done - start) / steps * 1e3:.2f} ms a step")
 
 
 def main() -> None:
@@ -188,6 +208,7 @@ def main() -> None:
                              "trainer's; same as --no-autotune --no-fused-adam")
     parser.add_argument("--no-autotune", action="store_true", help="CUDA: cuDNN's heuristic convolution algorithms")
     parser.add_argument("--no-fused-adam", action="store_true", help="CUDA: PyTorch's default (foreach) Adam")
+    parser.add_argument("--no-amp", action="store_true", help="CUDA: float32 (TF32 where allowed) instead of bf16 autocast")
     parser.add_argument("--cuda-graphs", action="store_true",
                         help="CUDA: capture each path's whole step in a CUDA graph and replay it (removes the host's "
                              "kernel-launch cost from every path alike)")
@@ -195,10 +216,12 @@ def main() -> None:
                         help="run every path through torch.compile (an experiment: the trainer runs eagerly)")
     parser.add_argument("--paths", default="fft,memory,rnn",
                         help="which paths to time (a path left out prints as '-'; its ratios too)")
-    parser.add_argument("--profile", action="store_true", help="also print the kernels of the fft step")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile the fft step: the operations that take the host's time, the CUDA kernels "
+                             "that take the GPU's, and whether the GPU waits on the host")
     args = parser.parse_args()
     device = torch.device(args.device)
-    amp = device.type == "cuda"
+    amp = device.type == "cuda" and not args.no_amp
     autotune, fused = not (args.plain or args.no_autotune), not (args.plain or args.no_fused_adam)
     graphs, compiled = args.cuda_graphs, args.compile
     if graphs and device.type != "cuda":
@@ -211,8 +234,8 @@ def main() -> None:
     if autotune:
         use_fast_cuda_kernels(device)  # as the trainer does (every path)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
-    setup = (f"bf16 autocast, cuDNN {'autotuned' if autotune else 'heuristic'} convolutions, "
-             f"{'fused' if fused else 'foreach'} Adam" + (" (the trainer's settings)" if autotune and fused else "")
+    setup = (f"{'bf16 autocast' if amp else 'float32'}, cuDNN {'autotuned' if autotune else 'heuristic'} convolutions, "
+             f"{'fused' if fused else 'foreach'} Adam" + (" (the trainer's settings)" if autotune and fused and amp else "")
              + ("; each step a replayed CUDA graph" if graphs else "") if device.type == "cuda" else "float32")
     setup += "; torch.compile" if compiled else ""
     print(f"device: {name}; batch {args.batch} x 128 frames x 128 mel; torch {torch.__version__}; {setup}", flush=True)
@@ -242,6 +265,8 @@ def main() -> None:
               f"max |logit difference| fft vs rnn {difference:.1e}", flush=True)
         if args.profile and "fft" in paths:
             print(profile_table(fft_step, device), flush=True)
+            if device.type == "cuda":
+                print(host_bound(fft_step, device), flush=True)
 
     def cell(value: float, width: int, fmt: str, suffix: str = "") -> str:  # a path not timed: '-'
         return f"{'-':>{width}}" if math.isnan(value) else f"{value:>{width - len(suffix)}{fmt}}{suffix}"
