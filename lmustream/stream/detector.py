@@ -587,6 +587,8 @@ class Detector:
       smoothing, window, refractory, hold, isolation: seconds, see :class:`DetectorConfig` (None:
         the model's calibrated value, else the default); posterior: "sigmoid", "softmax" or "auto";
         one_per_word: False reports every keyword that fires on a word (default True: the first).
+      config: a whole :class:`DetectorConfig` to start from instead of the model's calibration; the
+        arguments above still override its fields.
       sample_rate: rate of the audio that will be pushed; other rates than the model's are
         resampled as the audio arrives (soxr, band-limited).
       backend: "auto" (C++ kernel when built, else PyTorch), "kernel" or "torch".
@@ -601,7 +603,8 @@ class Detector:
     def __init__(self, model, keywords: Iterable[str] | None = None, threshold=None,
                  smoothing: float | None = None, refractory: float | None = None, *,
                  window: float | None = None, hold: float | None = None, posterior: str | None = None,
-                 isolation: float | None = None, one_per_word: bool | None = None, sample_rate: int | None = None,
+                 isolation: float | None = None, one_per_word: bool | None = None,
+                 config: DetectorConfig | None = None, sample_rate: int | None = None,
                  backend: str = "auto", int8: bool = False, on_event: Callable[[Event], Any] | None = None):
         from lmustream.stream.backend import (backend_of, kernel_training_loss, model_detector_defaults,
                                               model_training_loss, open_kernel)
@@ -613,7 +616,10 @@ class Detector:
             self.kernel = open_kernel(model, backend, int8=int8)
         self.backend, self.backend_note = backend_of(self.kernel)
         self.labels = list(self.kernel.labels)
-        self.config = resolve_posterior(self._make_config(defaults, threshold, smoothing, refractory, window, hold,
+        if config is not None and not isinstance(config, DetectorConfig):
+            raise ConfigError(f"Detector config must be a DetectorConfig, got {type(config).__name__}")
+        base = config if config is not None else DetectorConfig.from_dict(defaults) if defaults else DetectorConfig()
+        self.config = resolve_posterior(self._make_config(base, threshold, smoothing, refractory, window, hold,
                                                           posterior, isolation, one_per_word), loss)
         self.keywords = self._pick_keywords(keywords)
         self.model_rate = int(getattr(self.kernel, "sample_rate", 16000))
@@ -645,9 +651,8 @@ class Detector:
 
     # -- configuration ---------------------------------------------------------------------
     @staticmethod
-    def _make_config(defaults, threshold, smoothing, refractory, window, hold, posterior,
+    def _make_config(base: DetectorConfig, threshold, smoothing, refractory, window, hold, posterior,
                      isolation, one_per_word) -> DetectorConfig:
-        base = DetectorConfig.from_dict(defaults) if defaults else DetectorConfig()
         default, per = load_thresholds(threshold)
         updates = {k: v for k, v in (("smoothing", smoothing), ("refractory", refractory), ("window", window),
                                      ("hold", hold), ("posterior", posterior), ("isolation", isolation),

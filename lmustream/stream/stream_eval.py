@@ -589,10 +589,7 @@ def detector_events(logits: np.ndarray, labels: list[str], config: DetectorConfi
     (:func:`stream_levels`) lets it locate the words as it does on audio."""
     from lmustream.stream.detector import Detector
 
-    detector = Detector(_LogitsOnly(labels, lookahead), keywords=keywords, threshold=thresholds,
-                        window=config.window, smoothing=config.smoothing, refractory=config.refractory,
-                        hold=config.hold, posterior=config.posterior, isolation=config.isolation,
-                        one_per_word=config.one_per_word)
+    detector = Detector(_LogitsOnly(labels, lookahead), keywords=keywords, threshold=thresholds, config=config)
     events = []
     for i in range(0, logits.shape[0], 100):
         # the levels run ahead of the logits by the look-ahead, as when audio is pushed

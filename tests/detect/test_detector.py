@@ -246,6 +246,22 @@ def test_config_rejects_bad_values():
         DetectorConfig(thresholds={"yes": 2})
 
 
+def test_a_whole_config_is_the_base_and_arguments_override_it(rng):
+    config = DetectorConfig(threshold=0.5, window=0.3, smoothing=0.05, refractory=2.0, hold=0.05,
+                            thresholds={"no": 0.6}, one_per_word=False)
+    det = Detector(EnergyKernel(), config=config, smoothing=0.1, threshold={"yes": 0.7})
+    assert (det.config.window, det.config.smoothing, det.config.refractory) == (0.3, 0.1, 2.0)
+    assert det.thresholds == {"yes": 0.7, "no": 0.6} and det.config.one_per_word is False
+    # Given as a config, the settings detect exactly as when given one by one.
+    x = keyword_audio()
+    one_by_one = Detector(EnergyKernel(), threshold=0.5, window=0.3, smoothing=0.05, refractory=2.0, hold=0.05)
+    whole = Detector(EnergyKernel(), config=DetectorConfig(threshold=0.5, window=0.3, smoothing=0.05,
+                                                           refractory=2.0, hold=0.05))
+    assert run_blocks(whole, x, np.random.default_rng(1)) == run_blocks(one_by_one, x, np.random.default_rng(1))
+    with pytest.raises(ConfigError, match="DetectorConfig"):
+        Detector(EnergyKernel(), config={"threshold": 0.5})
+
+
 def keyword_audio():
     """yes (500 Hz) at 1.0-1.4 s, no (1500 Hz) at 3.0-3.4 s, yes again at 3.6-4.0 s, then quiet."""
     return np.concatenate([silence(1.0), tone(0.4, 500), silence(1.6), tone(0.4, 1500), silence(0.2),
