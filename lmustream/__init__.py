@@ -5,8 +5,8 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str):
     # Imported on first use, so that `import lmustream` stays light.
-    if name == "Detector":
-        from lmustream.stream.detector import Detector
+    if name in ("Detector", "DetectorConfig"):
+        from lmustream.stream import detector
 
-        return Detector
+        return getattr(detector, name)
     raise AttributeError(f"module 'lmustream' has no attribute {name!r}")

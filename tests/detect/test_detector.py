@@ -260,6 +260,8 @@ def test_a_whole_config_is_the_base_and_arguments_override_it(rng):
     assert run_blocks(whole, x, np.random.default_rng(1)) == run_blocks(one_by_one, x, np.random.default_rng(1))
     with pytest.raises(ConfigError, match="DetectorConfig"):
         Detector(EnergyKernel(), config={"threshold": 0.5})
+    import lmustream
+    assert (lmustream.Detector, lmustream.DetectorConfig) == (Detector, DetectorConfig)
 
 
 def keyword_audio():
