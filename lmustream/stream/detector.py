@@ -609,6 +609,8 @@ class Detector:
         from lmustream.stream.backend import (backend_of, kernel_training_loss, model_detector_defaults,
                                               model_training_loss, open_kernel)
 
+        if config is not None and not isinstance(config, DetectorConfig):  # before the model is loaded
+            raise ConfigError(f"Detector config must be a DetectorConfig, got {type(config).__name__}")
         if hasattr(model, "open") and hasattr(model, "labels"):  # an opened kernel
             self.kernel, defaults, loss = model, {}, kernel_training_loss(model)
         else:
@@ -616,8 +618,6 @@ class Detector:
             self.kernel = open_kernel(model, backend, int8=int8)
         self.backend, self.backend_note = backend_of(self.kernel)
         self.labels = list(self.kernel.labels)
-        if config is not None and not isinstance(config, DetectorConfig):
-            raise ConfigError(f"Detector config must be a DetectorConfig, got {type(config).__name__}")
         base = config if config is not None else DetectorConfig.from_dict(defaults) if defaults else DetectorConfig()
         self.config = resolve_posterior(self._make_config(base, threshold, smoothing, refractory, window, hold,
                                                           posterior, isolation, one_per_word), loss)
