@@ -60,14 +60,18 @@ def _keywords(args) -> list[str] | None:
     return [k.strip() for k in args.keywords.split(",") if k.strip()] if args.keywords else None
 
 
+def _settings(args) -> dict:
+    """The detector settings given on the command line (None where an option was left out)."""
+    from lmustream.stream.detector import SETTINGS
+
+    return {k: getattr(args, k) for k in SETTINGS}
+
+
 def _detector(args, sample_rate: int | None = None):
     from lmustream.stream.detector import Detector
 
     detector = Detector(args.model, keywords=_keywords(args), threshold=getattr(args, "threshold", None),
-                        smoothing=args.smoothing, refractory=args.refractory, window=args.window, hold=args.hold,
-                        posterior=args.posterior, isolation=args.isolation, one_per_word=args.one_per_word,
-                        sample_rate=sample_rate,
-                        backend=args.backend, int8=args.int8)
+                        sample_rate=sample_rate, backend=args.backend, int8=args.int8, **_settings(args))
     if args.verbose:
         c = detector.config
         print(f"backend: {detector.backend_note}", file=sys.stderr)
@@ -296,18 +300,12 @@ def _progress_factory(args, what: str):
 
 def _config_from_args(args):
     """The detector settings: the model's defaults, overridden by the command line."""
-    from dataclasses import replace
-
     from lmustream.stream.backend import model_detector_defaults, model_training_loss
-    from lmustream.stream.detector import DetectorConfig, resolve_posterior
+    from lmustream.stream.detector import DetectorConfig, override_config, resolve_posterior
 
     defaults = model_detector_defaults(args.model)
     base = DetectorConfig.from_dict(defaults) if defaults else DetectorConfig()
-    updates = {k: getattr(args, k) for k in ("window", "smoothing", "refractory", "hold", "posterior", "isolation",
-                                             "one_per_word") if getattr(args, k) is not None}
-    if "refractory" in updates and "hold" not in updates:
-        updates["hold"] = min(base.hold, updates["refractory"])
-    return resolve_posterior(replace(base, **updates), model_training_loss(args.model))
+    return resolve_posterior(override_config(base, **_settings(args)), model_training_loss(args.model))
 
 
 def _keyword_list(args, labels) -> list[str]:

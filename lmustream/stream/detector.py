@@ -574,6 +574,30 @@ def load_thresholds(source: str | Path | Mapping | float | None) -> tuple[float 
     return None, per
 
 
+# The settings given one by one (Detector's arguments, the command line's options); threshold and
+# thresholds come together through load_thresholds.
+SETTINGS = tuple(f.name for f in fields(DetectorConfig) if f.name not in ("threshold", "thresholds"))
+
+
+def override_config(base: DetectorConfig, threshold=None, **settings) -> DetectorConfig:
+    """``base`` with the settings that are not None, and ``threshold`` (see :func:`load_thresholds`: a
+    single number replaces every keyword's threshold, per-keyword ones are merged in). A shorter
+    refractory period shortens the hold with it, unless a hold is given."""
+    unknown = sorted(set(settings) - set(SETTINGS))
+    if unknown:
+        raise ConfigError(f"unknown detector setting(s) {unknown}; known: {', '.join(SETTINGS)}")
+    default, per = load_thresholds(threshold)
+    updates = {k: v for k, v in settings.items() if v is not None}
+    if default is not None:
+        updates["threshold"] = default
+        updates["thresholds"] = {}  # a single number overrides the calibration of every keyword
+    if per:
+        updates["thresholds"] = {**dict(updates.get("thresholds", base.thresholds)), **per}
+    if "refractory" in updates and "hold" not in updates:
+        updates["hold"] = min(base.hold, updates["refractory"])
+    return replace(base, **updates)
+
+
 class Detector:
     """Keyword events from audio blocks of any size and sample rate.
 
@@ -619,8 +643,9 @@ class Detector:
         self.backend, self.backend_note = backend_of(self.kernel)
         self.labels = list(self.kernel.labels)
         base = config if config is not None else DetectorConfig.from_dict(defaults) if defaults else DetectorConfig()
-        self.config = resolve_posterior(self._make_config(base, threshold, smoothing, refractory, window, hold,
-                                                          posterior, isolation, one_per_word), loss)
+        self.config = resolve_posterior(override_config(
+            base, threshold, smoothing=smoothing, refractory=refractory, window=window, hold=hold,
+            posterior=posterior, isolation=isolation, one_per_word=one_per_word), loss)
         self.keywords = self._pick_keywords(keywords)
         self.model_rate = int(getattr(self.kernel, "sample_rate", 16000))
         frontend = getattr(self.kernel, "frontend", None)  # the frame geometry: 25 ms every 10 ms unless told
@@ -650,23 +675,6 @@ class Detector:
         self.reset()
 
     # -- configuration ---------------------------------------------------------------------
-    @staticmethod
-    def _make_config(base: DetectorConfig, threshold, smoothing, refractory, window, hold, posterior,
-                     isolation, one_per_word) -> DetectorConfig:
-        default, per = load_thresholds(threshold)
-        updates = {k: v for k, v in (("smoothing", smoothing), ("refractory", refractory), ("window", window),
-                                     ("hold", hold), ("posterior", posterior), ("isolation", isolation),
-                                     ("one_per_word", one_per_word))
-                   if v is not None}
-        if default is not None:
-            updates["threshold"] = default
-            updates["thresholds"] = {}  # a single number overrides the calibration of every keyword
-        if per:
-            updates["thresholds"] = {**dict(updates.get("thresholds", base.thresholds)), **per}
-        if "refractory" in updates and "hold" not in updates:
-            updates["hold"] = min(base.hold, updates["refractory"])
-        return replace(base, **updates)
-
     def _pick_keywords(self, keywords) -> list[str]:
         if keywords is None:
             picked = [label for label in self.labels if is_keyword_label(label)]

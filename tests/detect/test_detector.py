@@ -8,7 +8,8 @@ import pytest
 from lmustream.errors import AudioError, ConfigError
 from lmustream.stream.detector import (Detector, DetectorConfig, Event, FrameClock, KeywordTrigger, MovingAverage,
                                        LevelMeter, PosteriorSmoother, evidence_run, frame_levels, load_thresholds,
-                                       is_isolated, resolve_posterior, speech_run)
+                                       is_isolated, override_config, resolve_posterior,
+                                       speech_run)
 from tests.detect.fakes import EnergyKernel, silence, tone
 
 
@@ -262,6 +263,8 @@ def test_a_whole_config_is_the_base_and_arguments_override_it(rng):
         Detector(EnergyKernel(), config={"threshold": 0.5})
     import lmustream
     assert (lmustream.Detector, lmustream.DetectorConfig) == (Detector, DetectorConfig)
+    with pytest.raises(ConfigError, match="unknown detector setting"):
+        override_config(config, windw=1.0)
 
 
 def keyword_audio():
