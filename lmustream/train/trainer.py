@@ -181,9 +181,10 @@ def _initialize_from(model: LMUFormer, path: str, labels, fresh=()) -> None:
             raise ConfigError(f"init_from {path}: its labels {source.labels} differ from the data's "
                               f"{list(labels)} (missing there: {missing}); the data's labels must be the "
                               f"source's or a subset of them")
+        row = {label: i for i, label in enumerate(source.labels)}
         for key in ("head.weight", "head.bias"):
-            theirs[key] = torch.stack([theirs[key][list(source.labels).index(label)] if label in source.labels
-                                       else ours[key][i].to(theirs[key]) for i, label in enumerate(labels)])
+            theirs[key] = torch.stack([theirs[key][row[label]] if label in row else ours[key][i].to(theirs[key])
+                                       for i, label in enumerate(labels)])
     mismatched = sorted(k for k in set(ours) | set(theirs)
                         if k not in ours or k not in theirs or ours[k].shape != theirs[k].shape)
     if mismatched:
