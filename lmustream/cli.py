@@ -260,7 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "any work starts. init_from=MODEL starts from another model's weights (init_from=null "
                     "clears a config's); "
                     "distill.teacher=MODEL also learns a teacher's posteriors (distill.weight, "
-                    "distill.temperature); optim.ema_decay=0.999 validates and saves a moving average "
+                    "distill.temperature; distill.teacher=[M1,M2,...] learns an ensemble's averaged "
+                    "posteriors); optim.ema_decay=0.999 validates and saves a moving average "
                     "of the weights. Several GPUs or processes: "
                     "torchrun --nproc_per_node=N -m lmustream train ...")
     train.add_argument("--config", help="YAML recipe (default: built-in defaults)")

@@ -86,7 +86,8 @@ class PrefixLossConfig:
 class DistillConfig:
     """Knowledge distillation (lmustream.train.distill): loss = (1-w) * loss + w * T^2 KL(teacher || student)."""
 
-    teacher: str | None = None  # a model file or shipped model name with the data's labels; None disables
+    teacher: str | list[str] | None = None  # a model file or shipped model name with the data's labels, or a
+    # list of them (an ensemble: their softened posteriors averaged); None disables
     weight: float = 0.5  # w: the share of the loss that follows the teacher
     temperature: float = 2.0  # T: softens both posteriors so the teacher's near-misses count
 

@@ -28,7 +28,7 @@ from lmustream.models.artifact import ModelArtifact, atomic_write_bytes, load_mo
 from lmustream.models.registry import resolve_model
 from lmustream.train.augment import FeatureAugmenter
 from lmustream.train.config import OptimConfig, TrainConfig
-from lmustream.train.distill import blend as distill_blend, load_teacher
+from lmustream.train.distill import blend as distill_blend, load_teacher, teacher_specs
 from lmustream.train.distributed import share_batch_statistics
 from lmustream.train.early_exit_loss import model_outputs, prefix_loss
 from lmustream.train.ema import WeightAverage
@@ -218,10 +218,7 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
             raise LmuStreamError(f"{ckpt_path} exists: pass --resume to continue it, or choose another out=")
     if resume and not ckpt_path.exists():  # before minutes of data preparation, not after
         raise LmuStreamError(f"--resume: no checkpoint at {ckpt_path}")
-    if config.distill.teacher and config.data.auxiliary_packs:
-        raise ConfigError("distill.teacher cannot be combined with data.auxiliary_packs: the teacher knows "
-                          "none of the auxiliary classes")
-    for spec in (config.init_from, config.distill.teacher):
+    for spec in [config.init_from, *teacher_specs(config.distill.teacher)]:
         if spec:
             resolve_model(spec)  # a mistyped model name fails now, not after minutes of data preparation
     data = data or prepare_data(config, verbose=ddp.main)
@@ -238,8 +235,8 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
             model, device_ids=[device.index] if device.type == "cuda" else None)
     optimizer = make_optimizer(model.parameters(), config.optim, device)
     average = WeightAverage(model, config.optim.ema_decay) if config.optim.ema_decay > 0 else None
-    teacher = (load_teacher(config.distill.teacher, list(data.labels), data.frontend, device)
-               if config.distill.teacher else None)
+    teacher = (load_teacher(config.distill.teacher, list(data.labels), data.frontend, device,
+                            config.distill.temperature) if config.distill.teacher else None)
     augmenter = FeatureAugmenter(config.augment, data.frontend, data.noise)
 
     n_train = len(data.train)

@@ -80,6 +80,22 @@ def test_saved_model_keeps_the_task_classes_and_a_full_one_continues(packs, tmp_
                          ["x", "y", "w", "other:x", "other:z"], fresh=fresh)
 
 
+def test_a_teacher_must_know_the_auxiliary_classes_too(packs, tmp_path):
+    """A teacher of the task alone cannot give posteriors over the auxiliary classes; the run's
+    model+auxiliary.safetensors can, and teaches a student trained beside the same pack."""
+    base, aux = packs
+    first = tmp_path / "first"
+    task_model = train(load_config(None, overrides(base, aux, first)), progress=False)
+    with pytest.raises(ConfigError, match=r"only the data has \['other:x', 'other:z'\].*model\+auxiliary"):
+        train(load_config(None, overrides(base, aux, tmp_path / "bad", f"distill.teacher={task_model}")),
+              progress=False)
+    full = first / "model+auxiliary.safetensors"
+    student = tmp_path / "student"
+    train(load_config(None, overrides(base, aux, student, f"distill.teacher=[{full},{full}]", "distill.weight=1")),
+          progress=False)
+    assert load_model(student / "model+auxiliary.safetensors").labels == load_model(full).labels
+
+
 def test_auxiliary_packs_are_checked(packs, tmp_path):
     base, aux = packs
     run = tmp_path / "run"
@@ -99,8 +115,6 @@ def test_auxiliary_packs_are_checked(packs, tmp_path):
     folder.mkdir()
     with pytest.raises(ConfigError, match="data.auxiliary_packs needs a feature pack"):
         prepare_data(load_config(None, overrides(folder, aux, run)), verbose=False)
-    with pytest.raises(ConfigError, match="distill.teacher cannot be combined with data.auxiliary_packs"):
-        train(load_config(None, overrides(base, aux, run, "distill.teacher=sc12-lmuformer")), progress=False)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

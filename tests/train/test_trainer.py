@@ -375,6 +375,31 @@ def test_teacher_must_match_the_data(tmp_path):
         load_teacher(str(tmp_path / "t.safetensors"), list(LABELS), FbankConfig(n_mels=64), torch.device("cpu"))
 
 
+def test_an_ensemble_teacher_averages_its_members_softened_posteriors(tmp_path):
+    """softmax(ensemble(x) / T) is the mean of the members' softmax(z / T), each in the data's label order."""
+    from lmustream.audio.features import FbankConfig
+    from lmustream.models import get_config
+    from lmustream.models.artifact import ModelArtifact, save_model
+    from lmustream.train.distill import load_teacher
+
+    members, paths = [], []
+    for seed, labels in ((0, list(LABELS)), (1, list(LABELS)[::-1])):
+        torch.manual_seed(seed)
+        model = LMUFormer(get_config("lmuformer-tiny", n_classes=3, dim=16, memory_size=8, embed_convs=1,
+                                     mlp_ratio=1)).eval()
+        paths.append(str(tmp_path / f"m{seed}.safetensors"))
+        save_model(paths[-1], ModelArtifact(model, labels))
+        members.append((model, [labels.index(label) for label in LABELS]))
+    ensemble = load_teacher(paths, list(LABELS), FbankConfig(), torch.device("cpu"), temperature=2.0)
+    x = torch.randn(5, 30, 128)
+    with torch.no_grad():
+        expected = torch.stack([torch.softmax(m(x)[:, order] / 2.0, 1) for m, order in members]).mean(0)
+    torch.testing.assert_close(torch.softmax(ensemble(x) / 2.0, 1), expected)
+    assert not any(p.requires_grad for p in ensemble.parameters())
+    with pytest.raises(ConfigError, match="non-empty list"):
+        load_config(None, ["distill.teacher=[]"])
+
+
 @pytest.mark.parametrize("key", ["distill.teacher", "init_from"])
 def test_a_missing_model_fails_before_data_preparation(tmp_path, key):
     """The data path does not exist either: the model's error must come first."""
