@@ -56,8 +56,17 @@ def list_clips(spec, what: str) -> list[Clip]:
 
 
 def rank_clips(clips: list[Clip], seed: int) -> list[Clip]:
-    """A seeded, platform-independent order (sha256 of seed and path)."""
-    return sorted(clips, key=lambda c: hashlib.sha256(f"{seed}\0{c.describe()}".encode()).hexdigest())
+    """A seeded order that depends on the clips alone, not on the platform or on where they are stored.
+
+    The key is sha256 of the seed, the label and the file name (a noise cut: its file's name and
+    offset): the same clips copied to another folder rank the same, so a fine-tuning run repeats
+    wherever its data lies. Equal keys keep the listing's order.
+    """
+    def key(clip: Clip) -> str:
+        name = Path(clip.path).name if clip.path is not None else f"{Path(clip.noise[0]).name}@{clip.noise[1]}"
+        return hashlib.sha256(f"{seed}\0{clip.label}\0{name}".encode()).hexdigest()
+
+    return sorted(clips, key=key)
 
 
 def load_clip_set(clips: list[Clip], frontend: FbankConfig, frames: int, cache_dir=None,
