@@ -2,7 +2,8 @@
 
     python benchmarks/adapters_experiment.py [--parts asc,english] [--methods aflora,lora,lora:4,vera,head,full]
         [--asc-backbone PATH] [--asc-json PATH] [--english-model NAME] [--english-replay DIR]
-        [--epochs N] [--threads N] [--seeds 0,1,2] [--fa-threshold P] [--work DIR] [--json OUT]
+        [--epochs N] [--threads N] [--seeds 0,1,2] [--fa-threshold P] [--balance TAU] [--new-word-bias B]
+        [--work DIR] [--json OUT]
 
 (a) asc: a backbone trained on 30 Arabic Speech Commands keywords (default: the file named by
     --asc-backbone, ../data/backbones/asc30-lmuformer.safetensors) learns the other 10 from 10
@@ -65,6 +66,8 @@ def run_finetune(model: Path, folders: dict, run: str, out: Path, args, seed: in
         command += ["--threads", str(args.threads)]
     if args.balance is not None:
         command += ["--balance", str(args.balance)]
+    if args.new_word_bias is not None:
+        command += ["--new-word-bias", str(args.new_word_bias)]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     if done.returncode != 0:
@@ -251,6 +254,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="CPU threads of each run (default: torch's choice)")
     parser.add_argument("--fa-threshold", type=float, default=0.9)
     parser.add_argument("--balance", type=float, help="finetune --balance (default: finetune's)")
+    parser.add_argument("--new-word-bias", type=float, help="finetune --new-word-bias (default: finetune's)")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds: each run is repeated per seed")
     parser.add_argument("--work", default="/tmp/lmustream-adapters-experiment")
     parser.add_argument("--json", help="also write every figure to this JSON file")

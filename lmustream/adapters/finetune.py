@@ -38,7 +38,7 @@ from lmustream.adapters.api import (add_adapter, count_parameters, default_adapt
                                     merged_artifact, save_adapter)
 from lmustream.adapters.data import ClipSet, list_clips, load_clip_set, rank_clips, synthetic_noise
 from lmustream.adapters.evaluate import accuracy, predict
-from lmustream.adapters.head import grow_head, imprint_classes
+from lmustream.adapters.head import grow_head, imprint_classes, lower_classes
 from lmustream.audio.features import mel_centre_hz
 from lmustream.errors import ConfigError
 from lmustream.train.config import AugmentConfig
@@ -98,6 +98,10 @@ class FinetuneConfig:
       1: fully balanced; see :func:`sampling_log_prior`).
     channel_match: probability that an enrollment clip is heard through the replay clips' recording
       channel (level, spectral tilt, bandwidth; 0: never; see :mod:`lmustream.adapters.channel`).
+    new_word_bias: subtracted from the new words' logits in the deployed head after training. A few
+      clips seen many times leave the new classes over-confident on unseen voices, so they take
+      clips of old words; a positive bias trades new-word recall for old-word accuracy (0: none;
+      docs/adapters.md measures the trade).
       None: 0.5, or 0 for head-only training (a head on fixed features cannot learn to discount the
       channel, and the moved clips only blur its classes).
     aflora_initial_warmup, aflora_final_warmup: AFLoRA's warm-ups as fractions of the run (so that
@@ -123,6 +127,7 @@ class FinetuneConfig:
     label_smoothing: float = 0.1
     balance: float = 1.0
     channel_match: float | None = None
+    new_word_bias: float = 0.0
     aflora_initial_warmup: float = 0.05
     aflora_final_warmup: float = 0.6
     aflora_delta_t: int = 2
@@ -151,6 +156,9 @@ class FinetuneConfig:
             self.channel_match = 0.0 if self.method == "head" else DEFAULT_CHANNEL_MATCH
         if not 0 <= self.channel_match <= 1:
             raise ConfigError(f"finetune channel_match must be in [0, 1], got {self.channel_match!r}")
+        if isinstance(self.new_word_bias, bool) or not (isinstance(self.new_word_bias, (int, float))
+                                                         and math.isfinite(self.new_word_bias)):
+            raise ConfigError(f"finetune new_word_bias must be a finite number, got {self.new_word_bias!r}")
         if self.distill_weight < 0 or self.distill_temperature <= 0:
             raise ConfigError("finetune distill_weight must be >= 0 and distill_temperature > 0")
 
@@ -379,9 +387,12 @@ def finetune(model, new_words, *, config: FinetuneConfig | None = None, out: str
         avg_adapter = avg_trainable
 
     model.eval()
+    if config.new_word_bias and new_labels:
+        lower_classes(model.head, [labels.index(w) for w in new_labels], config.new_word_bias)
     extra = {"finetune": {"base": base_name, "method": config.method, "loss": FINETUNE_LOSS,
                           "adapter": adapter_cfg.to_dict(), "new_words": new_labels,
                           "enrollment_clips": n_enroll, "epochs": config.epochs,
+                          "new_word_bias": config.new_word_bias,
                           "freezes": [asdict(e) for e in freezer.events] if freezer else []}}
     adapter_path = None
     if out is not None or adapter_out is not None:

@@ -66,3 +66,10 @@ def imprint_classes(model: nn.Module, x: torch.Tensor, y: torch.Tensor, classes:
         if head.bias is not None:
             head.bias[c] = tau - margin / 2 - w @ centre
 
+
+def lower_classes(head: nn.Linear, classes: list[int], amount: float) -> None:
+    """Subtract ``amount`` from the logits of ``classes``: their bias, so the deployed model carries it."""
+    if head.bias is None:
+        raise ConfigError("new_word_bias needs a classifier head with a bias; this model's head has none")
+    with torch.no_grad():
+        head.bias[classes] -= amount

@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -170,6 +171,56 @@ def test_finetune_cli_errors(setup, tmp_path, capsys):
     assert "--rank" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["finetune", "--model", str(setup["model"]), "--new-words", str(setup["new"]), "--method", "dora"])
+
+
+def test_new_word_bias_lowers_only_the_new_words_logits_in_what_is_written(setup, tmp_path):
+    """Two runs alike but for new_word_bias: the written models differ by exactly -B on the new words'
+    logits and nowhere else; the adapter file carries it too, and the header records it."""
+    from lmustream.adapters import load_adapter
+    from lmustream.errors import ConfigError
+
+    x = torch.randn(5, 40, 128, generator=torch.Generator().manual_seed(0))
+    logits = {}
+    for bias in (0.0, 2.5):
+        config = FinetuneConfig(method="lora", rank=2, epochs=2, batch_size=4, threads=1, channel_match=0.0,
+                                new_word_bias=bias)
+        out = tmp_path / f"b{bias}.safetensors"
+        finetune(setup["model"], setup["new"], config=config, out=out, replay=setup["replay"], cache_dir=False,
+                 progress=False, log=lambda line: None)
+        taught = load_model(out)
+        assert taught.extra["finetune"]["new_word_bias"] == bias
+        with torch.no_grad():
+            logits[bias] = taught.model.eval()(x)
+            unmerged = load_model(setup["model"]).model
+            load_adapter(unmerged, tmp_path / f"b{bias}.adapter.safetensors")
+            torch.testing.assert_close(unmerged.eval()(x), logits[bias], atol=1e-5, rtol=1e-5)
+    shift = logits[2.5] - logits[0.0]
+    torch.testing.assert_close(shift[:, :2], torch.zeros(5, 2), atol=1e-5, rtol=0)  # OLD
+    torch.testing.assert_close(shift[:, 2:], torch.full((5, 2), -2.5), atol=1e-5, rtol=0)  # NEW
+    with pytest.raises(ConfigError, match="new_word_bias"):
+        FinetuneConfig(new_word_bias=float("nan"))
+
+
+def test_a_run_repeats_wherever_its_clips_are_stored(setup, tmp_path):
+    """The same replay clips in another folder: the same clips kept, in the same order, the same model."""
+    import shutil
+
+    from lmustream.adapters.data import list_clips, rank_clips
+
+    moved = shutil.copytree(setup["replay"], tmp_path / "elsewhere" / "old words")
+    names = [[(c.label, Path(c.path).name) for c in rank_clips(list_clips(folder, "replay"), seed=3)]
+             for folder in (setup["replay"], moved)]
+    assert names[0] == names[1] and len(names[0]) == 12
+    assert names[0] != [(c.label, Path(c.path).name) for c in list_clips(setup["replay"], "replay")]  # ranked
+    config = FinetuneConfig(method="lora", rank=2, epochs=2, batch_size=4, threads=1, channel_match=0.0,
+                            replay_per_class=2)
+    states = []
+    for folder in (setup["replay"], moved):
+        result = finetune(setup["model"], setup["new"], config=config, replay=folder, cache_dir=False,
+                          progress=False, log=lambda line: None)
+        states.append(result.artifact.model.state_dict())
+    for key, value in states[0].items():
+        assert torch.equal(value, states[1][key]), key
 
 
 def test_finetune_help():
