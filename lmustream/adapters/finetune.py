@@ -98,12 +98,12 @@ class FinetuneConfig:
       1: fully balanced; see :func:`sampling_log_prior`).
     channel_match: probability that an enrollment clip is heard through the replay clips' recording
       channel (level, spectral tilt, bandwidth; 0: never; see :mod:`lmustream.adapters.channel`).
+      None: 0.5, or 0 for head-only training (a head on fixed features cannot learn to discount the
+      channel, and the moved clips only blur its classes).
     new_word_bias: subtracted from the new words' logits in the deployed head after training. A few
       clips seen many times leave the new classes over-confident on unseen voices, so they take
       clips of old words; a positive bias trades new-word recall for old-word accuracy (0: none;
       docs/adapters.md measures the trade).
-      None: 0.5, or 0 for head-only training (a head on fixed features cannot learn to discount the
-      channel, and the moved clips only blur its classes).
     aflora_initial_warmup, aflora_final_warmup: AFLoRA's warm-ups as fractions of the run (so that
       the schedule scales with --epochs); aflora_delta_t: its window in steps (the paper's 10 is
       for runs of thousands of steps; a few-shot run has a few hundred).
