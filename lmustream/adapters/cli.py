@@ -87,15 +87,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--new-word-bias", type=float, default=0.0, metavar="B",
                         help="subtract B from the new words' logits in the written model: the new words then "
                              "take fewer clips of old words, at some cost in their own recall (default 0; on the "
-                             "English adapter experiment 1.5 cut AFLoRA's old-word loss from 7.6 to 1.9 points "
-                             "and cost the new words 3.9: docs/adapters.md)")
+                             "English adapter experiment 1 cut AFLoRA's old-word loss from 6.1 to 3.1 points "
+                             "and cost the new words 2.0: docs/adapters.md)")
     parser.add_argument("--channel-match", type=float, metavar="P",
                         help="probability of hearing an enrollment clip through the replay clips' recording "
                              "channel (their level, spectral tilt and bandwidth), so that the new words are "
                              "learnt apart from the enrollment microphone (default 0.5, head-only 0; 0 disables)")
     parser.add_argument("--targets", metavar="PATTERNS",
-                        help="comma-separated layers to adapt, names or glob patterns (default: every Linear and "
-                             "Conv1d), e.g. 'blocks.*,embed.rpe'")
+                        help="comma-separated layers to adapt, names or glob patterns (default: AFLoRA the patch "
+                             "embedding, 'embed.*', where new words are learnt; LoRA and VeRA every Linear and "
+                             "Conv1d), e.g. '*' for every layer or 'blocks.*,embed.rpe'")
     parser.add_argument("--seed", type=int, default=0, help="random seed (0)")
     parser.add_argument("--threads", type=positive_int, help="CPU threads (default: torch's choice)")
     parser.add_argument("--cache-dir", help="feature cache folder (default ~/.cache/lmustream/features)")

@@ -105,6 +105,12 @@ def test_finetune_teaches_new_words_and_writes_a_deployable_model(setup, tmp_pat
     assert taught.labels == OLD + NEW and taught.model.config.n_classes == 4
     header = read_adapter_header(tmp_path / "taught.adapter.safetensors")
     assert header["adapter"]["method"] == method and header["labels"] == OLD + NEW
+    if method in ("aflora", "lora", "vera"):  # AFLoRA adapts the patch embedding by default, the others every layer
+        assert list(header["adapter"]["target_modules"]) == (["embed.*"] if method == "aflora" else ["*"])
+        from safetensors import safe_open
+        with safe_open(str(tmp_path / "taught.adapter.safetensors"), "pt") as f:
+            layers = {name.split(".")[0] for name in f.keys() if not name.startswith("head")}
+        assert layers == ({"embed"} if method == "aflora" else {"embed", "blocks"}), layers
     if method == "aflora":
         assert result.freezes and all(f"froze {f['matrix']}" in " ".join(lines) for f in result.freezes)
         assert result.avg_trainable_params < result.trainable_params_start  # matrices froze along the way
