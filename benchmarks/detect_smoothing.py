@@ -5,7 +5,7 @@
         --negatives ../shared/data/spoken_sentences --noise ../shared/data/speech_commands_noise --hours 2
 
 Builds the eval-stream test stream once, runs the model over it once, then scores every
-combination of --posteriors x --windows x --smoothings x --holds x --isolations with the detector's
+combination of --posteriors x --windows x --smoothings x --holds x --isolations x --trailing-pauses with the detector's
 own code, printing
 per-keyword-threshold FRR at 0.5 / 1 / 5 false alarms per hour, the same with one threshold
 shared by all keywords (false alarms of all keywords summed), and the median latency at
@@ -44,6 +44,8 @@ def main() -> None:
     parser.add_argument("--holds", type=floats, default=[0.0, 0.1])
     parser.add_argument("--posteriors", default="sigmoid,softmax")
     parser.add_argument("--isolations", type=floats, default=[0.0])
+    parser.add_argument("--trailing-pauses", type=floats, default=[0.0],
+                        help="seconds of quiet a keyword's word must be followed by (with an isolation > 0)")
     parser.add_argument("--refractory", type=float, default=1.0)
     parser.add_argument("--backend", default="auto")
     args = parser.parse_args()
@@ -63,16 +65,17 @@ def main() -> None:
           f"insertions from {c['keyword_clips']} clips ({c['keyword_speakers']} speakers), {c['speech_items']} "
           f"sentences ({c['speech_files']} files, {c['speech_passes']} passes), noise SNR {c['snr_db']} dB; "
           f"model pass {model_s:.0f} s")
-    head = (f"{'posterior':>9} {'window s':>8} {'smooth s':>8} {'hold s':>6} {'isol s':>6} | "
+    head = (f"{'posterior':>9} {'window s':>8} {'smooth s':>8} {'hold s':>6} {'isol s':>6} {'pause s':>7} | "
             f"{'per-keyword thresholds: FRR at 0.5 / 1 / 5 FA/h':>44}"
             f" {'lat@1':>7} | {'one threshold: FRR at 0.5 / 1 / 5 FA/h':>38} {'lat@1':>7}")
     print(head)
     print("-" * len(head))
     levels = stream_levels(plan)
-    for posterior, window, smoothing, hold, isolation in itertools.product(
-            args.posteriors.split(","), args.windows, args.smoothings, args.holds, args.isolations):
+    for posterior, window, smoothing, hold, isolation, pause in itertools.product(
+            args.posteriors.split(","), args.windows, args.smoothings, args.holds, args.isolations,
+            args.trailing_pauses):
         config = DetectorConfig(window=window, smoothing=smoothing, hold=hold, refractory=args.refractory,
-                                posterior=posterior, isolation=isolation)
+                                posterior=posterior, isolation=isolation, trailing_pause=pause)
         curves = sweep(logits, labels, plan, config, int(kernel.lookahead), keywords=keywords, levels=levels)
         table = summarize(curves, plan.hours)
         cells = []
@@ -82,7 +85,8 @@ def main() -> None:
                              for r in ("0.5", "1", "5"))
             lat = row["1"]["median_latency_ms"]
             cells.append(f"{frr:>{44 if not cells else 38}} {'-' if lat is None else format(lat, '.0f') + 'ms':>7}")
-        print(f"{posterior:>9} {window:>8g} {smoothing:>8g} {hold:>6g} {isolation:>6g} | {cells[0]} | {cells[1]}")
+        print(f"{posterior:>9} {window:>8g} {smoothing:>8g} {hold:>6g} {isolation:>6g} {pause:>7g} | {cells[0]} | "
+              f"{cells[1]}")
 
 
 if __name__ == "__main__":

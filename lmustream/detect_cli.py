@@ -48,6 +48,9 @@ def _add_detector_options(p: argparse.ArgumentParser, thresholds: bool = True) -
     g.add_argument("--isolation", type=float, metavar="S",
                    help="drop detections inside running speech: the speech a keyword ends must not have lasted "
                         "longer than S seconds without a 0.2 s pause (0: off)")
+    g.add_argument("--trailing-pause", type=float, metavar="S",
+                   help="with --isolation, report a keyword only once its word is followed by S seconds of quiet, "
+                        "and drop it when the speech goes on instead (default 0.2; 0: decide at the crossing)")
     g.add_argument("--every-keyword", dest="one_per_word", action="store_false", default=None,
                    help="report every keyword whose posterior rises on a word (default: one keyword per word, the "
                         "first to fire: a later one whose span overlaps its span is dropped)")
@@ -77,6 +80,7 @@ def _detector(args, sample_rate: int | None = None):
         print(f"backend: {detector.backend_note}", file=sys.stderr)
         print(f"detector: {c.posterior} of the {c.window:g} s mean of logits, smoothing {c.smoothing:g} s, "
               f"refractory {c.refractory:g} s, hold {c.hold:g} s, isolation {c.isolation:g} s, "
+              f"trailing pause {c.trailing_pause:g} s, "
               f"{'one keyword per word' if c.one_per_word else 'every keyword'}, thresholds {detector.thresholds}",
               file=sys.stderr)
     return detector

@@ -72,7 +72,7 @@ def write_calibrated_model(model_path: str | Path, result: dict, out: str | Path
     from lmustream.models.artifact import load_model, save_model
 
     artifact = load_model(model_path)
-    keep = ("thresholds", "window", "smoothing", "refractory", "hold", "posterior", "isolation", "one_per_word",
-            "target_fa_per_hour", "negative_hours")
+    keep = ("thresholds", "window", "smoothing", "refractory", "hold", "posterior", "isolation", "trailing_pause",
+            "one_per_word", "target_fa_per_hour", "negative_hours")
     artifact.extra = {**artifact.extra, "detector": {k: result[k] for k in keep if k in result}}
     save_model(out, artifact)

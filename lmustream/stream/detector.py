@@ -20,7 +20,10 @@ A keyword k fires at frame t when ``p_t[k] >= threshold[k]``, the trigger is arm
 went below its threshold since k last fired) and k last fired at least ``refractory``
 seconds ago. The event is emitted when p[k] has passed its peak, or ``hold`` seconds after
 the crossing (default 0: at once), whichever comes first; its confidence is the highest
-posterior up to then. Labels starting with ``_`` are never reported.
+posterior up to then. Labels starting with ``_`` are never reported. Keywords are commands: a
+keyword that fired is reported once its word has proved to be short speech between pauses
+(:class:`CommandGate`: at most ``isolation`` seconds, followed by ``trailing_pause`` seconds of
+quiet), and dropped as a word of running speech otherwise.
 
 Times are seconds of the input stream since it started (or since :meth:`Detector.reset`):
 frame t covers samples ``[160 t, 160 t + 400)`` at 16 kHz; an event's ``detected_at`` is the
@@ -51,6 +54,8 @@ DEFAULT_HOLD_S = 0.0
 POSTERIORS = ("auto", "sigmoid", "softmax")
 DEFAULT_ISOLATION_S = 1.0  # a keyword fits in the model's one-second clip; longer speech is not one
 ISOLATION_GAP_S = 0.2  # a pause this long separates a command from the speech before it
+# ... and from the speech after it: a keyword is reported once its word is followed by this much quiet
+DEFAULT_TRAILING_PAUSE_S = 0.2
 MAX_CHANNELS = 64  # a pushed block with more columns is [channels, samples], not [samples, channels]
 ISOLATION_LOOKBACK_S = 3.0  # audio examined before a decision to tell a command from running speech
 ISOLATION_FLOOR_S = 10.0  # audio whose quietest frames give the noise floor for that
@@ -81,7 +86,11 @@ class DetectorConfig:
       isolation: keywords are commands: an event is dropped when the speech it ends (loud
         frames with no pause of ISOLATION_GAP_S) has lasted longer than this many seconds,
         i.e. the keyword was a word inside running speech; 0 disables the check. Needs the
-        audio (see :func:`is_isolated`).
+        audio (see :class:`CommandGate`).
+      trailing_pause: with ``isolation``, an event also waits until its word is followed by this
+        many seconds of quiet, and is dropped when the speech goes on past ``isolation`` seconds
+        instead (a word at the start of a sentence); 0 decides at the crossing (see
+        :class:`CommandGate`).
       one_per_word: a word reports at most one keyword: an event whose span overlaps the span of
         the event reported before it is dropped (two keywords whose posteriors both rise on one
         word, e.g. "up" on the end of "stop"). False reports every keyword.
@@ -95,12 +104,13 @@ class DetectorConfig:
     hold: float = DEFAULT_HOLD_S
     posterior: str = "auto"
     isolation: float = DEFAULT_ISOLATION_S
+    trailing_pause: float = DEFAULT_TRAILING_PAUSE_S
     one_per_word: bool = True
 
     def __post_init__(self):
         if self.posterior not in POSTERIORS:
             raise ConfigError(f"detector posterior must be one of {POSTERIORS}, got {self.posterior!r}")
-        for name in ("window", "smoothing", "refractory", "hold", "isolation"):
+        for name in ("window", "smoothing", "refractory", "hold", "isolation", "trailing_pause"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) \
                     or value < 0:
@@ -403,6 +413,10 @@ class SpanHistory:
         self._levels = self._levels[drop:]
         self.level_offset += drop
 
+    @property
+    def level_count(self) -> int:
+        return int(self._levels.size)
+
     def levels(self, first: int, last: int) -> np.ndarray | None:
         """The levels of frames ``[first, last]`` (clipped to those kept), None when there are none."""
         a, b = max(first - self.level_offset, 0), min(last - self.level_offset, self._levels.size - 1)
@@ -490,26 +504,93 @@ def speech_run(levels_db: np.ndarray, anchor: int) -> tuple[int, int] | None:
     return tuple(int(v) for v in (before[-1] if before else runs[0]))
 
 
-def is_isolated(levels_db: np.ndarray, limit_frames: int, gap_frames: int, lookback_frames: int) -> bool:
-    """Whether the speech that ends ``levels_db`` (the levels of the frames up to a decision,
-    ISOLATION_FLOOR_S of them for the noise floor) is short enough to be a command: in the last
-    ``lookback_frames``, from its last loud frame back to the previous pause of at least
-    ``gap_frames``, at most ``limit_frames``. Loud: at least half-way (in dB) from the floor
-    (10th percentile of all the levels given) to the look-back's peak. When nothing stands
-    out, it passes (there is no running speech to confuse)."""
+def last_speech(levels_db: np.ndarray, gap_frames: int, lookback_frames: int) -> tuple[int, int] | None:
+    """``(length, quiet)`` of the speech that ends ``levels_db`` (the levels of the frames up to a
+    decision, ISOLATION_FLOOR_S of them for the noise floor): in the last ``lookback_frames``,
+    the loud frames from the last one back to the previous pause of at least ``gap_frames``
+    span ``length`` frames, and ``quiet`` frames follow them. Loud: at least half-way (in dB)
+    from the floor (10th percentile of all the levels given) to the look-back's peak. None
+    when nothing stands out (there is no running speech to confuse); ``length`` is None when
+    the speech runs back past the start of the look-back."""
     history = np.asarray(levels_db, np.float64)
     if history.size == 0:
-        return True
+        return None
     x = history[-lookback_frames:]
     floor, peak = noise_floor(history), float(x.max())
     if peak - floor < MIN_SPEECH_RANGE_DB:
-        return True
+        return None
     loud = np.flatnonzero(x >= floor + 0.5 * (peak - floor))
     gaps = np.flatnonzero(np.diff(loud) > gap_frames)  # pauses between loud frames
     start = loud[gaps[-1] + 1] if gaps.size else loud[0]
+    quiet = int(x.size - 1 - loud[-1])
     if not gaps.size and loud[0] < gap_frames:
-        return False  # the speech runs back past the start of what was examined
-    return loud[-1] - start + 1 <= limit_frames
+        return None, quiet
+    return int(loud[-1] - start + 1), quiet
+
+
+def is_isolated(levels_db: np.ndarray, limit_frames: int, gap_frames: int, lookback_frames: int) -> bool:
+    """Whether the speech that ends ``levels_db`` (see :func:`last_speech`) is short enough to be a
+    command: at most ``limit_frames`` since the previous pause. When nothing stands out, it passes."""
+    speech = last_speech(levels_db, gap_frames, lookback_frames)
+    return speech is None or (speech[0] is not None and speech[0] <= limit_frames)
+
+
+COMMAND, RUNNING_SPEECH, WAIT = "command", "running speech", "wait"
+
+
+@dataclass(frozen=True)
+class CommandGate:
+    """Keywords are commands (DetectorConfig.isolation, .trailing_pause), decided frame by frame
+    after a keyword fires: :meth:`state` on the levels up to frame d says whether the word is
+    a command (its speech, since a pause, is at most ``limit`` frames long and, with
+    ``trailing`` > 0, has been followed by ``trailing`` quiet frames), running speech (longer:
+    drop it) or not known yet (wait for the next frame). A keyword still waiting ``max_wait``
+    frames after it fired is dropped. Frames in seconds are converted by :meth:`of`."""
+
+    limit: int
+    trailing: int
+    gap: int
+    lookback: int
+    floor: int
+
+    @classmethod
+    def of(cls, config: "DetectorConfig", frame_seconds: float) -> "CommandGate":
+        frames = lambda s: max(1, int(round(s / frame_seconds)))  # noqa: E731
+        return cls(int(round(config.isolation / frame_seconds)), int(round(config.trailing_pause / frame_seconds)),
+                   frames(ISOLATION_GAP_S), frames(ISOLATION_LOOKBACK_S), frames(ISOLATION_FLOOR_S))
+
+    @property
+    def active(self) -> bool:
+        return self.limit > 0
+
+    @property
+    def max_wait(self) -> int:
+        return self.limit + self.trailing
+
+    def state(self, levels_db: np.ndarray | None) -> str:
+        """The word's state at the last of ``levels_db`` (the ``floor`` frames up to it)."""
+        if not self.active or levels_db is None:
+            return COMMAND
+        speech = last_speech(levels_db, self.gap, self.lookback)
+        if speech is None:
+            return COMMAND
+        length, quiet = speech
+        if length is None or length > self.limit:
+            return RUNNING_SPEECH
+        return COMMAND if quiet >= self.trailing else WAIT
+
+    def decide(self, levels_db: np.ndarray, first: int) -> int | None:
+        """On the levels of a whole stream: the frame at which a keyword first examined at frame
+        ``first`` is confirmed as a command, None when it is dropped. The stream's end ends the
+        speech (as :meth:`Detector.flush` does)."""
+        last = levels_db.size - 1
+        for d in range(first, first + self.max_wait + 1):
+            state = self.state(levels_db[max(0, min(d, last) - self.floor + 1):min(d, last) + 1])
+            if state == WAIT and d >= last:
+                return max(first, last)
+            if state != WAIT:
+                return d if state == COMMAND else None
+        return None
 
 
 def evidence_run(log_post: np.ndarray) -> tuple[int, int]:
@@ -608,7 +689,7 @@ class Detector:
       threshold: a number for every keyword, ``{keyword: threshold}``, or a calibration JSON
         file; unspecified keywords take the model's calibrated default (its ``extra.detector``)
         or DEFAULT_THRESHOLD.
-      smoothing, window, refractory, hold, isolation: seconds, see :class:`DetectorConfig` (None:
+      smoothing, window, refractory, hold, isolation, trailing_pause: seconds, see :class:`DetectorConfig` (None:
         the model's calibrated value, else the default); posterior: "sigmoid", "softmax" or "auto";
         one_per_word: False reports every keyword that fires on a word (default True: the first).
       config: a whole :class:`DetectorConfig` to start from instead of the model's calibration; the
@@ -627,8 +708,8 @@ class Detector:
     def __init__(self, model, keywords: Iterable[str] | None = None, threshold=None,
                  smoothing: float | None = None, refractory: float | None = None, *,
                  window: float | None = None, hold: float | None = None, posterior: str | None = None,
-                 isolation: float | None = None, one_per_word: bool | None = None,
-                 config: DetectorConfig | None = None, sample_rate: int | None = None,
+                 isolation: float | None = None, trailing_pause: float | None = None,
+                 one_per_word: bool | None = None, config: DetectorConfig | None = None, sample_rate: int | None = None,
                  backend: str = "auto", int8: bool = False, on_event: Callable[[Event], Any] | None = None):
         from lmustream.stream.backend import (backend_of, kernel_training_loss, model_detector_defaults,
                                               model_training_loss, open_kernel)
@@ -645,7 +726,7 @@ class Detector:
         base = config if config is not None else DetectorConfig.from_dict(defaults) if defaults else DetectorConfig()
         self.config = resolve_posterior(override_config(
             base, threshold, smoothing=smoothing, refractory=refractory, window=window, hold=hold,
-            posterior=posterior, isolation=isolation, one_per_word=one_per_word), loss)
+            posterior=posterior, isolation=isolation, trailing_pause=trailing_pause, one_per_word=one_per_word), loss)
         self.keywords = self._pick_keywords(keywords)
         self.model_rate = int(getattr(self.kernel, "sample_rate", 16000))
         frontend = getattr(self.kernel, "frontend", None)  # the frame geometry: 25 ms every 10 ms unless told
@@ -665,11 +746,11 @@ class Detector:
         self._classes = [self.labels.index(k) for k in self.keywords]
         self._triggers = [KeywordTrigger(c.threshold_of(k), clock.frames(c.refractory),
                                          int(round(c.hold / clock.frame_seconds))) for k in self.keywords]
-        self._history = SpanHistory(len(self.labels), max(
-            self._window_frames + self._smoothing_frames + clock.frames(c.hold) + clock.lookahead + 2,
+        self._gate = CommandGate.of(c, clock.frame_seconds)
+        self._history = SpanHistory(len(self.labels), max(  # what an event's span and the gate look back on
+            self._window_frames + self._smoothing_frames + clock.frames(c.hold) + clock.lookahead
+            + self._gate.max_wait + 2,
             clock.frames(ISOLATION_FLOOR_S) + clock.lookahead + 2))
-        self._isolation = (int(round(c.isolation / clock.frame_seconds)), clock.frames(ISOLATION_GAP_S),
-                           clock.frames(ISOLATION_LOOKBACK_S), clock.frames(ISOLATION_FLOOR_S))
         self._levels = LevelMeter(hop, win)
         self._resampler = None
         self.reset()
@@ -712,6 +793,8 @@ class Detector:
         self.samples_in = 0  # input samples pushed (at their own rate)
         self.last_posteriors = np.zeros(len(self.keywords))  # smoothed p of each keyword, last frame
         self._last_span: tuple[float, float] | None = None  # (start, end) of the last event reported
+        # keywords fired and not yet judged: (keyword, class, trigger, first frame judged at, next frame)
+        self._waiting: list[tuple[str, int, Trigger, int, int]] = []
 
     @property
     def time(self) -> float:
@@ -746,6 +829,7 @@ class Detector:
         else:
             events = []
         events += self.process_logits(self._stream.flush())
+        events += self._report(self._judge_waiting(final=True))  # the stream's end ends the speech
         self.reset()
         return events
 
@@ -771,18 +855,46 @@ class Detector:
         self._history.push(frame_logits)
         self.frames += frame_logits.shape[0]
         self.last_posteriors = posteriors[-1, self._classes]
-        events: list[Event] = []
         for keyword, cls, trigger in zip(self.keywords, self._classes, self._triggers):
             for hit in trigger.push(posteriors[:, cls]):
-                if self._is_command(hit):
-                    events.append(self._event(keyword, cls, hit))
+                first = hit.emit + self.clock.lookahead  # the decision's last frame of audio
+                self._waiting.append((keyword, cls, hit, first, first))
+        events = self._judge_waiting(final=False)
         self._history.trim()
+        return self._report(events)
+
+    def _report(self, events: list[Event]) -> list[Event]:
         events.sort(key=lambda e: e.detected_at)
         if self.config.one_per_word:
             events = self._one_per_word(events)
         for event in events:
             for callback in self._callbacks:
                 callback(event)
+        return events
+
+    def _judge_waiting(self, final: bool) -> list[Event]:
+        """The keywords that have fired, judged as commands (:class:`CommandGate`) frame by frame on
+        the audio heard so far; those still undecided wait for more audio, unless the stream has
+        ended (``final``: the end of the audio ends the speech, as in :meth:`CommandGate.decide`)."""
+        gate, history, events, waiting = self._gate, self._history, [], []
+        heard = history.level_offset + history.level_count - 1  # the last frame whose level is known
+        for keyword, cls, hit, first, frame in self._waiting:
+            if not gate.active or heard < 0:
+                events.append(self._event(keyword, cls, hit, first))  # no check, or no audio to check with
+                continue
+            state, deadline = WAIT, first + gate.max_wait
+            while state == WAIT and frame <= min(heard, deadline):
+                state = gate.state(history.levels(frame - gate.floor + 1, frame))
+                frame += 1
+            decided = frame - 1
+            if state == WAIT and final and frame <= deadline:
+                state, decided = gate.state(history.levels(heard - gate.floor + 1, heard)), max(first, heard)
+                state = COMMAND if state == WAIT else state
+            if state == COMMAND:
+                events.append(self._event(keyword, cls, hit, decided))
+            elif state == WAIT and frame <= deadline:
+                waiting.append((keyword, cls, hit, first, frame))
+        self._waiting = waiting
         return events
 
     def _one_per_word(self, events: list[Event]) -> list[Event]:
@@ -797,20 +909,11 @@ class Detector:
             self._last_span = (event.start, event.end)
         return kept
 
-    def _is_command(self, hit: Trigger) -> bool:
-        """The isolation check (DetectorConfig.isolation); passes when it is off or there is no audio."""
-        limit, gap, lookback, floor = self._isolation
-        if limit <= 0:
-            return True
-        decided = hit.emit + self.clock.lookahead
-        levels = self._history.levels(decided - floor + 1, decided)
-        return levels is None or is_isolated(levels, limit, gap, lookback)
-
-    def _event(self, keyword: str, cls: int, hit: Trigger) -> Event:
+    def _event(self, keyword: str, cls: int, hit: Trigger, decided: int) -> Event:
+        """The event of a trigger reported at frame ``decided`` (the last frame of audio it used)."""
         first = hit.fire - self._smoothing_frames - self._window_frames + 2
-        start, end = self._history.span(cls, first, hit.emit + self.clock.lookahead)
-        return Event(keyword, self.clock.start(start), self.clock.end(end), hit.confidence,
-                     self.clock.decided(hit.emit))
+        start, end = self._history.span(cls, first, decided)
+        return Event(keyword, self.clock.start(start), self.clock.end(end), hit.confidence, self.clock.end(decided))
 
 
 def silence_logits(stream, sample_rate: int, seconds: float = SILENCE_PRIOR_S) -> np.ndarray | None:

@@ -367,7 +367,8 @@ def sweep(logits: np.ndarray, labels: list[str], plan: StreamPlan, config: Detec
           keywords: list[str] | None = None, levels: np.ndarray | None = None) -> dict[str, KeywordCurve]:
     """Each keyword's hits and false alarms at every threshold (module docstring). With
     ``config.isolation`` and the stream's ``levels`` (:func:`stream_levels`), detections that
-    the detector would drop as words inside running speech are dropped here too."""
+    the detector would drop as words inside running speech are dropped here too, and those it
+    would report only after the word's trailing pause are timed then."""
     clock = FrameClock(RATE, 160, 400, lookahead)
     thresholds = threshold_grid() if thresholds is None else np.asarray(thresholds)
     if config.posterior == "auto":
@@ -386,7 +387,8 @@ def sweep(logits: np.ndarray, labels: list[str], plan: StreamPlan, config: Detec
         for thr in thresholds:
             trigger = KeywordTrigger(float(thr), clock.frames(config.refractory),
                                      int(round(config.hold / clock.frame_seconds)))
-            times = np.array([clock.decided(t.emit) for t in trigger.push(posteriors[:, cls]) if command(t.emit)])
+            decided = (command(t.emit) for t in trigger.push(posteriors[:, cls]))
+            times = np.array([clock.end(d) for d in decided if d is not None])
             hit, fa, lat = score_detections(times, spans, max_latency)
             hits.append(hit)
             fas.append(fa)
@@ -396,21 +398,19 @@ def sweep(logits: np.ndarray, labels: list[str], plan: StreamPlan, config: Detec
 
 
 def _command_check(config: DetectorConfig, lookahead: int, levels: np.ndarray | None):
-    """``emit frame -> bool``: the detector's isolation check on the stream's levels (memoised)."""
-    from lmustream.stream.detector import ISOLATION_FLOOR_S, ISOLATION_GAP_S, ISOLATION_LOOKBACK_S, is_isolated
+    """``emit frame -> decision frame | None``: when the detector would report a keyword that fired
+    at that frame (:class:`~lmustream.stream.detector.CommandGate` on the stream's levels; None:
+    dropped as a word inside running speech), memoised."""
+    from lmustream.stream.detector import CommandGate
 
-    clock = FrameClock(RATE, 160, 400, lookahead)
-    limit = int(round(config.isolation / clock.frame_seconds))
-    if limit <= 0 or levels is None:
-        return lambda emit: True
-    gap, lookback, floor = (clock.frames(s) for s in (ISOLATION_GAP_S, ISOLATION_LOOKBACK_S, ISOLATION_FLOOR_S))
-    memo: dict[int, bool] = {}
+    gate = CommandGate.of(config, FrameClock(RATE, 160, 400, lookahead).frame_seconds)
+    if not gate.active or levels is None or levels.size == 0:
+        return lambda emit: emit + lookahead
+    memo: dict[int, int | None] = {}
 
-    def check(emit: int) -> bool:
+    def check(emit: int) -> int | None:
         if emit not in memo:
-            decided = emit + lookahead
-            history = levels[max(0, decided - floor + 1):decided + 1]
-            memo[emit] = history.size == 0 or is_isolated(history, limit, gap, lookback)
+            memo[emit] = gate.decide(levels, emit + lookahead)
         return memo[emit]
     return check
 

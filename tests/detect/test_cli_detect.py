@@ -22,7 +22,7 @@ def varied_signal(rng):
     parts = []
     for i in range(6):
         parts += [(0.02 * rng.standard_normal(8000)).astype(np.float32), tone(0.4, 300 + 400 * i, amplitude=0.5),
-                  silence(0.3)]
+                  (0.002 * rng.standard_normal(4800)).astype(np.float32)]  # a quiet room between the sounds
     return np.concatenate(parts)
 
 
@@ -71,6 +71,11 @@ def test_stream_text_output_and_errors(tmp_path, model, capsys):
     assert main(["stream", str(path), "--model", model, "--threshold", "0.99", "--verbose"]) == 0
     captured = capsys.readouterr()
     assert "backend:" in captured.err and "0 detection(s) in 1 file(s)" in captured.err
+    assert "trailing pause 0.2 s" in captured.err  # the default
+    assert main(["stream", str(path), "--model", model, "--trailing-pause", "0", "--verbose"]) == 0
+    assert "trailing pause 0 s" in capsys.readouterr().err
+    assert main(["stream", str(path), "--model", model, "--trailing-pause", "-1"]) == 2
+    assert "trailing_pause must be a number of seconds >= 0" in capsys.readouterr().err
     assert main(["stream", str(tmp_path / "nope.wav"), "--model", model]) == 2
     assert "no such file" in capsys.readouterr().err
     assert main(["stream", str(path), "--model", model, "--keywords", "maybe"]) == 2

@@ -212,16 +212,24 @@ def test_detector_drops_keywords_inside_running_speech(rng):
     # 3.4 s of talk: "yes" and "no" words with 80 ms between them, then a "no" on its own
     word = np.concatenate([tone(0.35, 500), silence(0.08), tone(0.35, 1500), silence(0.08)])
     x = np.concatenate([silence(1.0), np.tile(word, 4), silence(1.0), tone(0.4, 1500), silence(1.5)])
+    x += 0.002 * rng.standard_normal(x.size).astype(np.float32)  # a quiet room, not digital silence
     # (one_per_word off: words 80 ms apart share a speech run, and this is about the isolation check alone)
     kwargs = dict(threshold=0.5, window=0.3, smoothing=0.05, refractory=0.5, hold=0.05, one_per_word=False)
     ungated = run_blocks(Detector(EnergyKernel(), isolation=0, **kwargs), x, rng)
     assert len(ungated) >= 7 and ungated[-1].start == pytest.approx(5.44, abs=0.03)
-    gated = run_blocks(Detector(EnergyKernel(), **kwargs), x, rng)
-    assert Detector(EnergyKernel(), **kwargs).config.isolation == 1.0  # on by default
-    # words decided within the talk's first second pass (nothing yet says it is not a command);
-    # the later ones are dropped; the "no" on its own is kept
-    assert all(e.detected_at < 2.1 for e in gated[:-1]) and len(gated) < len(ungated) - 3
-    assert (gated[-1].keyword, round(gated[-1].start, 2)) == ("no", ungated[-1].start.__round__(2))
+    at_crossing = run_blocks(Detector(EnergyKernel(), trailing_pause=0, **kwargs), x, rng)
+    # deciding at the crossing, words decided within the talk's first second pass (nothing yet
+    # says it is not a command); the later ones are dropped; the "no" on its own is kept
+    assert all(e.detected_at < 2.1 for e in at_crossing[:-1]) and 2 <= len(at_crossing) < len(ungated) - 3
+    assert (at_crossing[-1].keyword, round(at_crossing[-1].start, 2)) == ("no", ungated[-1].start.__round__(2))
+    # by default a keyword also waits for the pause after its word: the talk never pauses for
+    # 0.2 s, so none of its words is reported; the "no" on its own is, once 0.2 s of quiet follow it
+    default = Detector(EnergyKernel(), **kwargs)
+    assert (default.config.isolation, default.config.trailing_pause) == (1.0, 0.2)  # on by default
+    gated = run_blocks(default, x, rng)
+    assert [(e.keyword, round(e.start, 2)) for e in gated] == [("no", round(ungated[-1].start, 2))]
+    assert 5.44 + 0.4 + 0.2 <= gated[0].detected_at <= 5.44 + 0.4 + 0.3
+    assert gated[0].end == pytest.approx(5.44 + 0.4, abs=0.05)  # the whole word, heard before reporting it
 
 
 def test_thresholds_parsing(tmp_path):
@@ -268,8 +276,8 @@ def test_a_whole_config_is_the_base_and_arguments_override_it(rng):
 
 
 def keyword_audio():
-    """yes (500 Hz) at 1.0-1.4 s, no (1500 Hz) at 3.0-3.4 s, yes again at 3.6-4.0 s, then quiet."""
-    return np.concatenate([silence(1.0), tone(0.4, 500), silence(1.6), tone(0.4, 1500), silence(0.2),
+    """yes (500 Hz) at 1.0-1.4 s, no (1500 Hz) at 3.0-3.4 s, yes again at 3.7-4.1 s, then quiet."""
+    return np.concatenate([silence(1.0), tone(0.4, 500), silence(1.6), tone(0.4, 1500), silence(0.3),
                            tone(0.4, 500), silence(2.0)])
 
 
@@ -287,7 +295,9 @@ def test_detector_events_times_and_refractory(rng):
     events = run_blocks(det, keyword_audio(), rng)
     assert [e.keyword for e in events] == ["yes", "no", "yes"]
     yes, no, _ = events
-    assert 1.0 <= yes.detected_at <= 1.6 and 3.0 <= no.detected_at <= 3.6
+    assert 1.0 <= yes.detected_at <= 1.6
+    # "no" is reported once 0.2 s of quiet follow its word (the trailing pause), before the next word
+    assert 3.4 + 0.2 <= no.detected_at <= 3.7
     # the span: from the word's first frame to the last one seen when the detector decided
     assert yes.start == pytest.approx(1.0, abs=0.03) and no.start == pytest.approx(3.0, abs=0.03)
     assert 1.15 <= yes.end <= min(1.43, yes.detected_at) and 3.15 <= no.end <= min(3.43, no.detected_at)

@@ -9,7 +9,8 @@ from lmustream.errors import ConfigError
 from lmustream.stream.calibrate import calibrate
 from lmustream.stream.detector import DetectorConfig
 from lmustream.stream.stream_eval import (build_plan, detector_events, frame_logits, keyword_clips, render,
-                                          score_detections, score_events, span_errors, summarize, sweep)
+                                          score_detections, score_events, span_errors, stream_levels, summarize,
+                                          sweep)
 from lmustream.stream.torch_stream import TorchKernel
 from tests.detect.fakes import EnergyKernel, silence, tiny_artifact, tone
 
@@ -92,6 +93,36 @@ def test_sweep_on_a_kernel_with_known_answers(corpus):
     spans = span_errors(events, plan)
     assert spans["hits"] == 12 and spans["median_start_error_ms"] < 40
     assert spans["median_end_error_ms"] < 250  # the decision comes before the tone ends (see above)
+
+
+def test_commands_are_told_from_running_speech_as_the_detector_tells_them(corpus):
+    """The sweep drops and times detections as the live detector does (isolation and trailing pause)."""
+    pos, neg, noise = corpus
+    kw, _ = keyword_clips(pos, ["yes", "no"])
+    # the chirps (2 s of "running speech", which the fake kernel calls "no") between isolated tones
+    plan = build_plan(kw, collect_audio([neg]), collect_audio([noise]), hours=0.01, seed=0, repeats=2, snr=(30, 30))
+    kernel = EnergyKernel(lookahead=5)
+    logits, levels = frame_logits(kernel, plan), stream_levels(plan)
+    spans = np.array([it.speech for it in plan.positives()]) / 16000
+    curves = {}
+    for pause in (0.0, 0.2):
+        config = DetectorConfig(window=0.3, smoothing=0.05, posterior="softmax", trailing_pause=pause)
+        curves[pause] = sweep(logits, kernel.labels, plan, config, kernel.lookahead, thresholds=[0.5], levels=levels)
+        events = detector_events(logits, kernel.labels, config, kernel.lookahead, {"yes": 0.5, "no": 0.5},
+                                 levels=levels)
+        for word in ("yes", "no"):
+            c = curves[pause][word]
+            assert c.n_positives == 6 and c.hits[0] == 6
+            assert sum(e.keyword == word for e in events) == 6 + c.false_alarms[0]  # the detector agrees
+        if pause:  # every tone is reported after its word and the pause that follows it, spanning the word
+            hits = [(e, spans[np.argmin(np.abs(spans[:, 0] - e.start))]) for e in events]
+            hits = [(e, span) for e, span in hits if abs(e.start - span[0]) < 0.05]
+            assert len(hits) == 12, [(e.keyword, e.start, e.end, e.detected_at) for e in events]
+            assert all(span[1] + pause <= e.detected_at <= span[1] + pause + 0.1 for e, span in hits)
+            assert all(abs(e.end - span[1]) < 0.05 for e, span in hits)
+    # a chirp's first second passes the isolation check alone; waiting for its end tells it is no command
+    assert curves[0.0]["no"].false_alarms[0] > 0 and curves[0.2]["no"].false_alarms[0] == 0
+    assert curves[0.0]["yes"].false_alarms[0] == curves[0.2]["yes"].false_alarms[0] == 0
 
 
 def test_segmented_logits_equal_one_continuous_stream(corpus):
