@@ -545,7 +545,7 @@ class CommandGate:
     a command (its speech, since a pause, is at most ``limit`` frames long and, with
     ``trailing`` > 0, has been followed by ``trailing`` quiet frames), running speech (longer:
     drop it) or not known yet (wait for the next frame). A keyword still waiting ``max_wait``
-    frames after it fired is dropped. Frames in seconds are converted by :meth:`of`."""
+    frames after it fired is dropped. :meth:`of` takes the settings in seconds."""
 
     limit: int
     trailing: int
@@ -554,10 +554,10 @@ class CommandGate:
     floor: int
 
     @classmethod
-    def of(cls, config: "DetectorConfig", frame_seconds: float) -> "CommandGate":
-        frames = lambda s: max(1, int(round(s / frame_seconds)))  # noqa: E731
-        return cls(int(round(config.isolation / frame_seconds)), int(round(config.trailing_pause / frame_seconds)),
-                   frames(ISOLATION_GAP_S), frames(ISOLATION_LOOKBACK_S), frames(ISOLATION_FLOOR_S))
+    def of(cls, config: "DetectorConfig", clock: "FrameClock") -> "CommandGate":
+        off_at_0 = lambda s: int(round(s / clock.frame_seconds))  # noqa: E731  (clock.frames is at least 1)
+        return cls(off_at_0(config.isolation), off_at_0(config.trailing_pause), clock.frames(ISOLATION_GAP_S),
+                   clock.frames(ISOLATION_LOOKBACK_S), clock.frames(ISOLATION_FLOOR_S))
 
     @property
     def active(self) -> bool:
@@ -746,7 +746,7 @@ class Detector:
         self._classes = [self.labels.index(k) for k in self.keywords]
         self._triggers = [KeywordTrigger(c.threshold_of(k), clock.frames(c.refractory),
                                          int(round(c.hold / clock.frame_seconds))) for k in self.keywords]
-        self._gate = CommandGate.of(c, clock.frame_seconds)
+        self._gate = CommandGate.of(c, clock)
         self._history = SpanHistory(len(self.labels), max(  # what an event's span and the gate look back on
             self._window_frames + self._smoothing_frames + clock.frames(c.hold) + clock.lookahead
             + self._gate.max_wait + 2,

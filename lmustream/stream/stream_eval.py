@@ -377,7 +377,7 @@ def sweep(logits: np.ndarray, labels: list[str], plan: StreamPlan, config: Detec
                                  config.posterior)
     posteriors = smoother.push(logits)
     keywords = keywords or [label for label in labels if is_keyword_label(label)]
-    command = _command_check(config, lookahead, levels)
+    command = _command_check(config, clock, levels)
     curves = {}
     for keyword in keywords:
         cls = labels.index(keyword)
@@ -397,20 +397,20 @@ def sweep(logits: np.ndarray, labels: list[str], plan: StreamPlan, config: Detec
     return curves
 
 
-def _command_check(config: DetectorConfig, lookahead: int, levels: np.ndarray | None):
+def _command_check(config: DetectorConfig, clock: FrameClock, levels: np.ndarray | None):
     """``emit frame -> decision frame | None``: when the detector would report a keyword that fired
     at that frame (:class:`~lmustream.stream.detector.CommandGate` on the stream's levels; None:
     dropped as a word inside running speech), memoised."""
     from lmustream.stream.detector import CommandGate
 
-    gate = CommandGate.of(config, FrameClock(RATE, 160, 400, lookahead).frame_seconds)
+    gate = CommandGate.of(config, clock)
     if not gate.active or levels is None or levels.size == 0:
-        return lambda emit: emit + lookahead
+        return lambda emit: emit + clock.lookahead
     memo: dict[int, int | None] = {}
 
     def check(emit: int) -> int | None:
         if emit not in memo:
-            memo[emit] = gate.decide(levels, emit + lookahead)
+            memo[emit] = gate.decide(levels, emit + clock.lookahead)
         return memo[emit]
     return check
 
