@@ -2,9 +2,9 @@
 
 A card (``models/<name>.md``) starts with a YAML front matter block that states the facts a
 user relies on (labels, architecture, parameters, MACs per frame, recipe); the tests hold the
-model file to it. Example clips live in ``examples/clips/<name>/<label>__<id>.flac``: random clips of
-speakers the model never heard (synthetic test-split voices for the English models, held-out real
-speakers for the Arabic and digit models).
+model file to it. Example clips live in ``examples/clips/<name>/<label>__<id>.flac``: synthetic
+test-split voices the English models never heard; for the Arabic and digit models, real speakers
+their recipe runs held out (the shipped files, final fits on every speaker, trained on them too).
 """
 
 from pathlib import Path

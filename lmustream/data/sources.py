@@ -136,7 +136,8 @@ def speech_commands(root, task="35", *, split_lists: bool | None = None, noise_d
     if task == "12" and not noise_files:
         where = noise_dir if noise_dir is not None else root / SC_NOISE_FOLDER
         raise ConfigError(f"task 12 needs background-noise recordings to cut {SILENCE_LABEL} clips from: "
-                          f"no audio files in {str(where)!r} (pass noise_dir=)")
+                          f"no audio files in {str(where)!r}; name a folder of noise recordings with "
+                          "data.silence_dir=DIR (lmustream train, lmustream data pack) or --noise-dir DIR (lmustream eval)")
     assigned, empty_lists = _read_split_lists(root, clips, split_lists)
     return Listing("speech_commands", root, labels, clips, assigned, noise_files, empty_lists=empty_lists)
 

@@ -28,6 +28,7 @@ class DataConfig:
     frames: int = 128  # clip length in frames after pad/crop (1 s = 98 frames, padded to 128)
     cache_dir: str | None = None  # feature cache (default: ~/.cache/lmustream/features)
     noise_dirs: list = field(default_factory=list)  # extra background-noise folders for augmentation
+    silence_dir: str | None = None  # task 12: recordings to cut _silence_ clips from (default: the dataset's _background_noise_)
     num_workers: int = 0  # DataLoader workers
     class_caps: dict = field(default_factory=dict)  # per split at most N clips of a label, or "Kx" = K x the mean other class
     pack: str | None = None  # feature pack made from this data section (lmustream data pack): read instead of the audio

@@ -107,7 +107,7 @@ def prepare_data(config: TrainConfig, verbose: bool = True, frontend: FbankConfi
     index = open_dataset(d.path, kind=d.kind, task=d.task, pattern=d.pattern, label_map=d.label_map,
                          validation_speakers=d.validation_speakers, test_speakers=d.test_speakers,
                          validation_fraction=d.validation_fraction, test_fraction=d.test_fraction,
-                         seed=config.seed)
+                         seed=config.seed, noise_dir=d.silence_dir)
     labels = list(index.labels)
     splits = {name: cap_classes(clips, d.class_caps, seed=config.seed) for name, clips in index.splits.items()}
 
@@ -134,7 +134,7 @@ def prepare_data(config: TrainConfig, verbose: bool = True, frontend: FbankConfi
 def pack_source(config: TrainConfig) -> dict:
     """What a pack made from ``config`` holds: its data section and seed, minus transport-only fields."""
     source = dataclasses.asdict(config.data)
-    for key in ("path", "cache_dir", "num_workers", "pack", "add_packs", "auxiliary_packs", "noise_dirs"):
+    for key in ("path", "cache_dir", "num_workers", "pack", "add_packs", "auxiliary_packs", "noise_dirs", "silence_dir"):
         source.pop(key)
     source["seed"] = config.seed
     source["dataset"] = Path(config.data.path).name

@@ -139,8 +139,25 @@ def test_empty_official_lists_mean_no_held_out_clips(tmp_path):
 
 def test_task_12_needs_noise(tmp_path):
     root = make_speech_commands(tmp_path / "sc", CORE, noise=False)
-    with pytest.raises(ConfigError, match="noise"):
+    with pytest.raises(ConfigError, match="noise.*data.silence_dir=DIR.*--noise-dir DIR"):
         open_dataset(root, task="12")
+
+
+def test_training_cuts_silence_from_another_folder(tmp_path):
+    """A Speech Commands tree without _background_noise_ trains task 12 with data.silence_dir."""
+    from lmustream.train.config import load_config
+    from lmustream.train.data import prepare_data
+
+    root = make_speech_commands(tmp_path / "sc", CORE + ["cat"], noise=False)
+    noise = tmp_path / "noise" / "hum.wav"
+    noise.parent.mkdir()
+    sf.write(noise, np.random.default_rng(3).uniform(-0.3, 0.3, 5 * RATE).astype(np.float32), RATE)
+    overrides = [f"data.path={root}", "data.task=12", f"data.cache_dir={tmp_path / 'cache'}", "augment.noise_prob=0"]
+    with pytest.raises(ConfigError, match="data.silence_dir"):
+        prepare_data(load_config(None, overrides), verbose=False)
+    data = prepare_data(load_config(None, overrides + [f"data.silence_dir={noise.parent}"]), verbose=False)
+    silence = data.labels.index("_silence_")
+    assert (data.train.labels == silence).sum() >= 1
 
 
 # ----------------------------------------------------------------------------- other layouts
