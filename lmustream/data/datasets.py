@@ -122,7 +122,7 @@ def open_dataset(spec, *, kind: str = "auto", task="35", pattern: str | None = N
                  split_lists: bool | None = None, validation_speakers=None, test_speakers=None,
                  validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
                  test_fraction: float = DEFAULT_TEST_FRACTION, seed: int = 0, noise_dir=None,
-                 silence_ratio: float = DEFAULT_SILENCE_RATIO, scan: bool = True) -> DatasetIndex:
+                 silence_ratio: float = DEFAULT_SILENCE_RATIO, scan: bool = True, complete: bool = True) -> DatasetIndex:
     """Open the dataset at ``spec`` (folder or .csv) as a checked, split :class:`DatasetIndex`.
 
     Args:
@@ -141,6 +141,8 @@ def open_dataset(spec, *, kind: str = "auto", task="35", pattern: str | None = N
       silence_ratio: _silence_ clips per split = ratio x the split's average class size.
       scan: header-check every file and drop unreadable ones (default True; a
         :class:`~lmustream.data.clips.SkippedFileWarning` and ``index.skipped`` report them).
+      complete: every class in train and no unrequested empty split (data to train on);
+        False for data that is only scored, which may hold any subset of the classes.
 
     Raises ConfigError for a bad argument or layout, an empty split or a class absent
     from train (naming it), and a missing required split list.
@@ -190,7 +192,7 @@ def open_dataset(spec, *, kind: str = "auto", task="35", pattern: str | None = N
         may_be_empty = [name for name, fraction, speakers in (("validation", validation_fraction, validation_speakers),
                                                               ("test", test_fraction, test_speakers))
                         if speakers == 0 or (speakers is None and fraction == 0)]
-    check_splits(splits, listing.labels, may_be_empty=may_be_empty)
+    check_splits(splits, listing.labels, may_be_empty=may_be_empty, complete=complete)
     return DatasetIndex(listing.labels, splits, kind, listing.root, task if kind == "speech_commands" else None,
                         listing.assigned is not None, skipped)
 

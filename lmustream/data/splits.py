@@ -150,13 +150,15 @@ def split_by_assignment(clips: Sequence[Clip], assigned: dict[Path, str]) -> dic
     return splits
 
 
-def check_splits(splits: dict[str, list[Clip]], labels: Sequence[str], *, may_be_empty: Iterable[str] = ()) -> None:
+def check_splits(splits: dict[str, list[Clip]], labels: Sequence[str], *, may_be_empty: Iterable[str] = (),
+                 complete: bool = True) -> None:
     """Raise ConfigError for an empty split (unless in ``may_be_empty``) or a class absent from train.
 
     A class missing from validation or test only warns (:class:`SplitWarning`): with few
-    speakers that can be legitimate, but the per-class metrics will lack it.
+    speakers that can be legitimate, but the per-class metrics will lack it. ``complete=False``
+    (data that is only scored) checks the labels alone: any split and any class may be missing.
     """
-    allowed = set(may_be_empty)
+    allowed = set(may_be_empty) if complete else set(SPLITS)
     for name in SPLITS:
         if not splits.get(name) and name not in allowed:
             sizes = ", ".join(f"{n}={len(splits.get(n, []))}" for n in SPLITS)
@@ -166,6 +168,8 @@ def check_splits(splits: dict[str, list[Clip]], labels: Sequence[str], *, may_be
     unknown = sorted({label for c in counts.values() for label in c} - set(labels))
     if unknown:
         raise ConfigError(f"clips carry label(s) {unknown} that are not in the label list {list(labels)[:10]}")
+    if not complete:
+        return
     absent = [label for label in labels if counts["train"][label] == 0]
     if absent:
         raise ConfigError(f"class {absent[0]!r} has no clips in the train split "

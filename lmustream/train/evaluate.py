@@ -50,11 +50,13 @@ def evaluate_artifact(artifact: ModelArtifact, data_path: str, split: str = "tes
         task = "12" if "_unknown_" in artifact.labels and sc_layout else "35"
     if noise_dir is not None:
         split_args["noise_dir"] = noise_dir
+    if split == "all":  # every clip is scored: no speaker needs holding out, however few there are
+        split_args.update(validation_speakers=None, test_speakers=None, validation_fraction=0.0, test_fraction=0.0)
     with warnings.catch_warnings():
         if split == "all":  # every clip is scored: which classes a split lacks does not matter
             warnings.simplefilter("ignore", SplitWarning)
         index = open_dataset(data_path, kind=kind, task=task, pattern=pattern, label_map=label_map,
-                             seed=split_args.pop("seed", seed), **split_args)
+                             seed=split_args.pop("seed", seed), complete=False, **split_args)
     clips = [c for part in index.splits.values() for c in part] if split == "all" else index.splits.get(split) or []
     if not clips:
         raise ConfigError(f"{data_path}: split {split!r} is empty (splits: "

@@ -28,3 +28,18 @@ def test_a_12_class_model_reads_labelled_folders_with_its_own_labels(tmp_path):
     _write_clips(tmp_path / "negatives" / "maybe", 1)
     with pytest.raises(ConfigError, match="maybe"):
         evaluate_artifact(artifact, str(tmp_path / "negatives"), "all", kind="folders")
+
+
+def test_scoring_a_few_words_of_one_speaker_needs_no_complete_dataset(tmp_path):
+    # A Speech Commands folder holding some of the words (no _background_noise_) is scored as it
+    # is: the classes it lacks, and held-out splits its speakers cannot fill, are no error.
+    _write_clips(tmp_path / "sc" / "yes", 1)
+    _write_clips(tmp_path / "sc" / "cat", 1, seed=1)
+    _write_clips(tmp_path / "sc" / "dog", 10, seed=3)
+    noise = tmp_path / "noise" / "hum.wav"
+    noise.parent.mkdir()
+    sf.write(noise, (0.1 * np.random.default_rng(2).standard_normal(3 * 16000)).astype(np.float32), 16000)
+    artifact = tiny_artifact(SPEECH_COMMANDS_12)
+    result = evaluate_artifact(artifact, str(tmp_path / "sc"), "all", noise_dir=str(noise.parent))
+    assert set(result["per_class"]) == {"yes", "_unknown_", "_silence_"}
+    assert result["per_class"]["yes"]["n"] == 1 and result["per_class"]["_unknown_"]["n"] == 11
