@@ -43,6 +43,10 @@ def evaluate_artifact(artifact: ModelArtifact, data_path: str, split: str = "tes
     if split_args:  # the data the model was trained on: reproduce its speaker split exactly
         kind, pattern = split_args.pop("kind"), split_args.pop("pattern") or pattern
         label_map = split_args.pop("label_map") or label_map
+    if kind == "auto" and _names_catch_all_classes(data_path):
+        # Folders named _unknown_ / _silence_ are classes, which Speech Commands' word folders never are
+        # (there a leading "_" marks _background_noise_): read them as labelled folders, not skipped.
+        kind = "folders"
     if task is None:
         # A 12-class model reads Speech Commands as the 12-class task; data in another layout
         # (labelled folders, a manifest, a pattern) already names the model's own labels.
@@ -117,6 +121,13 @@ def _score(artifact: ModelArtifact, batches, split: str) -> dict:
             per_class[label] = {"accuracy": float(confusion[i, i]) / total, "n": total}
     return {"accuracy": float(confusion.diag().sum()) / n, "n": n, "split": split, "per_class": per_class,
             "labels": list(artifact.labels), "confusion": confusion.tolist()}
+
+
+def _names_catch_all_classes(data_path: str) -> bool:
+    """Whether the folder ``data_path`` has an ``_unknown_`` or ``_silence_`` subfolder."""
+    from lmustream.data.sources import SILENCE_LABEL, UNKNOWN_LABEL
+
+    return any((Path(data_path) / name).is_dir() for name in (UNKNOWN_LABEL, SILENCE_LABEL))
 
 
 def _recipe_split(artifact: ModelArtifact, data_path: str) -> dict:

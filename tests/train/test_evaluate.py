@@ -43,3 +43,12 @@ def test_scoring_a_few_words_of_one_speaker_needs_no_complete_dataset(tmp_path):
     result = evaluate_artifact(artifact, str(tmp_path / "sc"), "all", noise_dir=str(noise.parent))
     assert set(result["per_class"]) == {"yes", "_unknown_", "_silence_"}
     assert result["per_class"]["yes"]["n"] == 1 and result["per_class"]["_unknown_"]["n"] == 11
+
+
+def test_folders_named_after_the_catch_all_classes_are_read_as_labelled_folders(tmp_path):
+    # yes/ and _unknown_/ side by side name a 12-class model's labels: the _unknown_ clips are
+    # scored with the rest, not skipped as a Speech Commands folder would skip _background_noise_.
+    _write_clips(tmp_path / "mine" / "yes", 2)
+    _write_clips(tmp_path / "mine" / "_unknown_", 3, seed=1)
+    result = evaluate_artifact(tiny_artifact(SPEECH_COMMANDS_12), str(tmp_path / "mine"), "all")
+    assert result["n"] == 5 and set(result["per_class"]) == {"yes", "_unknown_"}
