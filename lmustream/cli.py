@@ -286,7 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--data", required=True, help="dataset path, or a feature pack (.npz from `lmustream data pack`)")
     ev.add_argument("--split", default="test", choices=["train", "validation", "test", "all"],
                     help="split to evaluate (all: every clip, for data the model never trained on)")
-    ev.add_argument("--kind", default="auto", choices=["auto", "speech_commands", "folders", "manifest", "pattern"])
+    ev.add_argument("--kind", default="auto", choices=["auto", "speech_commands", "folders", "manifest", "pattern"],
+                    help="dataset layout (default: detected; a folder with _unknown_/ or _silence_/ "
+                         "subfolders is labelled folders named after the model's labels)")
     ev.add_argument("--task", choices=["35", "12"],
                     help="Speech Commands task (default: from the model's labels, 12 when they include _unknown_; "
                          "with --kind folders, manifest or pattern the data's own labels are used)")
