@@ -7,10 +7,8 @@ speaker as 12-class labelled folders (symlinks: the ten keywords and ``_unknown_
 training, and the fold's own clips in the Speech Commands layout to score the fold's model on.
 
     python benchmarks/speaker_folds.py split DATA --out FOLDS [--folds 4]
-    # per fold k: lmustream data pack --config configs/sc12-lmuformer.yaml --data FOLDS/train/k \\
-    #     --out real_k.npz data.kind=folders data.task=35 'data.class_caps={}' \\
-    #     data.validation_fraction=0 data.test_fraction=0
-    # then train with data.add_packs=[...,real_k.npz] into runs/fold_k
+    python benchmarks/speaker_folds.py pack FOLDS --config configs/sc12-lmuformer.yaml   # FOLDS/train_k.npz
+    # train fold k with data.add_packs=[...,FOLDS/train_k.npz] into runs/fold_k, then
     python benchmarks/speaker_folds.py score FOLDS runs/fold_0/model.safetensors ... --noise-dir NOISE
 
 ``score`` takes one model per fold, in fold order, scores each on its fold's speakers (every clip,
@@ -70,11 +68,32 @@ def split(data: Path, out: Path, n_folds: int) -> None:
     print(f"{len(clips)} clips of {len(counts)} speakers in {n_folds} folds of {sizes} clips: {out}")
 
 
+def n_folds_of(folds: Path) -> int:
+    if not (folds / "folds.json").is_file():
+        sys.exit(f"error: {folds} holds no folds.json: write the folds with `split` first")
+    return len(json.loads((folds / "folds.json").read_text())["sizes"])
+
+
+def pack(folds: Path, config: str) -> None:
+    """Each fold's training clips as a feature pack of ``config``'s frontend (``lmustream data pack``)."""
+    import subprocess
+
+    for k in range(n_folds_of(folds)):
+        out = folds / f"train_{k}.npz"
+        command = [sys.executable, "-m", "lmustream", "data", "pack", "--config", config,
+                   "--data", str(folds / "train" / str(k)), "--out", str(out), "data.kind=folders", "data.task=35",
+                   "data.class_caps={}", "data.validation_fraction=0", "data.test_fraction=0"]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            sys.exit(f"error: packing fold {k} failed:\n{done.stderr.strip()}")
+        print(done.stdout.strip().splitlines()[-1])
+
+
 def score(folds: Path, models: list[str], noise_dir: str) -> None:
     from lmustream.models.artifact import load_model
     from lmustream.train.evaluate import evaluate_artifact
 
-    n_folds = len(json.loads((folds / "folds.json").read_text())["sizes"])
+    n_folds = n_folds_of(folds)
     if len(models) != n_folds:
         sys.exit(f"error: {folds} has {n_folds} folds; give one model per fold ({len(models)} given)")
     rows, total = [], {}
@@ -106,6 +125,9 @@ def main() -> None:
     s.add_argument("data", type=Path, help="Speech Commands-layout folder (one folder per word)")
     s.add_argument("--out", type=Path, required=True)
     s.add_argument("--folds", type=int, default=4)
+    k = verbs.add_parser("pack", help="each fold's training clips as a feature pack FOLDS/train_K.npz")
+    k.add_argument("folds", type=Path)
+    k.add_argument("--config", required=True, help="the recipe whose frontend and clip length the packs take")
     c = verbs.add_parser("score", help="score one model per fold on its fold's speakers")
     c.add_argument("folds", type=Path)
     c.add_argument("models", nargs="+")
@@ -113,6 +135,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.verb == "split":
         split(args.data, args.out, args.folds)
+    elif args.verb == "pack":
+        pack(args.folds, args.config)
     else:
         score(args.folds, args.models, args.noise_dir)
 

@@ -48,6 +48,12 @@ def test_split_and_score(tmp_path):
         assert sorted(p.name for p in (tmp_path / "folds" / "train" / str(k)).iterdir()) == ["_unknown_", "yes"]
         assert len(list((tmp_path / "folds" / "train" / str(k) / "_unknown_").iterdir())) == 4
     assert run("split", str(data), "--out", str(tmp_path / "folds")).returncode != 0  # not over a written one
+    done = run("pack", str(tmp_path / "folds"), "--config", "configs/sc12-lmuformer.yaml")
+    assert done.returncode == 0, done.stderr
+    from lmustream.data.pack import read_pack
+
+    packed = read_pack(tmp_path / "folds" / "train_0.npz")
+    assert packed.counts() == {"train": 6} and sorted(packed.labels) == ["_unknown_", "yes"]
     models = []
     for k in range(3):
         models.append(str(tmp_path / f"m{k}.safetensors"))
