@@ -176,7 +176,7 @@ def open_dataset(spec, *, kind: str = "auto", task="35", pattern: str | None = N
     if listing.assigned is not None:
         if explicit:
             raise ConfigError(f"{str(spec)!r} has an official split; validation_speakers / test_speakers would "
-                              "override it (pass split_lists=False for Speech Commands, or drop the manifest's "
+                              "override it (data.split_lists=false ignores Speech Commands' lists; or drop the manifest's "
                               "split column)")
         splits = split_by_assignment(clips, listing.assigned)
     else:

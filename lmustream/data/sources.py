@@ -164,7 +164,7 @@ def _read_split_lists(root: Path, clips: list[Clip],
         found = [SC_LIST_FILES[s] for s, ok in present.items() if ok]
         why = "split_lists=True requires both lists" if split_lists else f"found {found} but not the other"
         raise ConfigError(f"Speech Commands dataset {str(root)!r}: missing split list {missing} ({why}); "
-                          "provide it, or pass split_lists=False to split by speaker")
+                          "provide it, or split by speaker instead (data.split_lists=false; split_lists=False in Python)")
     by_relative = {clip.path.relative_to(root).as_posix(): clip.path for clip in clips}
     assigned: dict[Path, str] = {}
     empty_lists = []

@@ -21,6 +21,7 @@ class DataConfig:
     task: str = "35"  # Speech Commands task: "35" words or "12" classes
     pattern: str | None = None  # filename pattern, e.g. "{label}_{speaker}_{index}.wav"
     label_map: dict | None = None  # e.g. {"0": "zero"} for digit file names
+    split_lists: bool | None = None  # Speech Commands validation/testing lists: None = when present, true = required, false = ignored
     validation_speakers: list | int | None = None  # held-out speaker ids, or how many to hold out (by seed)
     test_speakers: list | int | None = None
     validation_fraction: float = 0.1  # of speakers, when no official lists

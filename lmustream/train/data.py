@@ -12,7 +12,7 @@ import torch
 
 from lmustream.audio.features import FbankConfig
 from lmustream.errors import ConfigError
-from lmustream.train.config import TrainConfig
+from lmustream.train.config import DataConfig, TrainConfig
 
 NOISE_EXTENSIONS = (".wav", ".flac", ".ogg")
 
@@ -105,7 +105,7 @@ def prepare_data(config: TrainConfig, verbose: bool = True, frontend: FbankConfi
         if getattr(d, key):
             raise ConfigError(f"data.{key} needs a feature pack as data.pack or data.path (lmustream data pack)")
     index = open_dataset(d.path, kind=d.kind, task=d.task, pattern=d.pattern, label_map=d.label_map,
-                         validation_speakers=d.validation_speakers, test_speakers=d.test_speakers,
+                         split_lists=d.split_lists, validation_speakers=d.validation_speakers, test_speakers=d.test_speakers,
                          validation_fraction=d.validation_fraction, test_fraction=d.test_fraction,
                          seed=config.seed, noise_dir=d.silence_dir)
     labels = list(index.labels)
@@ -153,6 +153,9 @@ def training_data_from_pack(path, config: TrainConfig, frontend: FbankConfig, ve
     pack = read_pack(path)
     if expect_source:
         made_from, wanted = _json_roundtrip(pack.source), _json_roundtrip(pack_source(config))
+        # A data setting added after the pack was made was at its default then.
+        defaults = _json_roundtrip(dataclasses.asdict(DataConfig()))
+        made_from = {**{k: v for k, v in defaults.items() if k in wanted}, **made_from}
         if made_from != wanted:
             differ = sorted(k for k in set(made_from) | set(wanted) if made_from.get(k) != wanted.get(k))
             raise ConfigError(f"{path} was made from other data settings than this run's "

@@ -121,6 +121,22 @@ def test_missing_required_split_list(tmp_path):
     assert not open_dataset(root, split_lists=False).official_split
 
 
+def test_a_recipe_names_the_split_lists(tmp_path):
+    """data.split_lists: true refuses a tree without its lists before training; false splits by speaker."""
+    from lmustream.train.config import load_config
+    from lmustream.train.data import prepare_data
+
+    root = make_speech_commands(tmp_path / "sc", ["yes", "no"], [f"s{i}" for i in range(10)], lists=False)
+    overrides = [f"data.path={root}", f"data.cache_dir={tmp_path / 'cache'}", "augment.noise_prob=0"]
+    with pytest.raises(ConfigError, match="validation_list.txt"):
+        prepare_data(load_config(None, overrides + ["data.split_lists=true"]), verbose=False)
+    (root / "testing_list.txt").write_text("yes/s1_nohash_0.wav\n")
+    with pytest.raises(ConfigError, match="data.split_lists=false"):
+        prepare_data(load_config(None, overrides), verbose=False)
+    data = prepare_data(load_config(None, overrides + ["data.split_lists=false"]), verbose=False)
+    assert len(data.train.labels) == 16 and len(data.validation.labels) == 2  # 8 / 1 / 1 speakers
+
+
 def test_empty_official_lists_mean_no_held_out_clips(tmp_path):
     # A corpus made without validation or test speakers (`lmustream data synth --val-fraction 0
     # --test-fraction 0`) writes empty lists: every clip trains, and evaluation sees them all.

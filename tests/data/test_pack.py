@@ -145,6 +145,13 @@ def test_pack_must_match_the_data_section_it_stands_for(tmp_path):
     other = load_config(None, settings[:2] + ["data.validation_speakers=3", f"data.pack={path}"])
     with pytest.raises(ConfigError, match="validation_speakers"):
         prepare_data(other, verbose=False)
+    # A pack made before a data setting existed was made at that setting's default.
+    older = dict(pack_source(made_with))
+    del older["split_lists"]
+    path = write_pack(dataclasses.replace(pack, source=older), tmp_path / "older.npz")
+    assert len(prepare_data(load_config(None, settings + [f"data.pack={path}"]), verbose=False).train) == 4
+    with pytest.raises(ConfigError, match="split_lists"):
+        prepare_data(load_config(None, settings + [f"data.pack={path}", "data.split_lists=false"]), verbose=False)
 
 
 def test_data_pack_command_writes_an_lzma_pack_the_trainer_reads(tmp_path, capsys):
