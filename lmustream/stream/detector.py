@@ -579,18 +579,31 @@ class CommandGate:
             return RUNNING_SPEECH
         return COMMAND if quiet >= self.trailing else WAIT
 
+    def judge(self, levels_at: Callable[[int], np.ndarray | None], first: int, frame: int, heard: int,
+              final: bool) -> tuple[str, int]:
+        """A keyword first examined at frame ``first``, judged frame by frame from ``frame`` on, up to
+        ``heard``, the last frame whose level is known (``levels_at(d)``: the levels of the ``floor``
+        frames up to frame d). Returns COMMAND or RUNNING_SPEECH with the frame it was decided at,
+        or WAIT with the next frame to examine. A keyword still waiting ``max_wait`` frames after
+        ``first`` is dropped; at the stream's end (``final``) the end of the audio ends the speech."""
+        deadline = first + self.max_wait
+        while frame <= min(heard, deadline):
+            state = self.state(levels_at(frame))
+            if state != WAIT:
+                return state, frame
+            frame += 1
+        if final and heard <= deadline:
+            ended = self.state(levels_at(heard))
+            return (RUNNING_SPEECH if ended == RUNNING_SPEECH else COMMAND), max(first, heard)
+        return (RUNNING_SPEECH, deadline) if frame > deadline else (WAIT, frame)
+
     def decide(self, levels_db: np.ndarray, first: int) -> int | None:
         """On the levels of a whole stream: the frame at which a keyword first examined at frame
-        ``first`` is confirmed as a command, None when it is dropped. The stream's end ends the
-        speech (as :meth:`Detector.flush` does)."""
-        last = levels_db.size - 1
-        for d in range(first, first + self.max_wait + 1):
-            state = self.state(levels_db[max(0, min(d, last) - self.floor + 1):min(d, last) + 1])
-            if state == WAIT and d >= last:
-                return max(first, last)
-            if state != WAIT:
-                return d if state == COMMAND else None
-        return None
+        ``first`` is confirmed as a command, None when it is dropped (:meth:`judge` at the
+        stream's end, as :meth:`Detector.flush` judges)."""
+        state, frame = self.judge(lambda d: levels_db[max(0, d - self.floor + 1):d + 1], first, first,
+                                  levels_db.size - 1, final=True)
+        return frame if state == COMMAND else None
 
 
 def evidence_run(log_post: np.ndarray) -> tuple[int, int]:
@@ -873,26 +886,18 @@ class Detector:
         return events
 
     def _judge_waiting(self, final: bool) -> list[Event]:
-        """The keywords that have fired, judged as commands (:class:`CommandGate`) frame by frame on
-        the audio heard so far; those still undecided wait for more audio, unless the stream has
-        ended (``final``: the end of the audio ends the speech, as in :meth:`CommandGate.decide`)."""
+        """The keywords that have fired, judged as commands (:meth:`CommandGate.judge`) on the audio
+        heard so far; those still undecided wait for more audio, unless the stream has ended."""
         gate, history, events, waiting = self._gate, self._history, [], []
         heard = history.level_offset + history.level_count - 1  # the last frame whose level is known
         for keyword, cls, hit, first, frame in self._waiting:
             if not gate.active or heard < 0:
                 events.append(self._event(keyword, cls, hit, first))  # no check, or no audio to check with
                 continue
-            state, deadline = WAIT, first + gate.max_wait
-            while state == WAIT and frame <= min(heard, deadline):
-                state = gate.state(history.levels(frame - gate.floor + 1, frame))
-                frame += 1
-            decided = frame - 1
-            if state == WAIT and final and frame <= deadline:
-                state, decided = gate.state(history.levels(heard - gate.floor + 1, heard)), max(first, heard)
-                state = COMMAND if state == WAIT else state
+            state, frame = gate.judge(lambda d: history.levels(d - gate.floor + 1, d), first, frame, heard, final)
             if state == COMMAND:
-                events.append(self._event(keyword, cls, hit, decided))
-            elif state == WAIT and frame <= deadline:
+                events.append(self._event(keyword, cls, hit, frame))
+            elif state == WAIT:
                 waiting.append((keyword, cls, hit, first, frame))
         self._waiting = waiting
         return events
