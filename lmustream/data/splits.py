@@ -156,7 +156,8 @@ def check_splits(splits: dict[str, list[Clip]], labels: Sequence[str], *, may_be
 
     A class missing from validation or test only warns (:class:`SplitWarning`): with few
     speakers that can be legitimate, but the per-class metrics will lack it. ``complete=False``
-    (data that is only scored) checks the labels alone: any split and any class may be missing.
+    (data that is only scored) raises for unknown labels alone: any split and any class may be
+    missing, and the held-out splits' missing classes still warn.
     """
     allowed = set(may_be_empty) if complete else set(SPLITS)
     for name in SPLITS:
@@ -168,10 +169,8 @@ def check_splits(splits: dict[str, list[Clip]], labels: Sequence[str], *, may_be
     unknown = sorted({label for c in counts.values() for label in c} - set(labels))
     if unknown:
         raise ConfigError(f"clips carry label(s) {unknown} that are not in the label list {list(labels)[:10]}")
-    if not complete:
-        return
     absent = [label for label in labels if counts["train"][label] == 0]
-    if absent:
+    if absent and complete:
         raise ConfigError(f"class {absent[0]!r} has no clips in the train split "
                           f"(absent from train: {absent}); add data for it or remove the class")
     for name in HELD_OUT:
