@@ -62,7 +62,7 @@ def split(data: Path, out: Path, n_folds: int) -> None:
         for folder, link in links:
             folder.mkdir(parents=True, exist_ok=True)
             (folder / link).symlink_to(clip.resolve())
-    sizes = [sum(1 for s, f in fold_of.items() for _ in range(counts[s]) if f == k) for k in range(n_folds)]
+    sizes = [sum(counts[s] for s, f in fold_of.items() if f == k) for k in range(n_folds)]
     (out / "folds.json").write_text(json.dumps({"data": str(data.resolve()), "sizes": sizes, "speakers": fold_of},
                                                indent=1))
     print(f"{len(clips)} clips of {len(counts)} speakers in {n_folds} folds of {sizes} clips: {out}")
