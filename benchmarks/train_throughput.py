@@ -1,6 +1,6 @@
 """Training throughput (clips/s): the FFT-parallel LMUFormer vs the same model stepped frame by frame.
 
-    python benchmarks/train_throughput.py [--device cuda] [--batch 128] [--steps 100] [--compile] [--cuda-graphs]
+    python benchmarks/train_throughput.py [--device cuda] [--batch 128] [--rounds 7] [--compile] [--cuda-graphs]
                                           [--paths fft,memory,rnn] [--profile] [--no-amp]
 
 For the paper-size LMUFormer and spiking LMUFormer (35 classes, 128 frames x 128 mel), times
@@ -17,14 +17,19 @@ along three paths that compute the same function:
             with autograd through time, as the original LMU and spikingjelly's step mode train.
             Convolutions and batch norms have no recurrence and stay batched over frames.
 
-and prints clips/s and the ratios. ``--profile`` adds the operations that take the fft step's host
-time and the CUDA kernels that take its GPU time (torch.profiler), and whether the GPU waits on the
-host. ``--cuda-graphs`` replays each path's step as one captured CUDA graph, so the host's per-kernel
-launch cost, which these small models are bound by, drops out of every path.
-``--compile`` runs every path through ``torch.compile`` (Inductor), which fuses element-wise work into
-fewer kernels; the warm-up steps, which compile, are timed apart and printed. Measured on an H100, it
-helps the stepped paths (rnn 1.9x) but not the fft path (0.89x: Inductor leaves the complex FFT
-arithmetic to eager kernels), so the trainer does not compile.
+and prints clips/s and the ratios. The paths are timed in rounds, each round one window of every
+path back to back, and each ratio is the median of the rounds' ratios: the host's speed, which bounds
+these small models on a GPU, drifts by tens of percent within a minute on a shared machine, and paths
+timed one after the other (an earlier version of this script) saw different hosts.
+
+``--profile`` adds the operations that take the fft step's host time and the CUDA kernels that take
+its GPU time (torch.profiler), and whether the GPU waits on the host. ``--cuda-graphs`` replays each
+path's step as one captured CUDA graph, so the host's per-kernel launch cost, which these small
+models are bound by, drops out of every path. ``--compile`` runs every path through ``torch.compile``
+(Inductor), which fuses element-wise work into fewer kernels; the warm-up steps, which compile, are
+timed apart and printed. Measured on an H100, it helps the stepped paths (rnn 1.9x) but not the fft
+path (0.89x: Inductor leaves the complex FFT arithmetic to eager kernels), so the trainer does not
+compile.
 """
 
 from __future__ import annotations
@@ -80,6 +85,14 @@ def rnn_form():
         yield
     finally:
         lmuformer_module.LMUMixer.forward, LIF.forward = saved
+
+
+def in_rnn_form(step):
+    """``step`` run with the frame-by-frame forwards swapped in (a captured CUDA graph needs no swap)."""
+    def run():
+        with rnn_form():
+            step()
+    return run
 
 
 def max_difference(model, x: torch.Tensor) -> float:
@@ -142,26 +155,49 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def clips_per_second(step, batch: int, steps: int, device: torch.device, repeats: int = 1,
-                     label: str | None = None) -> float:
-    """Median over ``repeats`` timings of ``steps`` steps, after warm-up steps (cuFFT plans, Triton
-    compilation, cuDNN's autotuning, the allocator) that are not timed; ``label``: print how long the
-    warm-up took (with ``--compile``, the compilation)."""
+def warm_up(step, device: torch.device, label: str | None = None) -> None:
+    """Untimed steps first: cuFFT plans, Triton compilation, cuDNN's autotuning, the allocator;
+    ``label``: print how long they took (with ``--compile``, the compilation)."""
     start = time.perf_counter()
     for _ in range(3):
         step()
     synchronize(device)
     if label:
         print(f"    {label}: warm-up (3 steps) {time.perf_counter() - start:.1f} s", flush=True)
-    rates = []
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        for _ in range(steps):
-            step()
-        synchronize(device)
-        rates.append(steps * batch / (time.perf_counter() - start))
-    return statistics.median(rates)
+
+
+def time_window(step, batch: int, steps: int, device: torch.device) -> float:
+    """clips/s over ``steps`` consecutive steps."""
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    synchronize(device)
+    return steps * batch / (time.perf_counter() - start)
+
+
+def clips_per_second(step, batch: int, steps: int, device: torch.device, repeats: int = 1,
+                     label: str | None = None) -> float:
+    """Median over ``repeats`` windows of ``steps`` steps, after untimed warm-up steps."""
+    warm_up(step, device, label)
+    return statistics.median(time_window(step, batch, steps, device) for _ in range(repeats))
+
+
+def interleaved_rates(steps: dict, batch: int, device: torch.device, rounds: int) -> dict[str, list[float]]:
+    """clips/s of every path in each of ``rounds`` rounds; ``steps``: path -> (step, steps per window).
+
+    Each round times one window of every path back to back (the order rotating from round to round),
+    so a path's rate and the others' in the same round were measured under the same load of the host,
+    whose speed bounds these small models and drifts by tens of percent over a minute on a shared
+    machine. Ratios are then taken round by round.
+    """
+    names = list(steps)
+    rates: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            step, n = steps[name]
+            rates[name].append(time_window(step, batch, n, device))
+    return rates
 
 
 def profile_table(step, device: torch.device, rows: int = 12) -> str:
@@ -199,9 +235,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--batch", type=int, default=128)
-    parser.add_argument("--steps", type=int, default=100, help="steps timed for the fft path (each repeat)")
-    parser.add_argument("--slow-steps", type=int, default=3, help="steps timed for the two stepped paths")
-    parser.add_argument("--repeats", type=int, default=3, help="timings of each path; the median is printed")
+    parser.add_argument("--steps", type=int, default=100, help="steps in each timed window of the fft path")
+    parser.add_argument("--slow-steps", type=int, default=5, help="steps in each timed window of the stepped paths")
+    parser.add_argument("--rounds", type=int, default=7,
+                        help="rounds of timing, each one window of every path back to back; medians are printed")
     parser.add_argument("--models", default="lmuformer,slmuformer")
     parser.add_argument("--plain", action="store_true",
                         help="CUDA: PyTorch's defaults (unfused Adam, cuDNN's heuristic algorithms) instead of the "
@@ -247,38 +284,48 @@ def main() -> None:
         x = torch.randn(args.batch, 128, 128, device=device)
         y = F.one_hot(torch.randint(0, 35, (args.batch,), device=device), 35).float()
         difference = max_difference(model, x[:8])
-        fft = memory = rnn = math.nan  # a path left out of --paths
+        steps = {}  # path -> (step, steps per timed window)
         if "fft" in paths:
-            fft_step = make_step(model, x, y, "fft", amp, fused, graphs, compiled)
-            fft = clips_per_second(fft_step, args.batch, args.steps, device, args.repeats, f"{config} fft")
+            steps["fft"] = make_step(model, x, y, "fft", amp, fused, graphs, compiled), args.steps
         if "memory" in paths:
-            memory = clips_per_second(make_step(model, x, y, "recurrent", amp, fused, graphs, compiled), args.batch,
-                                      args.slow_steps, device, args.repeats, f"{config} memory")
+            steps["memory"] = make_step(model, x, y, "recurrent", amp, fused, graphs, compiled), args.slow_steps
         if "rnn" in paths:
             with rnn_form():
-                rnn = clips_per_second(make_step(model, x, y, "recurrent", amp, fused, graphs, compiled), args.batch,
-                                       args.slow_steps, device, args.repeats, f"{config} rnn")
-        results.append((config, fft, memory, rnn))
-        rates = "  ".join(f"{name} {rate:,.0f}" for name, rate in (("fft", fft), ("memory", memory), ("rnn", rnn))
-                          if not math.isnan(rate))
-        print(f"  {config}: {rates} clips/s; "
-              f"max |logit difference| fft vs rnn {difference:.1e}", flush=True)
+                rnn_step = make_step(model, x, y, "recurrent", amp, fused, graphs, compiled)
+            steps["rnn"] = in_rnn_form(rnn_step), args.slow_steps
+        for path, (step, _) in steps.items():
+            warm_up(step, device, f"{config} {path}")
+        rates = interleaved_rates(steps, args.batch, device, args.rounds)
+        results.append((config, rates))
+        print(f"  {config}: " + "  ".join(f"{path} {statistics.median(r):,.0f}" for path, r in rates.items())
+              + f" clips/s (median of {args.rounds} rounds); max |logit difference| fft vs rnn {difference:.1e}",
+              flush=True)
         if args.profile and "fft" in paths:
-            print(profile_table(fft_step, device), flush=True)
+            print(profile_table(steps["fft"][0], device), flush=True)
             if device.type == "cuda":
-                print(host_bound(fft_step, device), flush=True)
+                print(host_bound(steps["fft"][0], device), flush=True)
 
-    def cell(value: float, width: int, fmt: str, suffix: str = "") -> str:  # a path not timed: '-'
-        return f"{'-':>{width}}" if math.isnan(value) else f"{value:>{width - len(suffix)}{fmt}}{suffix}"
+    def median(rates: dict, path: str) -> float:
+        return statistics.median(rates[path]) if path in rates else math.nan
+
+    def ratio(rates: dict, over: str) -> str:
+        """fft / ``over``: the median of the rounds' ratios, and their range."""
+        if "fft" not in rates or over not in rates:
+            return "-"
+        per_round = sorted(f / o for f, o in zip(rates["fft"], rates[over]))
+        return f"{statistics.median(per_round):.1f}x ({per_round[0]:.1f}-{per_round[-1]:.1f})"
 
     print(f"\n{'model':<12}{'fft clips/s':>13}{'memory clips/s':>16}{'rnn clips/s':>13}"
-          f"{'fft/memory':>12}{'fft/rnn':>9}{'SC v2 epoch (fft)':>19}")
-
-    for config, fft, memory, rnn in results:
-        print(f"{config:<12}{cell(fft, 13, ',.0f')}{cell(memory, 16, ',.0f')}{cell(rnn, 13, ',.0f')}"
-              f"{cell(fft / memory, 12, '.1f', 'x')}{cell(fft / rnn, 9, '.1f', 'x')}"
-              f"{cell(SC_V2_TRAIN_CLIPS / fft, 19, '.1f', ' s')}")
-    print(f"\n(SC v2 epoch = the {SC_V2_TRAIN_CLIPS:,} clips of the Speech Commands v2 training split at the fft rate)")
+          f"{'fft/memory':>20}{'fft/rnn':>20}{'SC v2 epoch (fft)':>19}")
+    for config, rates in results:
+        fft = median(rates, "fft")
+        cells = [f"{median(rates, path):>{width},.0f}" if path in rates else f"{'-':>{width}}"
+                 for path, width in (("fft", 13), ("memory", 16), ("rnn", 13))]
+        epoch = f"{SC_V2_TRAIN_CLIPS / fft:.1f} s" if "fft" in rates else "-"
+        print(f"{config:<12}{''.join(cells)}{ratio(rates, 'memory'):>20}{ratio(rates, 'rnn'):>20}{epoch:>19}")
+    print(f"\n(clips/s: median over {args.rounds} rounds, each timing every path once back to back; ratios: median "
+          f"of the rounds' ratios (range); SC v2 epoch = the {SC_V2_TRAIN_CLIPS:,} clips of the Speech Commands v2 "
+          f"training split at the fft rate)")
 
     if compiled or not {"fft", "memory"} <= set(paths):
         return
@@ -292,7 +339,7 @@ def main() -> None:
         for path, steps in (("fft", args.steps), ("recurrent", args.slow_steps)):
             run = memory if path == "fft" else memory.recurrent
             rates.append(clips_per_second(lambda: run(u).square().mean().backward(), args.batch, steps, device,
-                                          args.repeats))
+                                          args.rounds))
         print(f"{'M = ' + str(order):<24}{rates[0]:>14,.0f}{rates[1]:>18,.0f}{rates[0] / rates[1]:>8.1f}x")
 
 

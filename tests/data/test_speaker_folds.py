@@ -1,10 +1,8 @@
 """benchmarks/speaker_folds.py: speaker-disjoint folds of a small real set, and scoring one model per fold."""
 
-import importlib.util
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import soundfile as sf
@@ -13,15 +11,14 @@ from lmustream.data.labels import SPEECH_COMMANDS_12
 from lmustream.models.artifact import save_model
 from tests.detect.fakes import tiny_artifact
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "benchmarks" / "speaker_folds.py"
+from tests.benchmark_scripts import BENCHMARKS, load_benchmark
+
+ROOT = BENCHMARKS.parent
+SCRIPT = BENCHMARKS / "speaker_folds.py"
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("speaker_folds", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("speaker_folds")
 
 
 def test_folds_balance_clips_and_keep_speakers_whole():
