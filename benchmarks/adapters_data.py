@@ -110,6 +110,30 @@ def link_folders(files_by_label: dict[str, list[str]], out: Path) -> Path:
     return out
 
 
+def write_silence(noise_files: list[Path], out: Path, count: int, seed: int = 0, rate: int = 16000) -> Path:
+    """``out/<i>.wav``: ``count`` one-second ``_silence_`` clips, as the training recipe cuts them: evenly
+    spaced through the noise recordings, each at a random gain in [0, 1] (replacing what was there)."""
+    import numpy as np
+    import soundfile as sf
+
+    from lmustream.audio.io import load_audio
+
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.iterdir():
+        old.unlink()
+    noises = [load_audio(f, rate) for f in noise_files]
+    noises = [n for n in noises if len(n) >= rate]
+    if not noises or count < 1:
+        return out
+    gains = np.random.default_rng(seed).uniform(0.0, 1.0, count)
+    for i in range(count):
+        noise = noises[i % len(noises)]
+        k, per_file = i // len(noises), -(-count // len(noises))
+        start = (len(noise) - rate) * k // max(per_file - 1, 1)
+        sf.write(out / f"silence_{i:03d}.wav", (noise[start:start + rate] * gains[i]).astype(np.float32), rate)
+    return out
+
+
 def asc_folders(split: AscSplit, out: Path, clips_per_word: int = 10, replay_per_word: int = 5,
                 seed: int = 0) -> dict[str, Path]:
     """new_words (enrollment), eval_new, eval_old (held-out speakers), replay (old words, other speakers) and

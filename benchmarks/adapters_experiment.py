@@ -12,8 +12,10 @@
     per old word from the backbone's training speakers.
 (b) english: the shipped English model (sc12-lmuformer) learns the ten FSDD digits from 10 clips
     per digit by two FSDD speakers, tested on the other two; old-word accuracy on the real clips
-    of speech_commands_v0.01_sample (its digits left out: they are the new words); replay:
-    synthetic clips of the old words (--english-replay, a `lmustream data synth` corpus).
+    of speech_commands_v0.01_sample (its digits left out: they are the new words), and on as many
+    _silence_ clips as an average old class, cut from speech_commands_noise at random gains as the
+    training recipe cuts them; replay: synthetic clips of the old words (--english-replay, a
+    `lmustream data synth` corpus; finetune adds _silence_ cut from its augmentation noise).
 
 Every run is one `lmustream finetune ... --json --no-cache` process, so its wall time and peak
 memory are those of the command a user runs (features computed, not read from a cache).
@@ -42,6 +44,7 @@ REPO = data.REPO
 METHODS = ("aflora", "lora", "vera", "head", "full")
 SENTENCES = data.SHARED / "data" / "spoken_sentences"
 SC_SAMPLE = data.SHARED / "data" / "speech_commands_v0.01_sample"
+NOISE = data.SHARED / "data" / "speech_commands_noise"
 DEFAULT_ASC_BACKBONE = REPO.parent / "data" / "backbones" / "asc30-lmuformer.safetensors"
 DEFAULT_ENGLISH_REPLAY = REPO.parent / "data" / "synth35"
 
@@ -137,6 +140,9 @@ def english_folders(model_labels: list[str], work: Path, replay_corpus: Path, se
     old = words_of(SC_SAMPLE)
     old = {label: files for label, files in old.items() if files}
     folders["eval_old"] = data.link_folders(old, work / "eval_old")
+    if "_silence_" in model_labels and NOISE.is_dir():  # as many as an average old class, as in training
+        data.write_silence(sorted(NOISE.glob("*.wav")), work / "eval_old" / "_silence_",
+                           round(sum(map(len, old.values())) / len(old)), seed)
     if replay_corpus.is_dir():
         replay = {label: data.rank(files, seed)[:50 if label.startswith("_") else 10]
                   for label, files in words_of(replay_corpus).items()}
@@ -156,7 +162,8 @@ def english_part(args) -> dict:
     folders = english_folders(labels, Path(args.work) / "english", Path(args.english_replay), args.seed)
     keywords = [w for w in labels if not w.startswith("_")]
     setup = (f"model {args.english_model}; new words: the FSDD digits, enrollment george + jackson (10 clips per "
-             f"digit), test theo + yweweler; old words: speech_commands_v0.01_sample; replay: "
+             f"digit), test theo + yweweler; old words: speech_commands_v0.01_sample, and _silence_ cut from "
+             f"speech_commands_noise; replay: "
              f"{'synthetic clips from ' + str(args.english_replay) if folders.get('replay') else 'none'}")
     return run_part("english", model, folders, keywords, setup, args)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ class ClipSet:
 
     x: torch.Tensor
     names: list[str]  # label of each clip
-    clips: list[Clip]
+    clips: list[Clip]  # the source of each clip read from audio (clips made as features have none)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -30,6 +31,9 @@ class ClipSet:
     def labels(self) -> list[str]:
         """Distinct labels, in first-seen order."""
         return list(dict.fromkeys(self.names))
+
+    def __add__(self, other: "ClipSet") -> "ClipSet":
+        return ClipSet(torch.cat([self.x, other.x]), self.names + other.names, self.clips + other.clips)
 
     def targets(self, labels: list[str]) -> torch.Tensor:
         """Class index of each clip in ``labels`` (ConfigError naming any label not in it)."""
@@ -107,3 +111,24 @@ def synthetic_noise(frontend: FbankConfig, seconds: float = 20.0, seed: int = 0)
     pieces = [p / (np.abs(p).max() + 1e-9) * 0.3 for p in (white, pink, brown)]
     samples = torch.from_numpy(np.concatenate(pieces).astype(np.float32))
     return fbank(samples, frontend)
+
+
+def silence_clip_set(noise: torch.Tensor, frontend: FbankConfig, frames: int, count: int, seed: int = 0) -> ClipSet:
+    """``count`` ``_silence_`` clips cut from unnormalized noise log-mel ``noise [T, n_mels]``.
+
+    As the training recipe makes them: one second of noise at a random gain in [0, 1] (near-digital
+    silence included), padded to ``frames`` like every clip. A gain g scales the energies by g^2,
+    which in the log-mel domain (no dither) is a shift by 2 log g down to the frontend's floor.
+    """
+    from lmustream.audio.features import normalize
+    from lmustream.data.clips import SILENCE_SECONDS
+    from lmustream.data.sources import SILENCE_LABEL
+
+    g = torch.Generator().manual_seed(seed)
+    n = min(frontend.num_frames(round(SILENCE_SECONDS * frontend.sample_rate)), frames)
+    starts = torch.randint(0, max(noise.shape[0] - n, 1), (count,), generator=g)
+    cuts = noise[(starts[:, None] + torch.arange(n)[None, :]) % noise.shape[0]]  # (count, n, n_mels)
+    log_gain = 2 * torch.rand(count, generator=g).clamp_min(1e-12).log()
+    x = torch.zeros(count, frames, noise.shape[1])  # the padding: log energy 0, as the clips' own
+    x[:, :n] = torch.clamp_min(cuts + log_gain[:, None, None], math.log(frontend.log_floor))
+    return ClipSet(normalize(x, frontend), [SILENCE_LABEL] * count, [])

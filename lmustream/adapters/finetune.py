@@ -295,6 +295,14 @@ def finetune(model, new_words, *, config: FinetuneConfig | None = None, out: str
     new_labels = [w for w in enroll.labels if w not in old_labels]
     labels = old_labels + new_labels
     replay_set = _replay_set(replay, old_labels, config, frontend, frames, cache_dir, progress, log)
+    noise = synthetic_noise(frontend, seed=config.seed)
+    if noise_dirs:
+        from lmustream.train.data import noise_logmel
+        recorded = noise_logmel([Path(d) for d in noise_dirs], frontend)
+        noise = noise if recorded is None else torch.cat([recorded, noise])
+    speech_replay = replay_set  # the replay's recordings, before any silence is cut for it
+    if replay_set:
+        replay_set = _with_silence(replay_set, old_labels, noise, config, frontend, frames, log)
     log(f"{len(enroll)} enrollment clips of {len(enroll.labels)} word(s) ({len(new_labels)} new: "
         f"{', '.join(new_labels) or 'none'}); {len(replay_set) if replay_set else 0} replay clips")
     for line in enrollment_advice(enroll.names, replay_set is not None):
@@ -314,14 +322,9 @@ def finetune(model, new_words, *, config: FinetuneConfig | None = None, out: str
     teacher_logits = predict(teacher, x_train)
     n_enroll, n_old = len(enroll), len(old_labels)
 
-    noise = synthetic_noise(frontend, seed=config.seed)
-    if noise_dirs:
-        from lmustream.train.data import noise_logmel
-        recorded = noise_logmel([Path(d) for d in noise_dirs], frontend)
-        noise = noise if recorded is None else torch.cat([recorded, noise])
     augmenter = FewShotAugmenter(config.augment, frontend, noise)
     if replay_set and config.channel_match > 0:
-        augmenter.channel = augmenter.channel_matcher(enroll.x, replay_set.x, config.channel_match)
+        augmenter.channel = augmenter.channel_matcher(enroll.x, speech_replay.x, config.channel_match)
         log(augmenter.channel.describe(mel_centre_hz(frontend)))
 
     params = [p for p in model.parameters() if p.requires_grad]
@@ -434,6 +437,25 @@ def finetune(model, new_words, *, config: FinetuneConfig | None = None, out: str
     result.eval_seconds = time.perf_counter() - eval_started
     result.peak_memory_mb = peak_memory_mb()
     return result
+
+
+def _with_silence(replay_set: ClipSet, old_labels, noise, config, frontend, frames, log) -> ClipSet:
+    """The replay plus ``_silence_`` clips cut from the augmentation noise, when the model has that class
+    and the replay none: without them, nothing in training shows the model silence, and the fine-tuned
+    model forgets it (full fine-tuning of sc12-lmuformer on real clips without them answered none of 24
+    silence clips right). Old classes the replay lacks otherwise are named."""
+    from lmustream.adapters.data import silence_clip_set
+    from lmustream.data.sources import SILENCE_LABEL
+
+    if SILENCE_LABEL in old_labels and SILENCE_LABEL not in replay_set.names:
+        count = config.replay_per_class  # as many as a word's, as the training recipe gives _silence_
+        replay_set = replay_set + silence_clip_set(noise, frontend, frames, count, config.seed)
+        log(f"replay: {count} {SILENCE_LABEL} clips cut from the background noise (the replay held none)")
+    missing = [label for label in old_labels if label not in replay_set.names]
+    if missing:
+        log(f"note: the replay holds no clips of {', '.join(missing)}: only distillation from the original "
+            f"model keeps them from being forgotten")
+    return replay_set
 
 
 def _replay_set(replay, old_labels, config, frontend, frames, cache_dir, progress, log) -> ClipSet | None:

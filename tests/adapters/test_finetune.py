@@ -261,3 +261,43 @@ def test_vectors_train_faster_than_the_matrices():
     assert {names[id(p)].split(".")[-1] for p in groups[0]["params"]} >= {"A", "B", "weight"}  # matrices, head
     with pytest.raises(ConfigError, match="vector_lr_scale"):
         FinetuneConfig(vector_lr_scale=0)
+
+
+def test_silence_clips_are_seconds_of_noise_at_random_gains_padded_like_every_clip():
+    from lmustream.adapters.data import silence_clip_set
+    from lmustream.audio.features import normalize
+
+    frontend = FbankConfig()
+    noise = torch.randn(500, frontend.n_mels) - 5  # unnormalized log-mel
+    clips = silence_clip_set(noise, frontend, frames=128, count=6, seed=1)
+    assert clips.x.shape == (6, 128, frontend.n_mels) and clips.names == ["_silence_"] * 6
+    raw = clips.x * (2 * frontend.std) + frontend.mean
+    torch.testing.assert_close(clips.x[:, 98:], normalize(torch.zeros(6, 30, frontend.n_mels), frontend))  # padding
+    for cut in raw[:, :98]:  # one second of the noise, shifted down by 2 log(gain), gain <= 1
+        start = next(s for s in range(500 - 98) if torch.allclose(cut - cut[0, 0], noise[s:s + 98] - noise[s, 0],
+                                                                     atol=1e-4))
+        shift = cut - noise[start:start + 98]
+        assert float(shift.max()) <= 1e-4 and float(shift.max() - shift.min()) < 1e-3
+    assert torch.equal(silence_clip_set(noise, frontend, 128, 6, seed=1).x, clips.x)
+    assert not torch.equal(silence_clip_set(noise, frontend, 128, 6, seed=2).x, clips.x)
+
+
+def test_a_replay_without_silence_gets_it_cut_from_the_noise_and_missing_classes_are_named(setup, tmp_path):
+    import shutil
+
+    base = load_model(setup["model"])
+    save_model(tmp_path / "with_silence.safetensors", ModelArtifact(base.model, ["hum", "_silence_"]))
+    only_hum = shutil.copytree(setup["replay"] / "hum", tmp_path / "replay" / "hum")
+    config = FinetuneConfig(method="lora", rank=2, epochs=2, batch_size=4, threads=1, channel_match=0.0,
+                            replay_per_class=3)
+    lines = []
+    result = finetune(tmp_path / "with_silence.safetensors", setup["new"], config=config, replay=only_hum.parent,
+                      cache_dir=False, progress=False, log=lines.append)
+    assert result.replay_clips == 3 + 3  # as many silence clips as a word's replay clips
+    assert any("3 _silence_ clips cut from the background noise" in line for line in lines), lines
+    assert not any(line.startswith("note: the replay holds no clips") for line in lines)
+
+    lines = []
+    finetune(setup["model"], setup["new"], config=config, replay=only_hum.parent, cache_dir=False, progress=False,
+             log=lines.append)
+    assert any(line.startswith("note: the replay holds no clips of hiss") for line in lines), lines
