@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from lmustream.train.augment import FeatureAugmenter
+from lmustream.train.augment import FeatureAugmenter, random_windows
 
 
 class FewShotAugmenter(FeatureAugmenter):
@@ -44,9 +44,7 @@ class FewShotAugmenter(FeatureAugmenter):
 
     def _mix_noise(self, logmel, g):
         c, (B, N, M) = self.config, logmel.shape
-        T = self.noise.shape[0]
-        starts = torch.randint(0, max(T - N, 1), (B,), generator=g)
-        noise = self.noise[(starts[:, None] + torch.arange(N)[None, :]) % T].to(logmel.device)  # (B, N, M)
+        noise = self.noise[random_windows(self.noise.shape[0], B, N, g)].to(logmel.device)  # (B, N, M)
         snr = torch.rand(B, generator=g).to(logmel.device) * (c.snr_db[1] - c.snr_db[0]) + c.snr_db[0]
         use = (torch.rand(B, generator=g) < c.noise_prob).to(logmel.device)
         audio = ~self._padding.to(logmel.device)  # (B, N)

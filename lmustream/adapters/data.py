@@ -123,11 +123,11 @@ def silence_clip_set(noise: torch.Tensor, frontend: FbankConfig, frames: int, co
     from lmustream.audio.features import normalize
     from lmustream.data.clips import SILENCE_SECONDS
     from lmustream.data.sources import SILENCE_LABEL
+    from lmustream.train.augment import random_windows
 
     g = torch.Generator().manual_seed(seed)
     n = min(frontend.num_frames(round(SILENCE_SECONDS * frontend.sample_rate)), frames)
-    starts = torch.randint(0, max(noise.shape[0] - n, 1), (count,), generator=g)
-    cuts = noise[(starts[:, None] + torch.arange(n)[None, :]) % noise.shape[0]]  # (count, n, n_mels)
+    cuts = noise[random_windows(noise.shape[0], count, n, g)]  # (count, n, n_mels)
     log_gain = 2 * torch.rand(count, generator=g).clamp_min(1e-12).log()
     x = torch.zeros(count, frames, noise.shape[1])  # the padding: log energy 0, as the clips' own
     x[:, :n] = torch.clamp_min(cuts + log_gain[:, None, None], math.log(frontend.log_floor))

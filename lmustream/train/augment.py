@@ -34,6 +34,13 @@ def _on_device(g: torch.Generator, device: torch.device) -> torch.Generator:
     return torch.Generator(device=device).manual_seed(int(torch.randint(0, 2**62, (1,), generator=g)))
 
 
+def random_windows(total: int, count: int, length: int, g: torch.Generator) -> torch.Tensor:
+    """Frame indices ``[count, length]`` of ``count`` windows of ``length`` consecutive frames at random
+    starts in a recording of ``total`` frames (wrapping round when it is shorter than a window)."""
+    starts = torch.randint(0, max(total - length, 1), (count,), generator=g)
+    return (starts[:, None] + torch.arange(length)[None, :]) % total
+
+
 class FeatureAugmenter:
     """Applies the switchable augmentations of :class:`AugmentConfig` to ``(x [B, N, M], y [B, K])``."""
 
@@ -83,9 +90,7 @@ class FeatureAugmenter:
 
     def _mix_noise(self, logmel, g):
         c, (B, N, _) = self.config, logmel.shape
-        T = self.noise.shape[0]
-        starts = torch.randint(0, max(T - N, 1), (B,), generator=g)
-        idx = (starts[:, None] + torch.arange(N)[None, :]) % T
+        idx = random_windows(self.noise.shape[0], B, N, g)
         if logmel.device not in self._noise_on:
             self._noise_on[logmel.device] = self.noise.to(logmel.device)
         noise = self._noise_on[logmel.device][idx.to(logmel.device)]  # (B, N, M)
