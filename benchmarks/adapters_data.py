@@ -111,26 +111,18 @@ def link_folders(files_by_label: dict[str, list[str]], out: Path) -> Path:
 
 
 def write_silence(noise_files: list[Path], out: Path, count: int, seed: int = 0, rate: int = 16000) -> Path:
-    """``out/<i>.wav``: ``count`` one-second ``_silence_`` clips, as the training recipe cuts them: evenly
-    spaced through the noise recordings, each at a random gain in [0, 1] (replacing what was there)."""
-    import numpy as np
+    """``out/silence_<i>.wav``: ``count`` one-second ``_silence_`` clips cut as the training recipe cuts them
+    (``lmustream.data.silence``: evenly spaced through the noise recordings, each at a random gain in [0, 1])."""
     import soundfile as sf
 
-    from lmustream.audio.io import load_audio
+    from lmustream.data.feature_dataset import load_clip
+    from lmustream.data.silence import cut_silence
 
     out.mkdir(parents=True, exist_ok=True)
     for old in out.iterdir():
         old.unlink()
-    noises = [load_audio(f, rate) for f in noise_files]
-    noises = [n for n in noises if len(n) >= rate]
-    if not noises or count < 1:
-        return out
-    gains = np.random.default_rng(seed).uniform(0.0, 1.0, count)
-    for i in range(count):
-        noise = noises[i % len(noises)]
-        k, per_file = i // len(noises), -(-count // len(noises))
-        start = (len(noise) - rate) * k // max(per_file - 1, 1)
-        sf.write(out / f"silence_{i:03d}.wav", (noise[start:start + rate] * gains[i]).astype(np.float32), rate)
+    for i, clip in enumerate(cut_silence(noise_files, count, seed=seed)):
+        sf.write(out / f"silence_{i:03d}.wav", load_clip(clip, rate), rate)
     return out
 
 

@@ -76,6 +76,21 @@ def add_silence(splits: dict[str, list[Clip]], noise_files: Sequence[Path], n_cl
     return skipped
 
 
+def cut_silence(noise_files: Sequence[Path], count: int, *, split: str = "test", seed: int = 0) -> list[Clip]:
+    """``count`` ``_silence_`` clips cut from the whole of each noise file, as :func:`add_silence` cuts a split.
+
+    For silence outside a dataset (e.g. a folder of silence clips to score a model on); the clips are
+    those ``add_silence`` would give a split named ``split`` that had every noise file to itself.
+    """
+    if count < 1:
+        return []
+    noises, skipped = _noise_lengths(noise_files)
+    if not noises:
+        raise ConfigError(f"cannot make {SILENCE_LABEL} clips: none of the {len(noise_files)} noise file(s) is "
+                          f"usable ({skipped[:3]})")
+    return _cut(noises, count, (0.0, 1.0), split, seed)
+
+
 def _cut(noises: list[tuple[Path, int, int]], count: int, region: tuple[float, float], split: str,
          seed: int) -> list[Clip]:
     """``count`` clips cycling over the noise files, evenly spaced within each file's ``region``."""

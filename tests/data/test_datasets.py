@@ -17,7 +17,7 @@ from lmustream.data.clips import Clip, SkippedFileWarning, speaker_from_name
 from lmustream.data.datasets import DatasetIndex, detect_kind, open_dataset
 from lmustream.data.feature_dataset import FeatureDataset, clip_features, pad_or_crop
 from lmustream.data.labels import SPEECH_COMMANDS_12
-from lmustream.data.silence import SILENCE_GAIN_RANGE
+from lmustream.data.silence import SILENCE_GAIN_RANGE, add_silence, cut_silence
 from lmustream.data.sources import parse_label_map
 from lmustream.data.splits import held_out_speakers, rank_speakers, split_by_speaker
 from lmustream.errors import AudioError, ConfigError
@@ -158,6 +158,20 @@ def test_task_12_needs_noise(tmp_path):
     with pytest.raises(ConfigError, match="noise.*data.silence_dir=DIR.*--noise-dir DIR"):
         open_dataset(root, task="12")
 
+
+def test_silence_cut_outside_a_dataset_is_what_a_split_with_all_the_noise_gets(tmp_path):
+    """cut_silence (silence clips to score a model on) cuts as add_silence does, over whole files."""
+    noise = [write_tone(tmp_path / f"noise{i}.wav", seconds=5.0, freq=200.0 + 100 * i) for i in range(2)]
+    clips = cut_silence(noise, 6, split="test", seed=3)
+    splits = {"train": [], "validation": [], "test": [Clip(tmp_path / f"{i}.wav", "yes", "s") for i in range(66)]}
+    add_silence(splits, noise, 11, seed=3)  # 66 clips / 11 classes: 6 silence clips, all in test
+    assert clips == [c for c in splits["test"] if c.label == "_silence_"]
+    assert {c.noise[0] for c in clips} == set(noise)
+    assert [c.noise[1] for c in clips if c.noise[0] == noise[0]] == [0, 2 * RATE, 4 * RATE]  # evenly spaced
+    assert len({c.gain for c in clips}) == 6 and all(0.0 <= c.gain <= 1.0 for c in clips)
+    assert cut_silence(noise, 0) == []
+    with pytest.raises(ConfigError, match="none of the 1 noise file"):
+        cut_silence([write_tone(tmp_path / "short.wav", seconds=0.5)], 3)
 
 def test_training_cuts_silence_from_another_folder(tmp_path):
     """A Speech Commands tree without _background_noise_ trains task 12 with data.silence_dir."""
