@@ -291,7 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "subfolders is labelled folders named after the model's labels)")
     ev.add_argument("--task", choices=["35", "12"],
                     help="Speech Commands task (default: from the model's labels, 12 when they include _unknown_; "
-                         "with --kind folders, manifest or pattern the data's own labels are used)")
+                         "task 12 keeps every word the model knows, so a model taught new words by "
+                         "lmustream finetune scores them as its own classes; with --kind folders, manifest or "
+                         "pattern the data's own labels are used)")
     ev.add_argument("--noise-dir", help="task 12: background-noise folder to cut _silence_ clips from "
                                         "(default: the dataset's _background_noise_)")
     ev.add_argument("--pattern", help="filename pattern, e.g. '{label}_{speaker}_{index}.wav'")

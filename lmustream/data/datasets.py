@@ -122,7 +122,8 @@ def open_dataset(spec, *, kind: str = "auto", task="35", pattern: str | None = N
                  split_lists: bool | None = None, validation_speakers=None, test_speakers=None,
                  validation_fraction: float = DEFAULT_VALIDATION_FRACTION,
                  test_fraction: float = DEFAULT_TEST_FRACTION, seed: int = 0, noise_dir=None,
-                 silence_ratio: float = DEFAULT_SILENCE_RATIO, scan: bool = True, complete: bool = True) -> DatasetIndex:
+                 silence_ratio: float = DEFAULT_SILENCE_RATIO, scan: bool = True, complete: bool = True,
+                 keywords=None) -> DatasetIndex:
     """Open the dataset at ``spec`` (folder or .csv) as a checked, split :class:`DatasetIndex`.
 
     Args:
@@ -143,6 +144,8 @@ def open_dataset(spec, *, kind: str = "auto", task="35", pattern: str | None = N
         :class:`~lmustream.data.clips.SkippedFileWarning` and ``index.skipped`` report them).
       complete: every class in train and no unrequested empty split (data to train on);
         False for data that is only scored, which may hold any subset of the classes.
+      keywords: task 12 only: the words kept as classes instead of the ten command words
+        (every other word is _unknown_), e.g. the words of a 12-class model taught new ones.
 
     Raises ConfigError for a bad argument or layout, an empty split or a class absent
     from train (naming it), and a missing required split list.
@@ -158,7 +161,7 @@ def open_dataset(spec, *, kind: str = "auto", task="35", pattern: str | None = N
         raise ConfigError("kind 'pattern' needs pattern=, e.g. '{label}_{speaker}_{index}.wav'")
     if kind == "speech_commands" and label_map is not None:
         raise ConfigError("label_map does not apply to Speech Commands (its labels are fixed by the task)")
-    listing = _list(spec, kind, task, pattern, split_lists, noise_dir)
+    listing = _list(spec, kind, task, pattern, split_lists, noise_dir, keywords)
     if label_map is not None:
         listing = sources.apply_label_map(listing, label_map)
     skipped = list(listing.skipped)
@@ -197,14 +200,14 @@ def open_dataset(spec, *, kind: str = "auto", task="35", pattern: str | None = N
                         listing.assigned is not None, skipped)
 
 
-def _list(spec, kind: str, task: str, pattern, split_lists, noise_dir) -> sources.Listing:
+def _list(spec, kind: str, task: str, pattern, split_lists, noise_dir, keywords=None) -> sources.Listing:
     """Run the source for ``kind``, rejecting options that do not apply to it."""
-    if kind != "speech_commands" and (split_lists is not None or noise_dir is not None):
-        raise ConfigError(f"split_lists / noise_dir apply to Speech Commands only, not to kind {kind!r}")
+    if kind != "speech_commands" and (split_lists is not None or noise_dir is not None or keywords is not None):
+        raise ConfigError(f"split_lists / noise_dir / keywords apply to Speech Commands only, not to kind {kind!r}")
     if kind != "pattern" and pattern is not None:
         raise ConfigError(f"pattern= applies to kind 'pattern' only, not to {kind!r}")
     if kind == "speech_commands":
-        return sources.speech_commands(spec, task, split_lists=split_lists, noise_dir=noise_dir)
+        return sources.speech_commands(spec, task, split_lists=split_lists, noise_dir=noise_dir, keywords=keywords)
     if kind == "folders":
         return sources.labelled_folders(spec)
     if kind == "manifest":

@@ -105,12 +105,15 @@ def check_task(task) -> str:
 # --------------------------------------------------------------------- Speech Commands
 
 
-def speech_commands(root, task="35", *, split_lists: bool | None = None, noise_dir=None) -> Listing:
+def speech_commands(root, task="35", *, split_lists: bool | None = None, noise_dir=None,
+                    keywords=None) -> Listing:
     """List a Speech Commands folder for ``task`` "35" (labels = sorted word folders) or "12".
 
     Task "12" labels are exactly ``SPEECH_COMMANDS_12``: the ten command words, every other
     word as ``_unknown_``, and ``_silence_`` (clips cut from the noise files later, per
-    split). Folders whose name starts with "_" or "." (``_background_noise_``) are not words.
+    split). ``keywords`` replaces the ten command words (e.g. a 12-class model taught more
+    words: its labels are those words, ``_unknown_`` and ``_silence_``). Folders whose name
+    starts with "_" or "." (``_background_noise_``) are not words.
 
     ``split_lists``: None uses ``validation_list.txt`` and ``testing_list.txt`` when both
     exist (ConfigError if only one does); True requires them (ConfigError naming the missing
@@ -120,6 +123,7 @@ def speech_commands(root, task="35", *, split_lists: bool | None = None, noise_d
     """
     root = _require_dir(root, "Speech Commands dataset")
     task = check_task(task)
+    keywords = _check_keywords(keywords, task)
     words = [d for d in _subfolders(root) if not d.name.startswith("_")]
     if not words:
         raise ConfigError(f"Speech Commands dataset {str(root)!r}: no word folders found")
@@ -129,9 +133,9 @@ def speech_commands(root, task="35", *, split_lists: bool | None = None, noise_d
         if not files:
             raise ConfigError(f"Speech Commands dataset {str(root)!r}: word folder {folder.name!r} "
                               "holds no audio files (empty class)")
-        label = folder.name if task == "35" else (folder.name if folder.name in SC_CORE_WORDS else UNKNOWN_LABEL)
+        label = folder.name if task == "35" else (folder.name if folder.name in keywords else UNKNOWN_LABEL)
         clips.extend(Clip(path, label, speaker_from_name(path)) for path in files)
-    labels = sorted(d.name for d in words) if task == "35" else list(SPEECH_COMMANDS_12)
+    labels = sorted(d.name for d in words) if task == "35" else [*keywords, UNKNOWN_LABEL, SILENCE_LABEL]
     noise_files = _noise_files(root, noise_dir)
     if task == "12" and not noise_files:
         where = noise_dir if noise_dir is not None else root / SC_NOISE_FOLDER
@@ -140,6 +144,21 @@ def speech_commands(root, task="35", *, split_lists: bool | None = None, noise_d
                           "data.silence_dir=DIR (lmustream train, lmustream data pack) or --noise-dir DIR (lmustream eval)")
     assigned, empty_lists = _read_split_lists(root, clips, split_lists)
     return Listing("speech_commands", root, labels, clips, assigned, noise_files, empty_lists=empty_lists)
+
+
+def _check_keywords(keywords, task: str) -> tuple[str, ...]:
+    """The 12-class task's keywords: the ten command words unless others are given."""
+    if keywords is None:
+        return SC_CORE_WORDS
+    if task != "12":
+        raise ConfigError(f"keywords apply to the 12-class task only, not to task {task!r}")
+    keywords = tuple(keywords)
+    bad = [k for k in keywords if not isinstance(k, str) or not k or k.startswith("_")]
+    if bad or not keywords:
+        raise ConfigError(f"keywords must be word folder names (not starting with '_'), got {list(keywords)!r}")
+    if len(set(keywords)) != len(keywords):
+        raise ConfigError(f"keywords name a word twice: {list(keywords)!r}")
+    return keywords
 
 
 def _noise_files(root: Path, noise_dir) -> list[Path]:

@@ -28,7 +28,9 @@ def evaluate_artifact(artifact: ModelArtifact, data_path: str, split: str = "tes
     """
     from lmustream.data.datasets import open_dataset
     from lmustream.data.feature_dataset import FeatureDataset
+    from lmustream.data.labels import SPEECH_COMMANDS_12
     from lmustream.data.pack import is_pack
+    from lmustream.data.sources import SILENCE_LABEL, UNKNOWN_LABEL
     from lmustream.data.splits import SplitWarning
 
     if is_pack(data_path):
@@ -52,6 +54,11 @@ def evaluate_artifact(artifact: ModelArtifact, data_path: str, split: str = "tes
         # (labelled folders, a manifest, a pattern) already names the model's own labels.
         sc_layout = kind in ("auto", "speech_commands")
         task = "12" if "_unknown_" in artifact.labels and sc_layout else "35"
+    keywords = None
+    if str(task) == "12" and set(artifact.labels) - set(SPEECH_COMMANDS_12):
+        # A 12-class model taught more words (lmustream finetune): all its words are keywords, so a
+        # folder of its new words is not read as _unknown_.
+        keywords = [label for label in artifact.labels if label not in (UNKNOWN_LABEL, SILENCE_LABEL)]
     if noise_dir is not None:
         split_args["noise_dir"] = noise_dir
     if split == "all":  # every clip is scored: no speaker needs holding out, however few there are
@@ -60,7 +67,7 @@ def evaluate_artifact(artifact: ModelArtifact, data_path: str, split: str = "tes
         if split == "all":  # every clip is scored: which classes a split lacks does not matter
             warnings.simplefilter("ignore", SplitWarning)
         index = open_dataset(data_path, kind=kind, task=task, pattern=pattern, label_map=label_map,
-                             seed=split_args.pop("seed", seed), complete=False, **split_args)
+                             seed=split_args.pop("seed", seed), complete=False, keywords=keywords, **split_args)
     clips = [c for part in index.splits.values() for c in part] if split == "all" else index.splits.get(split) or []
     if not clips:
         raise ConfigError(f"{data_path}: split {split!r} is empty (splits: "

@@ -481,3 +481,16 @@ def test_opening_an_index_does_not_import_torch():
     code = "import sys, lmustream.data.datasets; assert 'torch' not in sys.modules, 'torch imported'"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)
+
+
+def test_the_12_class_task_takes_other_keywords(tmp_path):
+    root = make_speech_commands(tmp_path / "sc", CORE + ["cat", "dog"])
+    index = open_dataset(root, task=12, keywords=["yes", "cat"])
+    assert index.labels == ["yes", "cat", "_unknown_", "_silence_"]
+    assert {c.path.parent.name for c in index.clips() if c.label == "_unknown_"} == set(CORE + ["dog"]) - {"yes"}
+    with pytest.raises(ConfigError, match="12-class task only"):
+        open_dataset(root, task=35, keywords=["yes"])
+    with pytest.raises(ConfigError, match="not starting with '_'"):
+        open_dataset(root, task=12, keywords=["yes", "_unknown_"])
+    with pytest.raises(ConfigError, match="twice"):
+        open_dataset(root, task=12, keywords=["yes", "yes"])

@@ -52,3 +52,22 @@ def test_folders_named_after_the_catch_all_classes_are_read_as_labelled_folders(
     _write_clips(tmp_path / "mine" / "_unknown_", 3, seed=1)
     result = evaluate_artifact(tiny_artifact(SPEECH_COMMANDS_12), str(tmp_path / "mine"), "all")
     assert result["n"] == 5 and set(result["per_class"]) == {"yes", "_unknown_"}
+
+
+def test_a_12_class_model_taught_new_words_scores_them_as_its_own_classes(tmp_path):
+    # A model fine-tuned with new words (the 12 classes + "eight") reading a Speech Commands folder:
+    # eight/ is one of its keywords, not _unknown_; words it does not know still are.
+    _write_clips(tmp_path / "sc" / "eight", 6)
+    _write_clips(tmp_path / "sc" / "yes", 1, seed=1)
+    _write_clips(tmp_path / "sc" / "bed", 6, seed=2)  # 13 clips / 12 other classes: one _silence_ clip
+    noise = tmp_path / "noise" / "hum.wav"
+    noise.parent.mkdir()
+    sf.write(noise, (0.1 * np.random.default_rng(2).standard_normal(3 * 16000)).astype(np.float32), 16000)
+    artifact = tiny_artifact(list(SPEECH_COMMANDS_12) + ["eight"])
+    result = evaluate_artifact(artifact, str(tmp_path / "sc"), "all", noise_dir=str(noise.parent))
+    assert set(result["per_class"]) == {"eight", "yes", "_unknown_", "_silence_"}
+    assert result["per_class"]["eight"]["n"] == 6 and result["per_class"]["_unknown_"]["n"] == 6
+    # The plain 12-class model reads the same folder as the standard task.
+    plain = evaluate_artifact(tiny_artifact(SPEECH_COMMANDS_12), str(tmp_path / "sc"), "all",
+                              noise_dir=str(noise.parent))
+    assert "eight" not in plain["per_class"] and plain["per_class"]["_unknown_"]["n"] == 12
