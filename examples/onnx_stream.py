@@ -55,7 +55,15 @@ class OnnxStream:
 
 
 def read_wav_16k(path: str) -> np.ndarray:
-    with wave.open(path, "rb") as w:
+    try:
+        w = wave.open(path, "rb")
+    except (wave.Error, EOFError) as e:  # the standard library reads PCM WAV only (no FLAC, no float WAV)
+        raise SystemExit(f"{path}: not a PCM WAV file ({e}); convert it first, e.g. "
+                         f"python -c \"import soundfile as sf; x, r = sf.read('{path}'); "
+                         f"sf.write('clip.wav', x, r, subtype='PCM_16')\" (then resample to 16 kHz if needed)")
+    except OSError as e:
+        raise SystemExit(f"{path}: cannot read ({e})")
+    with w:
         if w.getframerate() != 16000 or w.getsampwidth() != 2:
             raise SystemExit(f"{path}: need 16 kHz 16-bit PCM (got {w.getframerate()} Hz, "
                              f"{8 * w.getsampwidth()}-bit); convert it first")

@@ -147,3 +147,15 @@ def test_bad_chunk():
         export_onnx(paper_step(False), "/tmp/never.onnx", labels(35), FbankConfig(), chunk=0)
     with pytest.raises(ValueError, match="posterior"):
         export_onnx(paper_step(False), "/tmp/never.onnx", labels(35), FbankConfig(), posterior="tanh")
+
+
+def test_example_names_a_file_it_cannot_read(tmp_path):
+    import soundfile as sf
+
+    from examples.onnx_stream import read_wav_16k
+
+    sf.write(tmp_path / "clip.flac", np.zeros(1600, dtype=np.float32), 16000)
+    with pytest.raises(SystemExit, match="clip.flac: not a PCM WAV file"):
+        read_wav_16k(str(tmp_path / "clip.flac"))
+    with pytest.raises(SystemExit, match="missing.wav: cannot read"):
+        read_wav_16k(str(tmp_path / "missing.wav"))
