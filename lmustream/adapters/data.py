@@ -47,6 +47,7 @@ class ClipSet:
 def list_clips(spec, what: str) -> list[Clip]:
     """Every clip of a dataset (labelled folders, CSV manifest, Speech Commands layout), all splits."""
     from lmustream.data.datasets import open_dataset
+    from lmustream.data.splits import SplitWarning
 
     if isinstance(spec, (list, tuple)):
         return list(spec)
@@ -54,7 +55,8 @@ def list_clips(spec, what: str) -> list[Clip]:
     if not path.exists():
         raise ConfigError(f"{what}: no such folder or file {str(path)!r}")
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # split warnings do not apply: every split is used
+        # Split warnings do not apply (every split is used); unreadable files are still reported.
+        warnings.simplefilter("ignore", SplitWarning)
         index = open_dataset(path, validation_fraction=0.0, test_fraction=0.0)
     return index.clips()
 

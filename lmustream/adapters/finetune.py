@@ -335,8 +335,15 @@ def finetune(model, new_words, *, config: FinetuneConfig | None = None, out: str
     freezer = None
     if config.method == "aflora":
         from lmustream.adapters.aflora import AFLoRAFreezer
-        freezer = AFLoRAFreezer(model, adapter_cfg, steps_per_epoch, total_steps,
-                                on_freeze=lambda event: log(event.describe()))
+        try:
+            freezer = AFLoRAFreezer(model, adapter_cfg, steps_per_epoch, total_steps,
+                                    on_freeze=lambda event: log(event.describe()))
+        except ConfigError as e:  # its advice speaks of the schedule's epochs, which finetune derives
+            raise ConfigError(f"{n_enroll} enrollment clips at {config.batch_size} per step for {config.epochs} "
+                              f"epoch(s) make {total_steps} optimizer step(s): too few for AFLoRA's freezing "
+                              f"schedule (warm-ups of {config.aflora_initial_warmup:.0%} and "
+                              f"{config.aflora_final_warmup:.0%} of the run); raise --epochs, or use "
+                              f"--method lora") from e
     total_params = count_parameters(model)[1]
     head_params = sum(p.numel() for p in model.head.parameters())
     trainable_start = count_parameters(model)[0]

@@ -179,6 +179,19 @@ def test_finetune_cli_errors(setup, tmp_path, capsys):
         main(["finetune", "--model", str(setup["model"]), "--new-words", str(setup["new"]), "--method", "dora"])
 
 
+
+def test_finetune_names_an_unreadable_clip_and_a_run_too_short_for_aflora(setup, tmp_path, capsys):
+    import shutil
+
+    words = shutil.copytree(setup["new"], tmp_path / "new")
+    (words / NEW[0] / "broken.wav").write_bytes(b"not audio")
+    # 12 clips at 16 per step for 1 epoch: one step, no room for AFLoRA's warm-ups and schedule.
+    assert main(["finetune", "--model", str(setup["model"]), "--new-words", str(words), "--epochs", "1",
+                 "--out", str(tmp_path / "x.safetensors"), "--no-cache", "--threads", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "skipped 1 unusable audio file" in err and "broken.wav" in err  # never dropped silently
+    assert "1 optimizer step(s)" in err and "raise --epochs" in err
+
 def test_new_word_bias_lowers_only_the_new_words_logits_in_what_is_written(setup, tmp_path):
     """Two runs alike but for new_word_bias: the written models differ by exactly -B on the new words'
     logits and nowhere else; the adapter file carries it too, and the header records it."""
