@@ -52,7 +52,8 @@ def _read_state_dict(source) -> dict[str, torch.Tensor]:
             # weights_only: never execute pickled code from a downloaded checkpoint.
             source = torch.load(source, map_location="cpu", weights_only=True)
         except Exception as e:  # pickle / zip errors have many types
-            raise CheckpointError(f"cannot read reference checkpoint {os.fspath(source)!r}: {e}") from e
+            raise CheckpointError(f"cannot read reference checkpoint {os.fspath(source)!r}: not a PyTorch "
+                                  f"checkpoint file ({type(e).__name__}: {e})") from e
     if isinstance(source, dict) and not any(isinstance(v, torch.Tensor) for v in source.values()):
         for key in ("state_dict", "model", "model_state_dict"):
             if isinstance(source.get(key), dict):
