@@ -26,7 +26,7 @@ def evaluate_artifact(artifact: ModelArtifact, data_path: str, split: str = "tes
     ``data_path`` may also be a feature pack (``lmustream data pack``): its clips, labels and splits are
     fixed when it is made, so the dataset options must be left at their defaults.
     """
-    from lmustream.data.datasets import open_dataset
+    from lmustream.data.datasets import detect_kind, open_dataset
     from lmustream.data.feature_dataset import FeatureDataset
     from lmustream.data.labels import SPEECH_COMMANDS_12
     from lmustream.data.pack import is_pack
@@ -45,6 +45,8 @@ def evaluate_artifact(artifact: ModelArtifact, data_path: str, split: str = "tes
     if split_args:  # the data the model was trained on: reproduce its speaker split exactly
         kind, pattern = split_args.pop("kind"), split_args.pop("pattern") or pattern
         label_map = split_args.pop("label_map") or label_map
+    if kind == "auto" and (Path(data_path).is_file() or pattern is not None):
+        kind = detect_kind(data_path, pattern=pattern)  # a manifest or a file-name pattern: never Speech Commands
     if kind == "auto" and _names_catch_all_classes(data_path):
         # Folders named _unknown_ / _silence_ are classes, which Speech Commands' word folders never are
         # (there a leading "_" marks _background_noise_): read them as labelled folders, not skipped.

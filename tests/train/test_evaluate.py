@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from lmustream.data.clips import SkippedFileWarning
 from lmustream.data.labels import SPEECH_COMMANDS_12
 from lmustream.errors import ConfigError
 from lmustream.train.evaluate import evaluate_artifact
@@ -71,3 +72,13 @@ def test_a_12_class_model_taught_new_words_scores_them_as_its_own_classes(tmp_pa
     plain = evaluate_artifact(tiny_artifact(SPEECH_COMMANDS_12), str(tmp_path / "sc"), "all",
                               noise_dir=str(noise.parent))
     assert "eight" not in plain["per_class"] and plain["per_class"]["_unknown_"]["n"] == 12
+
+
+def test_a_12_class_model_reads_a_manifest_with_its_own_labels(tmp_path):
+    # A .csv is a manifest whatever the model: the 12-class model's Speech Commands task does not apply.
+    _write_clips(tmp_path / "clips", 2)
+    rows = "".join(f"clips/{p.name},yes\n" for p in sorted((tmp_path / "clips").iterdir()))
+    (tmp_path / "m.csv").write_text("file,label\n" + rows + "clips/gone.wav,no\n")
+    with pytest.warns(SkippedFileWarning, match="gone.wav"):  # a listed file that is missing is named
+        result = evaluate_artifact(tiny_artifact(SPEECH_COMMANDS_12), str(tmp_path / "m.csv"), "all")
+    assert result["n"] == 2 and set(result["per_class"]) == {"yes"}
