@@ -70,6 +70,27 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
+
+def torch_load_safely(path: str | os.PathLike, what: str):
+    """``torch.load`` of tensors only (``weights_only``: pickled code never runs); CheckpointError naming
+    ``what`` and the fault for a file that is not a PyTorch file, or that holds other pickled objects."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # pickle / zip errors have many types
+        if "Unsupported global" in str(e):  # weights_only refused a class or function the file names
+            why = "it holds pickled Python objects besides tensors, which are never loaded (they could run code)"
+        else:
+            why = f"not a PyTorch checkpoint file ({type(e).__name__}: {_load_error_gist(e)})"
+        raise CheckpointError(f"cannot read {what} {os.fspath(path)!r}: {why}") from e
+
+
+def _load_error_gist(error: Exception) -> str:
+    """The line of a torch.load error that says what was wrong (its advice to load unsafely does not apply)."""
+    lines = [line.split("WeightsUnpickler error:")[-1].strip() for line in str(error).splitlines()]
+    lines = [line for line in lines if line]
+    detail = next((line for line in lines if line.startswith("Unsupported")), lines[0] if lines else "no detail")
+    return detail.split(". ")[0][:200]  # its first sentence
+
 def save_model(path: str | os.PathLike, artifact: ModelArtifact) -> None:
     """Write ``artifact`` as one self-describing file (atomically)."""
     from safetensors.torch import save

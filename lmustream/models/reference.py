@@ -44,27 +44,13 @@ _EMBED_RULES = {
 _DERIVED_BUFFER = re.compile(r"^block\.(\d+)\.attn\.lmu\.(A|B|H|fft_H)$")
 
 
-def _gist(error: Exception) -> str:
-    """The line of a torch.load error that says what was wrong (its advice to load unsafely does not apply)."""
-    lines = [line.split("WeightsUnpickler error:")[-1].strip() for line in str(error).splitlines()]
-    lines = [line for line in lines if line]
-    detail = next((line for line in lines if line.startswith("Unsupported")), lines[0] if lines else "no detail")
-    return detail.split(". ")[0][:200]  # its first sentence
-
-
 def _read_state_dict(source) -> dict[str, torch.Tensor]:
     if isinstance(source, (str, os.PathLike)):
         if not os.path.isfile(source):
             raise CheckpointError(f"reference checkpoint {os.fspath(source)!r} does not exist")
-        try:
-            # weights_only: never execute pickled code from a downloaded checkpoint.
-            source = torch.load(source, map_location="cpu", weights_only=True)
-        except Exception as e:  # pickle / zip errors have many types
-            if "Unsupported global" in str(e):  # weights_only refused a class or function the file names
-                why = "it holds pickled Python objects besides tensors, which are never loaded (they could run code)"
-            else:
-                why = f"not a PyTorch checkpoint file ({type(e).__name__}: {_gist(e)})"
-            raise CheckpointError(f"cannot read reference checkpoint {os.fspath(source)!r}: {why}") from e
+        from lmustream.models.artifact import torch_load_safely
+
+        source = torch_load_safely(source, "reference checkpoint")  # never runs pickled code from a download
     if isinstance(source, dict) and not any(isinstance(v, torch.Tensor) for v in source.values()):
         for key in ("state_dict", "model", "model_state_dict"):
             if isinstance(source.get(key), dict):

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from lmustream.errors import ConfigError, LmuStreamError
 from lmustream.models import LMUFormer, get_config
-from lmustream.models.artifact import ModelArtifact, atomic_write_bytes, load_model, save_model
+from lmustream.models.artifact import ModelArtifact, atomic_write_bytes, load_model, save_model, torch_load_safely
 from lmustream.models.registry import resolve_model
 from lmustream.train.augment import FeatureAugmenter
 from lmustream.train.config import OptimConfig, TrainConfig
@@ -155,13 +155,11 @@ def _save_checkpoint(path: Path, state: dict) -> None:
 
 
 def load_checkpoint(path: Path) -> dict:
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise LmuStreamError(f"cannot read checkpoint {str(path)!r}: {e}") from e
-    if state.get("version") != CHECKPOINT_VERSION:
-        raise LmuStreamError(f"checkpoint {str(path)!r} has version {state.get('version')}, "
-                             f"expected {CHECKPOINT_VERSION}")
+    state = torch_load_safely(path, "checkpoint")
+    version = state.get("version") if isinstance(state, dict) else None
+    if version != CHECKPOINT_VERSION:
+        raise LmuStreamError(f"checkpoint {str(path)!r} has version {version}, expected {CHECKPOINT_VERSION} "
+                             f"(not a training checkpoint of this lmustream)")
     return state
 
 

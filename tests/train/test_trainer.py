@@ -254,6 +254,20 @@ def test_resume_without_a_checkpoint_fails_before_the_data_is_read(tmp_path):
         train(config, resume=True, progress=False)
 
 
+
+def test_a_damaged_or_foreign_checkpoint_is_named_not_loaded(tmp_path):
+    from lmustream.errors import CheckpointError, LmuStreamError
+    from lmustream.train.trainer import load_checkpoint
+
+    damaged = tmp_path / "checkpoint.pt"
+    damaged.write_bytes(b"PK\x03\x04 cut short")  # e.g. a copy that stopped part way
+    with pytest.raises(CheckpointError, match=r"cannot read checkpoint .*checkpoint.pt.*: not a PyTorch checkpoint"):
+        load_checkpoint(damaged)
+    foreign = tmp_path / "tensor.pt"
+    torch.save(torch.zeros(3), foreign)  # a PyTorch file, but not a training checkpoint
+    with pytest.raises(LmuStreamError, match="has version None.*not a training checkpoint"):
+        load_checkpoint(foreign)
+
 def test_missing_data_path_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="data.path"):
         train(load_config(None, [f"out={tmp_path}"]), progress=False)
