@@ -155,6 +155,10 @@ def open_dataset(spec, *, kind: str = "auto", task="35", pattern: str | None = N
     task = sources.check_task(task)
     label_map = sources.parse_label_map(label_map)
     kind = detect_kind(spec, task=task, pattern=pattern) if kind == "auto" else kind
+    as_path = Path(os.fspath(spec))
+    if kind != "manifest" and as_path.suffix.lower() == MANIFEST_SUFFIX and as_path.is_file():
+        raise ConfigError(f"{str(spec)!r} is a CSV manifest, but the dataset kind is {kind!r} (e.g. from a recipe "
+                          f"made for other data): read it with kind 'manifest' (data.kind=manifest, --kind manifest)")
     if kind != "speech_commands" and task != "35":
         raise ConfigError(f"task {task!r} applies to Speech Commands only, but {str(spec)!r} is opened as {kind!r}")
     if kind == "pattern" and pattern is None:

@@ -20,7 +20,7 @@ class DataConfig:
     kind: str = "auto"  # auto | speech_commands | folders | manifest | pattern
     task: str = "35"  # Speech Commands task: "35" words or "12" classes
     pattern: str | None = None  # filename pattern, e.g. "{label}_{speaker}_{index}.wav"
-    label_map: dict | None = None  # e.g. {"0": "zero"} for digit file names
+    label_map: dict | str | None = None  # e.g. {"0": "zero"} for digit file names (or "0=zero,1=one")
     split_lists: bool | None = None  # Speech Commands validation/testing lists: None = when present, true = required, false = ignored
     validation_speakers: list | int | None = None  # held-out speaker ids, or how many to hold out (by seed)
     test_speakers: list | int | None = None
@@ -115,6 +115,9 @@ class TrainConfig:
     def validate(self) -> "TrainConfig":
         if self.epochs < 1 or self.batch_size < 1:
             raise ConfigError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
+        if isinstance(self.data.label_map, str):  # the command line's "0=zero,1=one": a mapping from here on
+            from lmustream.data.sources import parse_label_map
+            self.data.label_map = parse_label_map(self.data.label_map)
         if self.optim.loss not in ("bce", "ce"):
             raise ConfigError(f"optim.loss must be 'bce' or 'ce', got {self.optim.loss!r}")
         if self.optim.schedule not in ("step", "cosine"):

@@ -494,3 +494,10 @@ def test_the_12_class_task_takes_other_keywords(tmp_path):
         open_dataset(root, task=12, keywords=["yes", "_unknown_"])
     with pytest.raises(ConfigError, match="twice"):
         open_dataset(root, task=12, keywords=["yes", "yes"])
+
+
+
+def test_a_manifest_opened_as_another_kind_says_which_kind_reads_it(tmp_path):
+    (tmp_path / "m.csv").write_text("file,label\na.wav,yes\n")
+    with pytest.raises(ConfigError, match="is a CSV manifest, but the dataset kind is 'pattern'.*data.kind=manifest"):
+        open_dataset(tmp_path / "m.csv", kind="pattern", pattern="{label}_{speaker}.wav")

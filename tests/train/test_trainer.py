@@ -273,6 +273,13 @@ def test_missing_data_path_is_a_clear_error(tmp_path):
         train(load_config(None, [f"out={tmp_path}"]), progress=False)
 
 
+
+def test_label_map_override_takes_the_command_line_form():
+    assert load_config(None, ["data.label_map=0=zero,1=one"]).data.label_map == {"0": "zero", "1": "one"}
+    assert load_config(None, ["data.label_map={0: zero}"]).data.label_map == {0: "zero"}
+    with pytest.raises(ConfigError, match="'0zero' has no '='"):
+        load_config(None, ["data.label_map=0zero"])
+
 def test_float_override_without_a_dot_is_a_number():
     assert load_config(None, ["optim.lr=5e-3"]).optim.lr == 0.005
     with pytest.raises(ConfigError, match="number"):
