@@ -173,18 +173,18 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.early_exit:
         from lmustream.stream.early_exit_report import run_cli
         return run_cli(args)
+    from lmustream.data.sources import parse_label_map
+
+    label_map = parse_label_map(args.label_map)  # before the model and the data: a typo fails at once
     artifact = load_model(resolve_model(args.model))
-    label_map = dict(kv.split("=", 1) for kv in args.label_map.split(",")) if args.label_map else None
     result = evaluate_artifact(artifact, args.data, args.split, kind=args.kind, task=args.task,
                                pattern=args.pattern, label_map=label_map, cache_dir=args.cache_dir,
                                noise_dir=args.noise_dir)
+    # The figures first: a plot that cannot be written must not lose them.
+    print(json.dumps(result) if args.json else format_report(result), flush=True)
     if args.plot:
         plot_confusion(result, args.plot)
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(format_report(result))
-        if args.plot:
+        if not args.json:
             print(f"confusion matrix plot: {args.plot}")
     return 0
 

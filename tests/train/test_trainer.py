@@ -72,6 +72,12 @@ def test_end_to_end_on_cpu(tone_dataset, tmp_path, capsys):
     assert main(["eval", "--model", str(path), "--data", str(tone_dataset), "--split", "test",
                  "--cache-dir", str(tmp_path / "cache")]) == 0
     assert "confusion (rows: true, columns: predicted)" in capsys.readouterr().out
+    # A plot that cannot be written fails the command after the figures are out, not instead of them.
+    assert main(["eval", "--model", str(path), "--data", str(tone_dataset), "--split", "test",
+                 "--plot", str(png / "inside-a-file.png"), "--cache-dir", str(tmp_path / "cache")]) != 0
+    assert "accuracy" in capsys.readouterr().out
+    assert main(["eval", "--model", str(path), "--data", str(tone_dataset), "--label-map", "0zero"]) == 2
+    assert "'0zero' has no '='" in capsys.readouterr().err
 
 
 def test_without_a_validation_split_the_last_epoch_is_the_model(tone_dataset, tmp_path, capsys):
