@@ -235,8 +235,10 @@ def run_cli(args) -> int:
 
     if not 0 <= args.max_drop < 1:
         raise ConfigError(f"--max-drop must be a fraction in [0, 1), got {args.max_drop}")
+    from lmustream.data.sources import parse_label_map
+
+    label_map = parse_label_map(args.label_map)
     artifact = load_model(resolve_model(args.model))
-    label_map = dict(kv.split("=", 1) for kv in args.label_map.split(",")) if args.label_map else None
     opened = dict(kind=args.kind, task=args.task, pattern=args.pattern, label_map=label_map, cache_dir=args.cache_dir,
                   noise_dir=getattr(args, "noise_dir", None))
     progress = not args.json

@@ -78,3 +78,5 @@ def test_errors_are_clear(setup, capsys):
     assert "--max-drop" in capsys.readouterr().err
     assert main(args(setup, "--split", "all", "--label-map", "high=up,low=down")) == 2
     assert "labels in the data but not in the model: down, up" in capsys.readouterr().err
+    assert main(args(setup, "--split", "all", "--label-map", "highup")) == 2
+    assert "'highup' has no '='" in capsys.readouterr().err
