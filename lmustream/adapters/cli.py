@@ -67,8 +67,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="merged model file to write (default: <model>-finetuned.safetensors here)")
     parser.add_argument("--adapter-out", metavar="PATH", type=output_file, help="adapter file (default: beside --out)")
     parser.add_argument("--replay", metavar="DIR",
-                        help="old-word clips replayed during training (folders or CSV); a model's _silence_ "
-                             "class, when DIR holds none, is replayed from clips cut from the noise")
+                        help="old-word clips replayed during training (folders or CSV); for a model with "
+                             "_unknown_, words it does not know are replayed as _unknown_ (the words being taught "
+                             "are left out); a model's _silence_ class, when DIR holds none, is replayed from "
+                             "clips cut from the noise")
     parser.add_argument("--replay-per-class", type=_non_negative_int, default=10, metavar="N",
                         help="replay clips kept per old word (default 10)")
     parser.add_argument("--eval-new", metavar="DIR", help="held-out clips of the new words: prints their accuracy")

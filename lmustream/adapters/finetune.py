@@ -24,6 +24,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import resource
 import sys
@@ -294,7 +295,7 @@ def finetune(model, new_words, *, config: FinetuneConfig | None = None, out: str
     enroll = load_clip_set(list_clips(new_words, "new words"), frontend, frames, cache_dir, progress, "enrollment")
     new_labels = [w for w in enroll.labels if w not in old_labels]
     labels = old_labels + new_labels
-    replay_set = _replay_set(replay, old_labels, config, frontend, frames, cache_dir, progress, log)
+    replay_set = _replay_set(replay, old_labels, new_labels, config, frontend, frames, cache_dir, progress, log)
     noise = synthetic_noise(frontend, seed=config.seed)
     if noise_dirs:
         from lmustream.train.data import noise_logmel
@@ -465,13 +466,24 @@ def _with_silence(replay_set: ClipSet, old_labels, noise, config, frontend, fram
     return replay_set
 
 
-def _replay_set(replay, old_labels, config, frontend, frames, cache_dir, progress, log) -> ClipSet | None:
+def _replay_set(replay, old_labels, new_labels, config, frontend, frames, cache_dir, progress,
+                log) -> ClipSet | None:
+    """The replayed clips of the old classes. A model with ``_unknown_`` learnt every word it does not
+    know as that class, so the replay's other words (e.g. a Speech Commands folder's) are replayed as
+    ``_unknown_``; clips of the words being taught are left out."""
+    from lmustream.data.sources import UNKNOWN_LABEL
+
     if replay is None or config.replay_per_class == 0:
         return None
     clips = list_clips(replay, "replay")
+    others = sorted({c.label for c in clips} - set(old_labels) - set(new_labels))
+    if others and UNKNOWN_LABEL in old_labels:
+        log(f"replay: clips of {', '.join(others)} replayed as {UNKNOWN_LABEL} (words the model does not know)")
+        clips = [dataclasses.replace(c, label=UNKNOWN_LABEL) if c.label in others else c for c in clips]
     ignored = sorted({c.label for c in clips} - set(old_labels))
     if ignored:
-        log(f"replay: ignoring clips of {', '.join(ignored)} (not classes of the model)")
+        why = "the words being taught" if set(ignored) <= set(new_labels) else "not classes of the model"
+        log(f"replay: ignoring clips of {', '.join(ignored)} ({why})")
     kept, per_class = [], {}
     for clip in rank_clips([c for c in clips if c.label in old_labels], config.seed):
         # A catch-all class (_unknown_: every other word) needs more examples than one word does.

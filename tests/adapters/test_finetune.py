@@ -314,3 +314,20 @@ def test_a_replay_without_silence_gets_it_cut_from_the_noise_and_missing_classes
     finetune(setup["model"], setup["new"], config=config, replay=only_hum.parent, cache_dir=False, progress=False,
              log=lines.append)
     assert any(line.startswith("note: the replay holds no clips of hiss") for line in lines), lines
+
+
+def test_a_replay_s_other_words_are_replayed_as_unknown_and_the_taught_words_left_out(setup, tmp_path):
+    # A model with _unknown_ learnt every word it does not know as that class: a replay folder in the
+    # Speech Commands layout (one folder per word) replays its other words so, not the words being taught.
+    base = load_model(setup["model"])
+    save_model(tmp_path / "kws.safetensors", ModelArtifact(base.model, ["hum", "_unknown_"]))
+    replay = write_words(tmp_path / "replay", ["hum", "hiss", "beep"], 4, 5)  # hiss: unknown; beep: taught
+    config = FinetuneConfig(method="lora", rank=2, epochs=2, batch_size=4, threads=1, channel_match=0.0,
+                            replay_per_class=3)
+    lines = []
+    result = finetune(tmp_path / "kws.safetensors", setup["new"], config=config, replay=replay,
+                      cache_dir=False, progress=False, log=lines.append)
+    assert any("clips of hiss replayed as _unknown_" in line for line in lines), lines
+    assert any("ignoring clips of beep (the words being taught)" in line for line in lines), lines
+    assert result.replay_clips == 3 + 4  # hum: 3; _unknown_ (a catch-all may keep more): all 4 hiss clips
+    assert not any(line.startswith("note: the replay holds no clips") for line in lines)
