@@ -191,6 +191,35 @@ def _initialize_from(model: LMUFormer, path: str, labels, fresh=()) -> None:
     model.load_state_dict(theirs)
 
 
+def _check_same_settings(state: dict, config: TrainConfig, path: Path) -> None:
+    """LmuStreamError naming the settings that make another model than the checkpoint's."""
+    saved = state.get("config") or {}
+    changed = [f"{key} {_dotted(saved, key)!r} there, {now!r} now"
+               for key, now in (("model", config.model), ("model_overrides", config.model_overrides),
+                                ("optim.optimizer", config.optim.optimizer))
+               if key.split(".")[0] in saved and _dotted(saved, key) != now]
+    if changed:
+        raise LmuStreamError(f"--resume: {str(path)!r} was started with other settings ({'; '.join(changed)}); "
+                             f"resume with the settings the run was started with, or train into another out=")
+
+
+def _dotted(values: dict, key: str):
+    for part in key.split("."):
+        values = values.get(part) if isinstance(values, dict) else None
+    return values
+
+
+def _restore(model: LMUFormer, optimizer, state: dict, path: Path) -> None:
+    """Load a checkpoint's model and optimizer; LmuStreamError when they do not fit this run's."""
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as e:
+        raise LmuStreamError(f"--resume: {str(path)!r} holds another model than this run makes (its tensors have "
+                             f"other shapes: other labels or data); resume with the data the run was started "
+                             f"with, or train into another out=") from e
+
+
 def train(config: TrainConfig, resume: bool = False, data=None, progress: bool = True) -> Path:
     """Train per ``config``; returns the path of the best model file (``<out>/model.safetensors``).
 
@@ -216,6 +245,9 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
             raise LmuStreamError(f"{ckpt_path} exists: pass --resume to continue it, or choose another out=")
     if resume and not ckpt_path.exists():  # before minutes of data preparation, not after
         raise LmuStreamError(f"--resume: no checkpoint at {ckpt_path}")
+    state = load_checkpoint(ckpt_path) if resume else None
+    if state is not None:
+        _check_same_settings(state, config, ckpt_path)  # also before the data
     for spec in [config.init_from, *teacher_specs(config.distill.teacher)]:
         if spec:
             resolve_model(spec)  # a mistyped model name fails now, not after minutes of data preparation
@@ -242,9 +274,7 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
     steps_per_epoch = max(n_train // config.batch_size, 1)
     epoch, step_in_epoch, best_acc, global_step = 0, 0, -1.0, 0
     if resume:
-        state = load_checkpoint(ckpt_path)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        _restore(model, optimizer, state, ckpt_path)
         if average is not None:
             if "ema" not in state:
                 raise LmuStreamError(f"--resume with optim.ema_decay > 0, but {ckpt_path} holds no weight average "

@@ -261,6 +261,23 @@ def test_resume_without_a_checkpoint_fails_before_the_data_is_read(tmp_path):
 
 
 
+
+def test_resuming_with_other_settings_names_them_instead_of_loading(tone_dataset, tmp_path):
+    from lmustream.errors import LmuStreamError
+
+    overrides = base_overrides(tone_dataset, tmp_path / "run", tmp_path / "cache") + ["epochs=1"]
+    train(load_config(None, overrides), progress=False)
+    wider = overrides + ["model_overrides.dim=24", "data.path=/no/such/data"]  # fails before the data is read
+    with pytest.raises(LmuStreamError, match=r"was started with other settings \(model_overrides .*'dim': 16.*"
+                                             r"'dim': 24.*train into another out="):
+        train(load_config(None, wider), resume=True, progress=False)
+    two_words = tmp_path / "two_words"  # the same recipe on data with one word fewer: a smaller head
+    two_words.mkdir()
+    for wav in [*tone_dataset.glob("low_*.wav"), *tone_dataset.glob("mid_*.wav")]:
+        (two_words / wav.name).symlink_to(wav)
+    with pytest.raises(LmuStreamError, match="holds another model than this run makes.*other labels or data"):
+        train(load_config(None, overrides + [f"data.path={two_words}", "epochs=2"]), resume=True, progress=False)
+
 def test_a_damaged_or_foreign_checkpoint_is_named_not_loaded(tmp_path):
     from lmustream.errors import CheckpointError, LmuStreamError
     from lmustream.train.trainer import load_checkpoint
