@@ -66,8 +66,7 @@ def add_silence(splits: dict[str, list[Clip]], noise_files: Sequence[Path], n_cl
     if total == 0:
         return skipped
     if not noises:
-        raise ConfigError(f"cannot make {SILENCE_LABEL} clips: none of the {len(noise_files)} noise file(s) is "
-                          f"usable ({skipped[:3]})")
+        raise _no_usable_noise(noise_files, skipped)
     start = 0.0
     for name in SPLITS:
         share = counts[name] / total
@@ -85,10 +84,16 @@ def cut_silence(noise_files: Sequence[Path], count: int, *, split: str = "test",
     if count < 1:
         return []
     noises, skipped = _noise_lengths(noise_files)
+    if skipped:
+        warn_skipped(skipped, "among the background-noise files")
     if not noises:
-        raise ConfigError(f"cannot make {SILENCE_LABEL} clips: none of the {len(noise_files)} noise file(s) is "
-                          f"usable ({skipped[:3]})")
+        raise _no_usable_noise(noise_files, skipped)
     return _cut(noises, count, (0.0, 1.0), split, seed)
+
+
+def _no_usable_noise(noise_files: Sequence[Path], skipped: list[tuple[str, str]]) -> ConfigError:
+    return ConfigError(f"cannot make {SILENCE_LABEL} clips: none of the {len(noise_files)} noise file(s) is "
+                       f"usable ({skipped[:3]})")
 
 
 def _cut(noises: list[tuple[Path, int, int]], count: int, region: tuple[float, float], split: str,

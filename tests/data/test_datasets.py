@@ -170,7 +170,7 @@ def test_silence_cut_outside_a_dataset_is_what_a_split_with_all_the_noise_gets(t
     assert [c.noise[1] for c in clips if c.noise[0] == noise[0]] == [0, 2 * RATE, 4 * RATE]  # evenly spaced
     assert len({c.gain for c in clips}) == 6 and all(0.0 <= c.gain <= 1.0 for c in clips)
     assert cut_silence(noise, 0) == []
-    with pytest.raises(ConfigError, match="none of the 1 noise file"):
+    with pytest.raises(ConfigError, match="none of the 1 noise file"), pytest.warns(SkippedFileWarning, match="short"):
         cut_silence([write_tone(tmp_path / "short.wav", seconds=0.5)], 3)
 
 def test_training_cuts_silence_from_another_folder(tmp_path):
