@@ -70,7 +70,6 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         raise
 
 
-
 def torch_load_safely(path: str | os.PathLike, what: str):
     """``torch.load`` of tensors only (``weights_only``: pickled code never runs); CheckpointError naming
     ``what`` and the fault for a file that is not a PyTorch file, or that holds other pickled objects."""
@@ -90,6 +89,7 @@ def _load_error_gist(error: Exception) -> str:
     lines = [line for line in lines if line]
     detail = next((line for line in lines if line.startswith("Unsupported")), lines[0] if lines else "no detail")
     return detail.split(". ")[0][:200]  # its first sentence
+
 
 def save_model(path: str | os.PathLike, artifact: ModelArtifact) -> None:
     """Write ``artifact`` as one self-describing file (atomically)."""

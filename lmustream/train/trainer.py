@@ -193,20 +193,16 @@ def _initialize_from(model: LMUFormer, path: str, labels, fresh=()) -> None:
 
 def _check_same_settings(state: dict, config: TrainConfig, path: Path) -> None:
     """LmuStreamError naming the settings that make another model than the checkpoint's."""
-    saved = state.get("config") or {}
-    changed = [f"{key} {_dotted(saved, key)!r} there, {now!r} now"
-               for key, now in (("model", config.model), ("model_overrides", config.model_overrides),
-                                ("optim.optimizer", config.optim.optimizer))
-               if key.split(".")[0] in saved and _dotted(saved, key) != now]
+    saved = state.get("config")
+    if not isinstance(saved, dict):
+        return
+    pairs = (("model", saved.get("model"), config.model),
+             ("model_overrides", saved.get("model_overrides"), config.model_overrides),
+             ("optim.optimizer", (saved.get("optim") or {}).get("optimizer"), config.optim.optimizer))
+    changed = [f"{key} {then!r} there, {now!r} now" for key, then, now in pairs if then != now]
     if changed:
         raise LmuStreamError(f"--resume: {str(path)!r} was started with other settings ({'; '.join(changed)}); "
                              f"resume with the settings the run was started with, or train into another out=")
-
-
-def _dotted(values: dict, key: str):
-    for part in key.split("."):
-        values = values.get(part) if isinstance(values, dict) else None
-    return values
 
 
 def _restore(model: LMUFormer, optimizer, state: dict, path: Path) -> None:
