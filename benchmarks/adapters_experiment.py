@@ -3,6 +3,7 @@
     python benchmarks/adapters_experiment.py [--parts asc,english] [--methods aflora,lora,lora:4,vera,head,full]
         [--asc-backbone PATH] [--asc-json PATH] [--english-model NAME] [--english-replay DIR]
         [--epochs N] [--threads N] [--seeds 0,1,2] [--fa-threshold P] [--balance TAU] [--new-word-bias B]
+        [--precision auto|fp32|bf16]
         [--work DIR] [--json OUT]
 
 (a) asc: a backbone trained on 30 Arabic Speech Commands keywords (default: the file named by
@@ -71,6 +72,8 @@ def run_finetune(model: Path, folders: dict, run: str, out: Path, args, seed: in
         command += ["--balance", str(args.balance)]
     if args.new_word_bias is not None:
         command += ["--new-word-bias", str(args.new_word_bias)]
+    if args.precision:
+        command += ["--precision", args.precision]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     if done.returncode != 0:
@@ -170,10 +173,11 @@ def english_part(args) -> dict:
 
 def run_part(name: str, model: Path, folders: dict, keywords: list[str], setup: str, args) -> dict:
     print(f"\n## ({name}) {setup}", flush=True)
-    runs, first = {}, {}
-    for method in args.methods:
-        runs[method] = []
-        for seed in args.seeds:
+    runs, first = {method: [] for method in args.methods}, {}
+    # Seed by seed, every method in turn: a machine whose speed drifts (other jobs, clocks) slows the
+    # methods alike, and each seed's time ratios compare runs made minutes apart.
+    for seed in args.seeds:
+        for method in args.methods:
             out = Path(args.work) / name / f"{method.replace(':', '-r')}-s{seed}.safetensors"
             r = run_finetune(model, folders, method, out, args, seed)
             r["out"] = str(out)
@@ -181,12 +185,13 @@ def run_part(name: str, model: Path, folders: dict, keywords: list[str], setup: 
                 r["new_accuracy_enrolled"] = enrolled_accuracy(out, folders["eval_enrolled"])
             runs[method].append(r)
             print(f"  {method} seed {seed}: new {r['new_accuracy']:.4f}, old {r['old_accuracy_before']:.4f} -> "
-                  f"{r['old_accuracy_after']:.4f}, {r['seconds']:.1f} s, {r['peak_memory_mb']:.0f} MB", flush=True)
-        first[method] = Path(runs[method][0]["out"])
+                  f"{r['old_accuracy_after']:.4f}, training {r['train_seconds']:.1f} s ({r.get('precision', '?')}), "
+                  f"{r['seconds']:.1f} s, {r['peak_memory_mb']:.0f} MB", flush=True)
+    first = {method: Path(rs[0]["out"]) for method, rs in runs.items()}
     summary = {method: aggregate(rs) for method, rs in runs.items()}
     fa = false_alarm_rates(first, model, keywords, args.fa_threshold) if held_out_sentences() else {}
     print(table(summary, fa, args.fa_threshold, len(args.seeds)))
-    print(targets(summary))
+    print(targets(summary, runs))
     return {"setup": setup, "runs": runs, "summary": summary, "false_alarms": fa}
 
 
@@ -227,7 +232,15 @@ def table(runs: dict, fa: dict, threshold: float, seeds: int) -> str:
     return "\n".join(lines)
 
 
-def targets(runs: dict) -> str:
+def time_ratios(slow: list[dict], fast: list[dict]) -> str:
+    """Each seed's training-time ratio slow / fast (runs made back to back): median and range."""
+    import statistics
+
+    ratios = [s["train_seconds"] / f["train_seconds"] for s, f in zip(slow, fast)]
+    return f"per seed median {statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}x)"
+
+
+def targets(runs: dict, per_seed: dict) -> str:
     if "aflora" not in runs:
         return ""
     a = runs["aflora"]
@@ -241,8 +254,8 @@ def targets(runs: dict) -> str:
                   f"{b['avg_trainable_adapter_params']:,.0f} = 1/"
                   f"{b['avg_trainable_adapter_params'] / max(a['avg_trainable_adapter_params'], 1):.1f}; with the head "
                   f"1/{b['avg_trainable_params'] / a['avg_trainable_params']:.1f}",
-                  f"  wall time >= 1.3x less: training {b['train_seconds'] / a['train_seconds']:.2f}x, whole run "
-                  f"{b['seconds'] / a['seconds']:.2f}x"]
+                  f"  wall time >= 1.3x less: training {b['train_seconds'] / a['train_seconds']:.2f}x of the means "
+                  f"({time_ratios(per_seed[name], per_seed['aflora'])}), whole run {b['seconds'] / a['seconds']:.2f}x"]
     lines.append(f"old-word accuracy drop <= 1% (aflora): "
                  f"{100 * (a['old_accuracy_before'] - a['old_accuracy_after']):.2f}%")
     return "\n".join(lines)
@@ -262,6 +275,7 @@ def main() -> None:
     parser.add_argument("--fa-threshold", type=float, default=0.9)
     parser.add_argument("--balance", type=float, help="finetune --balance (default: finetune's)")
     parser.add_argument("--new-word-bias", type=float, help="finetune --new-word-bias (default: finetune's)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16"), help="finetune --precision (default: finetune's)")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds: each run is repeated per seed")
     parser.add_argument("--work", default="/tmp/lmustream-adapters-experiment")
     parser.add_argument("--json", help="also write every figure to this JSON file")

@@ -14,6 +14,10 @@ says so; VeRA's shared A always), nothing of the path needs x beyond the r chann
 so a step costs what the frozen model's own forward and backward passes cost, plus the r-channel
 ``A x``. This is where adaptive freezing saves time, not only trainable parameters. The result
 equals the two-path form to float rounding (tests/adapters/test_frozen_down.py).
+
+Under autocast (bfloat16 fine-tuning on a CPU that computes it natively) the products run in the
+autocast dtype: ``W0 + U A`` is formed in float32 and then rounded, and U's gradient is summed in
+float32, as autocast's own convolutions would treat the two-path form.
 """
 
 from __future__ import annotations
@@ -26,14 +30,18 @@ class FrozenDownProduct(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, U: torch.Tensor, layer, A: torch.Tensor) -> torch.Tensor:
-        weight = merged_weight(layer, A, U)
+        # The products run in x's dtype (float32, or the autocast dtype x was cast to).
+        weight = merged_weight(layer, A, U).to(x.dtype)
+        A = A.to(x.dtype)
         with torch.no_grad():  # (B, r, N) or (..., r); for a pointwise convolution a matrix product is
             # several times faster than the convolution kernels at so few output channels
             z = torch.matmul(A, x) if layer.is_conv and layer.kernel == 1 else layer.down(x, A)
         ctx.layer = layer
         ctx.x_shape = x.shape
+        ctx.U_dtype = U.dtype
         ctx.save_for_backward(weight, z)
-        return layer.apply_like_base(x, weight, layer.base.bias)
+        bias = None if layer.base.bias is None else layer.base.bias.to(x.dtype)
+        return layer.apply_like_base(x, weight, bias)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
@@ -44,9 +52,10 @@ class FrozenDownProduct(torch.autograd.Function):
             grad_x = input_gradient(layer, grad, weight, ctx.x_shape)
         if ctx.needs_input_grad[1]:
             if layer.is_conv:  # sum over batch and frames of g z^T
-                grad_U = torch.bmm(grad, z.transpose(1, 2)).sum(0)
+                grad_U = torch.bmm(grad, z.transpose(1, 2)).sum(0, dtype=torch.float32)
             else:
                 grad_U = grad.reshape(-1, grad.shape[-1]).T @ z.reshape(-1, z.shape[-1])
+            grad_U = grad_U.to(ctx.U_dtype)
         return grad_x, grad_U, None, None
 
 
@@ -71,11 +80,15 @@ def frozen_down_forward(layer, x: torch.Tensor, A: torch.Tensor, U: torch.Tensor
     if not torch.is_grad_enabled() or torch.jit.is_tracing():
         # Evaluation, or tracing (ONNX export): the merged weight alone, no A x to keep, plain operators.
         return layer.apply_like_base(x, merged_weight(layer, A, U), layer.base.bias)
+    device = x.device.type
+    if torch.is_autocast_enabled(device):  # the Function runs in the autocast dtype, autocast off inside
+        with torch.autocast(device, enabled=False):
+            return FrozenDownProduct.apply(x.to(torch.get_autocast_dtype(device)), U, layer, A)
     return FrozenDownProduct.apply(x, U, layer, A)
 
 
 def usable(layer, A: torch.Tensor, x: torch.Tensor) -> bool:
     """Whether the single product applies: A and the base layer frozen (the Function forms no gradient
-    for them), and no autocast (whose casts the Function does not follow)."""
+    for them)."""
     frozen = [A, layer.base.weight] + ([] if layer.base.bias is None else [layer.base.bias])
-    return not any(t.requires_grad for t in frozen) and not torch.is_autocast_enabled(x.device.type)
+    return not any(t.requires_grad for t in frozen)

@@ -91,7 +91,7 @@ def test_finetune_teaches_new_words_and_writes_a_deployable_model(setup, tmp_pat
     # No channel matching: these synthetic sounds share one channel, and moving the new sounds' spectra
     # toward the replay sounds' only blurs them (tests/adapters/test_channel.py covers the matching).
     config = FinetuneConfig(method=method, epochs=20, batch_size=4, threads=1, lr=None if method == "full" else 1e-3,
-                            channel_match=0.0)
+                            channel_match=0.0, precision="fp32")  # one arithmetic on every CPU
     lines = []
     result = finetune(setup["model"], setup["new"], config=config, out=out, replay=setup["replay"],
                       eval_new=setup["eval_new"], eval_old=setup["eval_old"], cache_dir=False, progress=False,
@@ -157,14 +157,53 @@ def test_finetune_cli_json(setup, tmp_path, capsys):
     out = tmp_path / "m.safetensors"
     code = main(["finetune", "--model", str(setup["model"]), "--new-words", str(setup["new"]), "--method", "lora",
                  "--rank", "2", "--epochs", "2", "--batch-size", "6", "--out", str(out), "--eval-new",
-                 str(setup["eval_new"]), "--eval-old", str(setup["eval_old"]), "--json", "--no-cache", "--threads", "1"])
+                 str(setup["eval_new"]), "--eval-old", str(setup["eval_old"]), "--json", "--no-cache", "--threads", "1",
+                 "--precision", "bf16"])
     assert code == 0
     captured = capsys.readouterr()
     result = json.loads(captured.out)
+    assert result["precision"] == "bf16"
     assert "no replay clips" in captured.err  # the advice reaches stderr when stdout is JSON
     for key in ("new_accuracy", "old_accuracy_before", "old_accuracy_after", "avg_trainable_params", "seconds"):
         assert isinstance(result[key], float), key
     assert out.is_file() and (tmp_path / "m.adapter.safetensors").is_file()
+
+
+def test_bf16_trains_under_autocast_and_writes_a_float32_model(setup, tmp_path, monkeypatch):
+    from lmustream.adapters import finetune as ft
+
+    autocast_in_training = []
+    add_adapter = ft.add_adapter
+
+    def add_and_watch(model, config):  # records, for every training forward pass, whether autocast was on
+        model.embed.register_forward_hook(
+            lambda module, inputs, output: autocast_in_training.append(torch.is_autocast_enabled("cpu"))
+            if torch.is_grad_enabled() else None)
+        return add_adapter(model, config)
+
+    monkeypatch.setattr(ft, "add_adapter", add_and_watch)
+    out = tmp_path / "taught.safetensors"
+    config = FinetuneConfig(epochs=20, batch_size=4, threads=1, lr=1e-3, channel_match=0.0, precision="bf16")
+    result = finetune(setup["model"], setup["new"], config=config, out=out, replay=setup["replay"],
+                      eval_new=setup["eval_new"], cache_dir=False, progress=False)
+    assert result.precision == "bf16" and result.freezes  # AFLoRA's single products ran under autocast too
+    assert len(autocast_in_training) == result.steps and all(autocast_in_training)
+    assert result.new_accuracy >= 0.75, result.new_accuracy
+    assert all(p.dtype == torch.float32 for p in load_model(out).model.parameters())
+
+
+def test_auto_precision_is_bf16_only_where_the_cpu_computes_it(monkeypatch):
+    from lmustream.adapters import finetune as ft
+    from lmustream.errors import ConfigError
+
+    for native, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(ft, "native_bfloat16", lambda: native)
+        assert FinetuneConfig().compute_precision() == expected
+        assert FinetuneConfig(precision="fp32").compute_precision() == "fp32"
+        assert FinetuneConfig(precision="bf16").compute_precision() == "bf16"
+    assert isinstance(ft.native_bfloat16(), bool)
+    with pytest.raises(ConfigError, match="precision"):
+        FinetuneConfig(precision="fp16")
 
 
 def test_finetune_cli_errors(setup, tmp_path, capsys):
