@@ -1,13 +1,16 @@
 """Where a fine-tuning step's time goes: seconds per step of each method on the paper-size LMUFormer.
 
     python benchmarks/adapters_step_time.py [--config lmuformer] [--batch 32] [--steps 3] [--repeats 3]
+        [--precision fp32|bf16]
 
 Forward + backward + Adam step on a batch of 128-frame clips (backbone frozen, batch norms in
 eval mode, as `lmustream finetune` trains), for LoRA, AFLoRA before and after its A and B
 matrices froze, VeRA, the head alone and full fine-tuning, and as a floor the frozen model's
 own forward pass and backward pass to its input (what any method that trains something in the
 lowest layers pays). Methods are interleaved and the best of the repeats is kept, so that load
-from other processes affects them alike.
+from other processes affects them alike. AFLoRA is measured where ``lmustream finetune`` puts it
+(the patch embedding, ``embed.*``) and on every layer. ``--precision bf16`` runs the forward pass
+under bfloat16 autocast, as ``lmustream finetune --precision bf16`` trains.
 
 A trainable A costs a pass over the (unfolded) input for its gradient, and its path two extra
 products each way; a frozen A lets the layer run as one product, (W0 + U A) x
@@ -46,8 +49,13 @@ def variants(base):
 
     floor = copy.deepcopy(base).requires_grad_(False)
     floor.head.requires_grad_(True)
-    return {"lora r=8": make("lora", rank=8), "lora r=4": make("lora", rank=4), "aflora r=4": make("aflora", rank=4),
-            "aflora r=4, A B frozen": make("aflora", frozen=True, rank=4), "vera r=64": make("vera", rank=64),
+    embed = ("embed.*",)
+    return {"lora r=8": make("lora", rank=8), "lora r=4": make("lora", rank=4),
+            "aflora r=4 (embed.*)": make("aflora", rank=4, target_modules=embed),
+            "aflora r=4 (embed.*), A B frozen": make("aflora", frozen=True, rank=4, target_modules=embed),
+            "aflora r=4 (every layer)": make("aflora", rank=4),
+            "aflora r=4 (every layer), A B frozen": make("aflora", frozen=True, rank=4),
+            "vera r=64": make("vera", rank=64),
             "head only": make("head"), "full": make("full"), FLOOR: floor}
 
 
@@ -57,6 +65,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     args = parser.parse_args()
     torch.manual_seed(0)
     base = LMUFormer(get_config(args.config, n_classes=40)).eval()
@@ -69,12 +78,15 @@ def main() -> None:
             inputs = x.clone().requires_grad_(name == FLOOR)
             start = time.perf_counter()
             for _ in range(args.steps):
-                loss = F.cross_entropy(model(inputs), y)
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision == "bf16"):
+                    logits = model(inputs)
+                loss = F.cross_entropy(logits.float(), y)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
             best[name] = min(best[name], (time.perf_counter() - start) / args.steps)
-    print(f"{args.config}, batch {args.batch} x 128 frames, {torch.get_num_threads()} thread(s), load average "
+    print(f"{args.config}, {args.precision}, batch {args.batch} x 128 frames, {torch.get_num_threads()} thread(s), "
+          f"load average "
           f"{os.getloadavg()[0]:.1f}; best of {args.repeats} x {args.steps} steps")
     print(f"\n| method | trainable params | s / step | vs lora r=8 |\n|---|---|---|---|")
     for name, model in models.items():
