@@ -440,7 +440,7 @@ def finetune(model, new_words, *, config: FinetuneConfig | None = None, out: str
     extra = {"finetune": {"base": base_name, "method": config.method, "loss": FINETUNE_LOSS,
                           "adapter": adapter_cfg.to_dict(), "new_words": new_labels,
                           "enrollment_clips": n_enroll, "epochs": config.epochs,
-                          "new_word_bias": config.new_word_bias,
+                          "new_word_bias": config.new_word_bias, "precision": precision,
                           "freezes": [asdict(e) for e in freezer.events] if freezer else []}}
     adapter_path = None
     if out is not None or adapter_out is not None:

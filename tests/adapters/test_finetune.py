@@ -189,7 +189,9 @@ def test_bf16_trains_under_autocast_and_writes_a_float32_model(setup, tmp_path, 
     assert result.precision == "bf16" and result.freezes  # AFLoRA's single products ran under autocast too
     assert len(autocast_in_training) == result.steps and all(autocast_in_training)
     assert result.new_accuracy >= 0.75, result.new_accuracy
-    assert all(p.dtype == torch.float32 for p in load_model(out).model.parameters())
+    taught = load_model(out)
+    assert all(p.dtype == torch.float32 for p in taught.model.parameters())
+    assert taught.extra["finetune"]["precision"] == "bf16"  # the header records how it was trained
 
 
 def test_auto_precision_is_bf16_only_where_the_cpu_computes_it(monkeypatch):
