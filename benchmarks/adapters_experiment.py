@@ -173,7 +173,7 @@ def english_part(args) -> dict:
 
 def run_part(name: str, model: Path, folders: dict, keywords: list[str], setup: str, args) -> dict:
     print(f"\n## ({name}) {setup}", flush=True)
-    runs, first = {method: [] for method in args.methods}, {}
+    runs = {method: [] for method in args.methods}
     # Seed by seed, every method in turn: a machine whose speed drifts (other jobs, clocks) slows the
     # methods alike, and each seed's time ratios compare runs made minutes apart.
     for seed in args.seeds:
