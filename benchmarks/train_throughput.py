@@ -1,7 +1,7 @@
 """Training throughput (clips/s): the FFT-parallel LMUFormer vs the same model stepped frame by frame.
 
     python benchmarks/train_throughput.py [--device cuda] [--batch 128] [--rounds 7] [--compile] [--cuda-graphs]
-                                          [--paths fft,memory,rnn] [--profile] [--no-amp]
+                                          [--paths fft,memory,rnn] [--profile] [--no-amp] [--cpu-bf16]
 
 For the paper-size LMUFormer and spiking LMUFormer (35 classes, 128 frames x 128 mel), times
 forward + backward + Adam step on random batches (on CUDA as the trainer runs: bf16 autocast,
@@ -47,6 +47,7 @@ from lmustream.models import LMUFormer, get_config
 from lmustream.models import lmuformer as lmuformer_module
 from lmustream.models.spiking import LIF
 from lmustream.train.config import OptimConfig
+from lmustream.train.precision import uses_bfloat16
 from lmustream.train.trainer import make_optimizer, use_fast_cuda_kernels
 
 SC_V2_TRAIN_CLIPS = 84_843
@@ -121,7 +122,7 @@ def make_step(model, x, y, memory_path: str, amp: bool, fused_adam: bool = True,
     else:
         opt = make_optimizer(model.parameters(), OptimConfig(lr=1e-4), x.device)
     # Autocast's weight cache must be off while capturing (its casts would be left out of the graph).
-    ctx = (lambda: torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=not cuda_graph)) if amp else nullcontext
+    ctx = (lambda: torch.autocast(x.device.type, dtype=torch.bfloat16, cache_enabled=not cuda_graph)) if amp else nullcontext
     if compiled:
         torch._dynamo.reset()  # each path compiles its own forward (the rnn form swaps the modules' methods)
         forward = torch.compile(model)
@@ -246,6 +247,8 @@ def main() -> None:
     parser.add_argument("--no-autotune", action="store_true", help="CUDA: cuDNN's heuristic convolution algorithms")
     parser.add_argument("--no-fused-adam", action="store_true", help="CUDA: PyTorch's default (foreach) Adam")
     parser.add_argument("--no-amp", action="store_true", help="CUDA: float32 (TF32 where allowed) instead of bf16 autocast")
+    parser.add_argument("--cpu-bf16", action="store_true",
+                        help="CPU: bf16 autocast, as the trainer's cpu_bf16=true (where the CPU computes bf16 natively)")
     parser.add_argument("--cuda-graphs", action="store_true",
                         help="CUDA: capture each path's whole step in a CUDA graph and replay it (removes the host's "
                              "kernel-launch cost from every path alike)")
@@ -258,7 +261,9 @@ def main() -> None:
                              "that take the GPU's, and whether the GPU waits on the host")
     args = parser.parse_args()
     device = torch.device(args.device)
-    amp = device.type == "cuda" and not args.no_amp
+    amp = uses_bfloat16(device, not args.no_amp, args.cpu_bf16)
+    if args.cpu_bf16 and device.type == "cpu" and not amp:
+        parser.error("--cpu-bf16: this CPU does not compute bfloat16 natively (emulated, it would be slower)")
     autotune, fused = not (args.plain or args.no_autotune), not (args.plain or args.no_fused_adam)
     graphs, compiled = args.cuda_graphs, args.compile
     if graphs and device.type != "cuda":
@@ -273,7 +278,8 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} threads"
     setup = (f"{'bf16 autocast' if amp else 'float32'}, cuDNN {'autotuned' if autotune else 'heuristic'} convolutions, "
              f"{'fused' if fused else 'foreach'} Adam" + (" (the trainer's settings)" if autotune and fused and amp else "")
-             + ("; each step a replayed CUDA graph" if graphs else "") if device.type == "cuda" else "float32")
+             + ("; each step a replayed CUDA graph" if graphs else "") if device.type == "cuda"
+             else "bf16 autocast" if amp else "float32")
     setup += "; torch.compile" if compiled else ""
     print(f"device: {name}; batch {args.batch} x 128 frames x 128 mel; torch {torch.__version__}; {setup}", flush=True)
 

@@ -115,6 +115,16 @@ def test_lif_equations_by_hand():
     assert LIF(LIFConfig(v_threshold=0.5))(torch.tensor([[1.0]])).item() == 1.0
 
 
+def test_lif_integrates_half_precision_input_in_float32():
+    """Under autocast a LIF layer gets bfloat16 currents; its membrane, summed over every frame, must not
+    round to bfloat16 (spikes near the threshold would flip): it integrates the currents in float32."""
+    lif = LIF()
+    x = (torch.rand(2, 16, 200) * 1.2).to(torch.bfloat16)
+    s = lif(x)
+    assert s.dtype == torch.float32
+    assert torch.equal(s, lif(x.float()))
+
+
 def test_lif_state_carries_across_calls():
     lif = LIF()
     x = torch.rand(3, 8, 50) * 3

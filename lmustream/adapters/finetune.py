@@ -45,6 +45,7 @@ from lmustream.audio.features import mel_centre_hz
 from lmustream.errors import ConfigError
 from lmustream.train.config import AugmentConfig
 from lmustream.train.distill import kl_to_teacher
+from lmustream.train.precision import native_bfloat16
 
 DEFAULT_RANKS = {"aflora": 4, "lora": 8, "vera": 64}
 CATCH_ALL_FACTOR = 5  # replay clips of _unknown_ / _silence_ per replay clip of a word
@@ -62,15 +63,6 @@ ADVICE_PREFIXES = ("warning:", "note:")  # log lines the user must see even when
 # them 0.67 and 0.75 on the English adapter task); on the English task both learned the new words about
 # 4 points better at 4e-3 than at 2e-3, on the Arabic task as well (docs/adapters.md).
 DEFAULT_LR = {"aflora": 4e-3, "lora": 4e-3, "vera": 1e-3, "head": 1e-3, "full": 3e-4}
-
-
-def native_bfloat16() -> bool:
-    """Whether this CPU computes bfloat16 products in hardware (oneDNN's own test). Elsewhere bfloat16 is
-    emulated and slower than float32."""
-    try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # a build without the test
-        return False
 
 
 def parameter_groups(model: torch.nn.Module, vector_lr_scale: float) -> list[dict]:

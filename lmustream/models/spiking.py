@@ -133,6 +133,8 @@ class LIF(nn.Module):
         return s, v
 
     def forward(self, x: torch.Tensor, v: torch.Tensor | None = None) -> torch.Tensor:
+        if x.dtype in (torch.bfloat16, torch.float16) and not lif_triton.available(x):
+            x = x.float()  # the membrane integrates in float32 under autocast, as the Triton kernel does
         if v is None:
             v = self.initial_state(x[..., 0])
         c = self.config

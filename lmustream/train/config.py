@@ -109,6 +109,7 @@ class TrainConfig:
     out: str = "runs/default"  # run folder: checkpoints, metrics.csv, model.safetensors
     checkpoint_every: int = 200  # steps between mid-epoch checkpoints (0: epoch ends only)
     amp: bool = True  # bf16 autocast on CUDA
+    cpu_bf16: bool = False  # bf16 autocast on a CPU that computes bf16 in hardware too (train/precision.py)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     init_from: str | None = None  # start from this model file's weights (same shapes and labels), e.g. ANN -> SNN
 

@@ -14,7 +14,6 @@ import math
 import os
 import signal
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from lmustream.train.distributed import share_batch_statistics
 from lmustream.train.early_exit_loss import model_outputs, prefix_loss
 from lmustream.train.ema import WeightAverage
 from lmustream.train.evaluate import add_to_confusion
+from lmustream.train.precision import autocast, uses_bfloat16
 
 CHECKPOINT_NAME = "checkpoint.pt"
 CHECKPOINT_VERSION = 1
@@ -127,23 +127,17 @@ class _StopFlag:
 
 
 @torch.no_grad()
-def evaluate(model: LMUFormer, loader, device, amp: bool) -> tuple[float, torch.Tensor]:
+def evaluate(model: LMUFormer, loader, device, amp: bool, cpu_bf16: bool = False) -> tuple[float, torch.Tensor]:
     """(accuracy, confusion matrix [true, predicted]) of ``model`` over ``loader``."""
     model.eval()
     K = model.config.n_classes
     confusion = torch.zeros(K, K, dtype=torch.long)
     for x, y in loader:
-        with _autocast(device, amp):
+        with autocast(device, amp, cpu_bf16):
             pred = model(x.to(device)).argmax(1).cpu()
         add_to_confusion(confusion, y, pred)
     total = int(confusion.sum())
     return (float(confusion.diag().sum()) / total if total else float("nan")), confusion
-
-
-def _autocast(device: torch.device, amp: bool):
-    if amp and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return nullcontext()
 
 
 def _save_checkpoint(path: Path, state: dict) -> None:
@@ -296,6 +290,9 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
                   if data.validation is not None else None)
     if val_loader is None and ddp.main:
         print("no validation split: model.safetensors is the model after the last epoch completed", flush=True)
+    if ddp.main:
+        bf16 = uses_bfloat16(device, config.amp, config.cpu_bf16)
+        print(f"training on {device} in {'bfloat16 autocast' if bf16 else 'float32'}", flush=True)
     metrics_path = out / "metrics.csv"
     board = _tensorboard(out) if ddp.main else None
     with _StopFlag() as stop:
@@ -316,7 +313,7 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
                 x, target, y = x[shard], target[shard], y[shard]
                 for group in optimizer.param_groups:
                     group["lr"] = config.optim.lr * lr_factor(config, epoch + step_in_epoch / steps_per_epoch)
-                with _autocast(device, config.amp):
+                with autocast(device, config.amp, config.cpu_bf16):
                     logits, prefixes = model_outputs(train_model, x, config.prefix_loss)
                     teacher_logits = teacher(x) if teacher is not None else None
                 loss = _loss(logits.float(), target, config)
@@ -354,7 +351,8 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
             step_in_epoch = 0
             if ddp.main:
                 chosen = average.model if average is not None else model  # what is validated and saved
-                val_acc = evaluate(chosen, val_loader, device, config.amp)[0] if val_loader is not None else None
+                val_acc = (evaluate(chosen, val_loader, device, config.amp, config.cpu_bf16)[0]
+                           if val_loader is not None else None)
                 improved = val_acc is not None and val_acc > best_acc
                 if improved:
                     best_acc = val_acc

@@ -514,3 +514,31 @@ def test_training_with_ema_saves_and_resumes_the_average(tone_dataset, tmp_path)
     run("plain", 1, ema="0")
     with pytest.raises(Exception, match="holds no weight average"):
         run("plain", 2, resume=True)
+
+
+def test_cpu_bf16_trains_under_autocast_only_where_asked_and_native(tone_dataset, tmp_path, capsys, monkeypatch):
+    from lmustream.train import precision
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert isinstance(precision.native_bfloat16(), bool)  # oneDNN's test, or False where a build lacks it
+    monkeypatch.setattr(precision, "native_bfloat16", lambda: False)
+    assert not precision.uses_bfloat16(cpu, amp=True, cpu=True)  # emulated bfloat16 would be slower
+    assert precision.uses_bfloat16(cuda, amp=True) and not precision.uses_bfloat16(cuda, amp=False, cpu=True)
+    monkeypatch.setattr(precision, "native_bfloat16", lambda: True)
+    assert precision.uses_bfloat16(cpu, amp=True, cpu=True) and not precision.uses_bfloat16(cpu, amp=True)
+
+    seen = []  # whether each training forward pass ran under autocast
+    hook = torch.nn.modules.module.register_module_forward_hook(
+        lambda module, inputs, output: seen.append(torch.is_autocast_enabled("cpu"))
+        if isinstance(module, LMUFormer) and module.training else None)
+    try:
+        config = load_config(None, base_overrides(tone_dataset, tmp_path / "run", tmp_path / "cache") + ["cpu_bf16=true"])
+        path = train(config, progress=False)
+    finally:
+        hook.remove()
+    assert "training on cpu in bfloat16 autocast" in capsys.readouterr().out
+    assert seen and all(seen)
+    art = load_model(path)
+    assert all(p.dtype == torch.float32 for p in art.model.parameters())  # the model file stays float32
+    rows = list(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    assert max(float(r["val_acc"]) for r in rows) > 0.6  # three tones: chance is 1/3
