@@ -185,7 +185,7 @@ def run_part(name: str, model: Path, folders: dict, keywords: list[str], setup: 
                 r["new_accuracy_enrolled"] = enrolled_accuracy(out, folders["eval_enrolled"])
             runs[method].append(r)
             print(f"  {method} seed {seed}: new {r['new_accuracy']:.4f}, old {r['old_accuracy_before']:.4f} -> "
-                  f"{r['old_accuracy_after']:.4f}, training {r['train_seconds']:.1f} s ({r.get('precision', '?')}), "
+                  f"{r['old_accuracy_after']:.4f}, training {r['train_seconds']:.1f} s ({r['precision']}), "
                   f"{r['seconds']:.1f} s, {r['peak_memory_mb']:.0f} MB", flush=True)
     first = {method: Path(rs[0]["out"]) for method, rs in runs.items()}
     summary = {method: aggregate(rs) for method, rs in runs.items()}

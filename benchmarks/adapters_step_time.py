@@ -86,8 +86,7 @@ def main() -> None:
                 optimizer.step()
             best[name] = min(best[name], (time.perf_counter() - start) / args.steps)
     print(f"{args.config}, {args.precision}, batch {args.batch} x 128 frames, {torch.get_num_threads()} thread(s), "
-          f"load average "
-          f"{os.getloadavg()[0]:.1f}; best of {args.repeats} x {args.steps} steps")
+          f"load average {os.getloadavg()[0]:.1f}; best of {args.repeats} x {args.steps} steps")
     print(f"\n| method | trainable params | s / step | vs lora r=8 |\n|---|---|---|---|")
     for name, model in models.items():
         print(f"| {name} | {count_parameters(model)[0]:,} | {best[name]:.3f} | {best['lora r=8'] / best[name]:.2f}x |")

@@ -231,7 +231,7 @@ class AdaptedLayer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         A = self.down_matrix()
-        if frozen_down.usable(self, A, x):
+        if frozen_down.usable(self, A):
             return frozen_down.frozen_down_forward(self, x, A, self.up_matrix())
         return self.base(x) + self.path(x)
 

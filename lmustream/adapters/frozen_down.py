@@ -87,7 +87,7 @@ def frozen_down_forward(layer, x: torch.Tensor, A: torch.Tensor, U: torch.Tensor
     return FrozenDownProduct.apply(x, U, layer, A)
 
 
-def usable(layer, A: torch.Tensor, x: torch.Tensor) -> bool:
+def usable(layer, A: torch.Tensor) -> bool:
     """Whether the single product applies: A and the base layer frozen (the Function forms no gradient
     for them)."""
     frozen = [A, layer.base.weight] + ([] if layer.base.bias is None else [layer.base.bias])

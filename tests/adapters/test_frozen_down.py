@@ -57,7 +57,7 @@ def test_single_product_equals_the_two_paths(method, frozen, causal, monkeypatch
     assert "FrozenDownProductBackward" in grad_fns(model(x.requires_grad_(True)))
     with torch.no_grad():
         evaluated = model(x)  # without autograd: one product with the merged weight
-    monkeypatch.setattr(frozen_down, "usable", lambda layer, A, x: False)  # the two-path form
+    monkeypatch.setattr(frozen_down, "usable", lambda layer, A: False)  # the two-path form
     ref_out, ref_grad_x, ref_grads = outputs_and_gradients(model, x.detach(), grad)
     torch.testing.assert_close(evaluated, ref_out, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-6)
@@ -92,7 +92,7 @@ def test_under_autocast_the_single_product_runs_in_bfloat16_like_the_two_paths(c
     out, grads = run()
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert "FrozenDownProductBackward" in grad_fns(model(x))
-    monkeypatch.setattr(frozen_down, "usable", lambda layer, A, x: False)  # the two-path form, autocast's casts
+    monkeypatch.setattr(frozen_down, "usable", lambda layer, A: False)  # the two-path form, autocast's casts
     ref_out, ref_grads = run()
     assert grads.keys() == ref_grads.keys() and grads
     # bfloat16 keeps 8 bits: the two forms round differently, so compare at its resolution
