@@ -112,6 +112,7 @@ class TrainConfig:
     cpu_bf16: bool = False  # bf16 autocast on a CPU that computes bf16 in hardware too (train/precision.py)
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     init_from: str | None = None  # start from this model file's weights (same shapes and labels), e.g. ANN -> SNN
+    init_new_labels: bool = False  # with init_from: labels the source lacks get fresh head rows (a new vocabulary)
 
     def validate(self) -> "TrainConfig":
         if self.epochs < 1 or self.batch_size < 1:
@@ -119,6 +120,8 @@ class TrainConfig:
         if isinstance(self.data.label_map, str):  # the command line's "0=zero,1=one": a mapping from here on
             from lmustream.data.sources import parse_label_map
             self.data.label_map = parse_label_map(self.data.label_map)
+        if self.init_new_labels and not self.init_from:
+            raise ConfigError("init_new_labels=true starts a new vocabulary from init_from's network: set init_from too")
         if self.optim.loss not in ("bce", "ce"):
             raise ConfigError(f"optim.loss must be 'bce' or 'ce', got {self.optim.loss!r}")
         if self.optim.schedule not in ("step", "cosine"):

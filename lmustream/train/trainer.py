@@ -163,7 +163,8 @@ def _initialize_from(model: LMUFormer, path: str, labels, fresh=()) -> None:
     Every tensor must exist with the same shape in both. The labels must be the same, or a subset
     of the source's (a digits model from a 35-word model): then the head keeps the rows of these
     labels, in the data's order, and the rest of the network is copied whole. Labels in ``fresh``
-    (auxiliary classes) may be missing from the source: their rows keep ``model``'s initialization.
+    (auxiliary classes, or every label with ``init_new_labels``) may be missing from the source:
+    their rows keep ``model``'s initialization.
     """
     source = load_model(resolve_model(path))
     theirs, ours = dict(source.model.state_dict()), model.state_dict()
@@ -172,7 +173,8 @@ def _initialize_from(model: LMUFormer, path: str, labels, fresh=()) -> None:
         if missing:
             raise ConfigError(f"init_from {path}: its labels {source.labels} differ from the data's "
                               f"{list(labels)} (missing there: {missing}); the data's labels must be the "
-                              f"source's or a subset of them")
+                              f"source's or a subset of them, or set init_new_labels=true to start their "
+                              f"head rows afresh")
         row = {label: i for i, label in enumerate(source.labels)}
         for key in ("head.weight", "head.bias"):
             theirs[key] = torch.stack([theirs[key][row[label]] if label in row else ours[key][i].to(theirs[key])
@@ -247,7 +249,8 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
                               **config.model_overrides)
     model = LMUFormer(model_config).to(device)
     if config.init_from and not resume:
-        _initialize_from(model, config.init_from, data.labels, fresh=data.auxiliary_labels)
+        fresh = data.labels if config.init_new_labels else data.auxiliary_labels
+        _initialize_from(model, config.init_from, data.labels, fresh=fresh)
     train_model = model
     if ddp.world > 1:
         share_batch_statistics(model)  # global-batch statistics, as a single process would compute

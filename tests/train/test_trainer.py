@@ -337,6 +337,32 @@ def test_init_from_checks_labels_and_shapes(tone_dataset, tmp_path):
         _initialize_from(other, str(tmp_path / "src.safetensors"), LABELS)
 
 
+def test_init_new_labels_transfers_the_network_to_a_new_vocabulary(tone_dataset, tmp_path):
+    """Labels the source lacks start from fresh head rows; labels it has keep theirs; the rest is copied."""
+    from lmustream.models import get_config
+    from lmustream.models.artifact import ModelArtifact, save_model
+    from lmustream.train.trainer import _initialize_from
+
+    config = get_config("lmuformer-tiny", n_classes=3, dim=16, memory_size=8, embed_convs=1, mlp_ratio=1)
+    source = LMUFormer(config)
+    save_model(tmp_path / "src.safetensors", ModelArtifact(source, list(LABELS)))
+    labels = ("new1", "high", "new2", "new3")
+    target = LMUFormer(get_config("lmuformer-tiny", n_classes=4, dim=16, memory_size=8, embed_convs=1, mlp_ratio=1))
+    before = target.head.weight.detach().clone()
+    _initialize_from(target, str(tmp_path / "src.safetensors"), labels, fresh=labels)
+    assert torch.equal(target.head.weight[1], source.head.weight[LABELS.index("high")])
+    for i in (0, 2, 3):
+        assert torch.equal(target.head.weight[i], before[i])
+    for k, v in source.state_dict().items():
+        if not k.startswith("head."):
+            assert torch.equal(target.state_dict()[k], v), k
+    with pytest.raises(ConfigError, match="init_new_labels=true"):  # the error names the way out
+        _initialize_from(target, str(tmp_path / "src.safetensors"), labels)
+    with pytest.raises(ConfigError, match="set init_from too"):
+        load_config(None, ["init_new_labels=true"])
+    assert load_config(None, ["init_from=sc12-lmuformer", "init_new_labels=true"]).init_new_labels is True
+
+
 def test_distillation_loss_terms():
     """w = 0 is the task loss alone, w = 1 the T^2-scaled KL alone, which is 0 when the posteriors agree."""
     from lmustream.train.config import DistillConfig
