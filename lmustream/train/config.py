@@ -121,7 +121,8 @@ class TrainConfig:
             from lmustream.data.sources import parse_label_map
             self.data.label_map = parse_label_map(self.data.label_map)
         if self.init_new_labels and not self.init_from:
-            raise ConfigError("init_new_labels=true starts a new vocabulary from init_from's network: set init_from too")
+            raise ConfigError("init_new_labels=true starts a new vocabulary from init_from's network, and init_from "
+                              "is not set: set init_from, or init_new_labels=false to train from scratch")
         if self.optim.loss not in ("bce", "ce"):
             raise ConfigError(f"optim.loss must be 'bce' or 'ce', got {self.optim.loss!r}")
         if self.optim.schedule not in ("step", "cosine"):

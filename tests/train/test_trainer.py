@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -358,8 +359,12 @@ def test_init_new_labels_transfers_the_network_to_a_new_vocabulary(tone_dataset,
             assert torch.equal(target.state_dict()[k], v), k
     with pytest.raises(ConfigError, match="init_new_labels=true"):  # the error names the way out
         _initialize_from(target, str(tmp_path / "src.safetensors"), labels)
-    with pytest.raises(ConfigError, match="set init_from too"):
+    with pytest.raises(ConfigError, match="set init_from, or init_new_labels=false to train from scratch"):
         load_config(None, ["init_new_labels=true"])
+    # a config that names both (configs/asc40-lmuformer.yaml) trains from scratch when both are cleared
+    recipe = Path(__file__).resolve().parents[2] / "configs" / "asc40-lmuformer.yaml"
+    cleared = load_config(recipe, ["init_from=null", "init_new_labels=false"])
+    assert cleared.init_from is None and cleared.init_new_labels is False
     assert load_config(None, ["init_from=sc12-lmuformer", "init_new_labels=true"]).init_new_labels is True
 
 
