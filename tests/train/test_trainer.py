@@ -248,7 +248,6 @@ def test_config_file_values_are_read_as_yaml_writes_them(tmp_path):
 
 
 def test_committed_configs_parse():
-    from pathlib import Path
     for path in sorted(Path(__file__).resolve().parents[2].glob("configs/*.yaml")):
         load_config(path)
 
