@@ -20,6 +20,7 @@ from lmustream.models.artifact import load_model
 from lmustream.train.config import load_config
 from lmustream.train.trainer import lr_factor, make_optimizer, train, use_fast_cuda_kernels
 
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"  # the committed configs/*.yaml
 LABELS = ("low", "mid", "high")
 TINY_MODEL = ["model=lmuformer-tiny", "model_overrides.dim=16", "model_overrides.memory_size=8",
               "model_overrides.embed_convs=1", "model_overrides.mlp_ratio=1"]
@@ -248,7 +249,7 @@ def test_config_file_values_are_read_as_yaml_writes_them(tmp_path):
 
 
 def test_committed_configs_parse():
-    for path in sorted(Path(__file__).resolve().parents[2].glob("configs/*.yaml")):
+    for path in sorted(CONFIGS.glob("*.yaml")):
         load_config(path)
 
 
@@ -361,7 +362,7 @@ def test_init_new_labels_transfers_the_network_to_a_new_vocabulary(tone_dataset,
     with pytest.raises(ConfigError, match="set init_from, or init_new_labels=false to train from scratch"):
         load_config(None, ["init_new_labels=true"])
     # a config that names both (configs/asc40-lmuformer.yaml) trains from scratch when both are cleared
-    recipe = Path(__file__).resolve().parents[2] / "configs" / "asc40-lmuformer.yaml"
+    recipe = CONFIGS / "asc40-lmuformer.yaml"
     cleared = load_config(recipe, ["init_from=null", "init_new_labels=false"])
     assert cleared.init_from is None and cleared.init_new_labels is False
     assert load_config(None, ["init_from=sc12-lmuformer", "init_new_labels=true"]).init_new_labels is True
