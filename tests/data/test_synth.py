@@ -12,8 +12,9 @@ import soundfile as sf
 
 from lmustream.data.synth import effects, noise
 from lmustream.data.synth.cli import add_arguments, run
-from lmustream.data.synth.corpus import SynthConfig, resolve_engines, synthesize_corpus, validate_words
-from lmustream.data.synth.engines import Voice, canonical_engine_name, get_engine
+from lmustream.data.synth.corpus import (SynthConfig, read_words_file, resolve_engines, synthesize_corpus,
+                                         validate_words, word_texts)
+from lmustream.data.synth.engines import Voice, canonical_engine_name, check_language, get_engine
 from lmustream.data.synth.render import CLIP_SAMPLES, SAMPLE_RATE, render_clip
 from lmustream.data.synth.speakers import Speaker, assign_splits, make_speakers, plan_renderings
 from lmustream.errors import ConfigError
@@ -127,7 +128,8 @@ def test_splits_are_speaker_disjoint_and_stratified():
 @pytest.mark.parametrize("words, problem", [
     ("", "empty"), (",", "empty"), ([], "empty"), ("yes,,no", "entry 2 is empty"), ("yes;no", "'yes;no'"),
     ("héllo", "'héllo'"), ("../etc", "'../etc'"), ("_background_noise_", "_background_noise_"),
-    ("yes,Yes", "duplicate"), ("two words", "'two words'"),
+    ("yes,Yes", "duplicate"), ("two  words", "'two  words'"), ("zoom in=", "nothing to say"),
+    ("=افتح", "no word before"), ("افتح", "'افتح'"), ("open=افتح,open=فتح", "duplicate"),
 ])
 def test_bad_word_lists_name_the_problem(words, problem, tmp_path):
     with pytest.raises(ConfigError, match=re.escape(problem)):
@@ -138,7 +140,49 @@ def test_bad_word_lists_name_the_problem(words, problem, tmp_path):
 
 
 def test_good_word_lists_are_normalised():
-    assert validate_words(" Yes, no ,don't,x-ray") == ["yes", "no", "don't", "x-ray"]
+    assert validate_words(" Yes, no ,don't,x-ray, Zoom In") == ["yes", "no", "don't", "x-ray", "zoom in"]
+
+
+def test_a_word_may_say_other_text():
+    texts = word_texts(["open = اِفْتَح", "zoom in=تَكْبِير  ", "yes"])
+    assert texts == {"open": "اِفْتَح", "zoom in": "تَكْبِير", "yes": "yes"}
+    assert validate_words("open=اِفْتَح,yes") == ["open", "yes"]
+
+
+def test_words_file(tmp_path):
+    path = tmp_path / "words.tsv"
+    path.write_text("# label, then what to say\nopen\tاِفْتَح\n\nzoom in = تَكْبِير\nyes\n", encoding="utf-8")
+    assert read_words_file(path) == ["open=اِفْتَح", "zoom in = تَكْبِير", "yes"]
+    assert word_texts(read_words_file(path)) == {"open": "اِفْتَح", "zoom in": "تَكْبِير", "yes": "yes"}
+    path.write_text("\ufeffopen\tاِفْتَح\n", encoding="utf-8")  # a byte-order mark, as some editors write
+    assert read_words_file(path) == ["open=اِفْتَح"]
+    path.write_text("yes,no\n")
+    with pytest.raises(ConfigError, match="line 1: one word per line"):
+        read_words_file(path)
+    path.write_text("# nothing\n")
+    with pytest.raises(ConfigError, match="holds no words"):
+        read_words_file(path)
+    path.write_bytes(b"open\t\xff\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        read_words_file(path)
+    with pytest.raises(ConfigError, match="does not exist"):
+        read_words_file(tmp_path / "missing.tsv")
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["--words", "yes", "--words-file", str(path), "--out", str(tmp_path / "c")])
+    with pytest.raises(ConfigError, match="not both"):
+        run(args)
+
+
+def test_only_espeak_speaks_other_languages(tmp_path):
+    for bad in ("a b", "EN", "", "../ar"):
+        with pytest.raises(ConfigError, match="not an espeak-ng language code"):
+            check_language(bad)
+    with pytest.raises(ConfigError, match="'flite' speaks English only"):
+        get_engine("flite", "ar")
+    with pytest.raises(ConfigError, match="language"):
+        synthesize_corpus(SynthConfig(out_dir=tmp_path / "out", words="yes", language="a b"))
+    assert not (tmp_path / "out").exists()
 
 
 def test_unknown_engine_and_bad_settings(tmp_path):
@@ -296,6 +340,30 @@ def test_same_seed_same_bytes_through_the_cli(corpus, tmp_path):
 
 
 @needs_espeak
+def test_espeak_speaks_arabic_words_into_english_labels(tmp_path):
+    if not get_engine("espeak", "ar").voices():
+        pytest.skip("this espeak-ng has no Arabic voice")
+    with pytest.raises(ConfigError, match="no voice for language 'zz'"):
+        resolve_engines("espeak", "zz")
+    words = ["open=اِفْتَح", "zoom in=تَكْبِير"]
+    manifest = synthesize_corpus(SynthConfig(out_dir=tmp_path / "c", words=words, language="ar", renderings_per_word=3,
+                                             jobs=1, noise_seconds=1.0, babble_talkers=1, progress=False,
+                                             val_fraction=0.0, test_fraction=0.0))
+    assert manifest["words"] == ["open", "zoom in"] and manifest["language"] == "ar"
+    assert manifest["texts"] == {"open": "اِفْتَح", "zoom in": "تَكْبِير"}
+    assert set(manifest["engines"]) == {"espeak"}
+    assert all(s["voice"].startswith("ar") for s in manifest["speakers"].values())
+    for word in ("open", "zoom in"):
+        files = sorted((tmp_path / "c" / word).iterdir())
+        assert len(files) == 3 and all(FILE_NAME.match(f.name) for f in files)
+    # The engine says the text, not the label: the Arabic clip is not the English word.
+    speaker = make_speakers([get_engine("espeak", "ar")], seed=0)[0]
+    arabic, _ = render_clip("open", speaker, 0, seed=0, text="اِفْتَح")
+    english, _ = render_clip("open", speaker, 0, seed=0)
+    assert not np.allclose(arabic, english)
+
+
+@needs_espeak
 def test_output_folder_rules(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     config = SynthConfig(out_dir=tmp_path, words="yes", renderings_per_word=3, engines="espeak", jobs=1,
@@ -314,3 +382,13 @@ def test_output_folder_rules(tmp_path):
     assert first["words"] == ["yes"] and second["words"] == ["no"]
     assert not (fresh / "yes").exists() and len(list((fresh / "no").iterdir())) == 3
     assert (fresh / "validation_list.txt").read_text() == ""
+
+
+def test_the_arabic_example_words_are_the_asc40_labels():
+    from lmustream.models.artifact import read_header
+    from lmustream.models.registry import resolve_model
+
+    root = Path(__file__).resolve().parents[2]
+    texts = word_texts(read_words_file(root / "examples" / "words" / "arabic_speech_commands.tsv"))
+    assert sorted(texts) == sorted(read_header(resolve_model("asc40-lmuformer"))["labels"])
+    assert all(text != word for word, text in texts.items())

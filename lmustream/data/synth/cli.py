@@ -8,15 +8,24 @@ import time
 
 from lmustream.data.labels import SPEECH_COMMANDS_V2_WORDS
 from lmustream.data.synth.corpus import (DEFAULT_BABBLE_TALKERS, DEFAULT_NOISE_SECONDS, DEFAULT_RENDERINGS_PER_WORD,
-                                         SynthConfig, synthesize_corpus)
-from lmustream.data.synth.engines import ENGINE_CLASSES, get_engine
+                                         SynthConfig, read_words_file, synthesize_corpus)
+from lmustream.data.synth.engines import DEFAULT_LANGUAGE, ENGINE_CLASSES, check_language, get_engine
 from lmustream.errors import ConfigError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``data synth`` options to ``parser``."""
-    parser.add_argument("--words", default=",".join(SPEECH_COMMANDS_V2_WORDS),
-                        help="comma-separated words to speak (default: the 35 Speech Commands v2 words)")
+    parser.add_argument("--words", default=None,
+                        help="comma-separated words to speak (default: the 35 Speech Commands v2 words); an "
+                             "entry WORD=TEXT speaks TEXT into the folder WORD, e.g. 'open=افتح' with "
+                             "--language ar. A word may hold single spaces ('zoom in')")
+    parser.add_argument("--words-file", default=None,
+                        help="UTF-8 file with one WORD, WORD=TEXT or WORD<tab>TEXT per line (# comments); "
+                             "instead of --words")
+    parser.add_argument("--language", default=DEFAULT_LANGUAGE,
+                        help="espeak-ng language code of the speech (default en). English uses every "
+                             "engine; another language (ar, de, hi, pt-br, ...) uses espeak-ng's voices "
+                             "of it, the only engine here that speaks more than English")
     parser.add_argument("--out", help="output folder (created; must be empty unless --overwrite)")
     parser.add_argument("--seed", type=int, default=0, help="seed: the same seed gives identical files (default 0)")
     parser.add_argument("--renderings-per-word", type=int, default=DEFAULT_RENDERINGS_PER_WORD,
@@ -44,11 +53,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="list the TTS engines, whether each is installed, and its voices; then exit")
 
 
-def _list_engines() -> int:
+def _list_engines(language: str) -> int:
     for name in ENGINE_CLASSES:
-        engine = get_engine(name)
+        try:
+            engine = get_engine(name, language)
+        except ConfigError:  # an English-only engine, asked for another language
+            print(f"{name:<9} English only")
+            continue
         if not engine.available():
-            print(f"{name:<9} not installed")
+            print(f"{name:<9} not installed" + (f" or no voice for {language!r}" if language != DEFAULT_LANGUAGE else ""))
             continue
         voices = engine.voices()
         sample = ", ".join(v.id for v in voices[:6]) + (", ..." if len(voices) > 6 else "")
@@ -59,11 +72,16 @@ def _list_engines() -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``lmustream data synth`` with parsed ``args``; 0 on success (errors raise LmuStreamError)."""
+    check_language(args.language)
     if args.list_engines:
-        return _list_engines()
+        return _list_engines(args.language)
     if not args.out:
         raise ConfigError("--out is required: the folder to write the corpus to")
-    config = SynthConfig(out_dir=args.out, words=args.words, seed=args.seed,
+    if args.words is not None and args.words_file is not None:
+        raise ConfigError("give the words with --words or --words-file, not both")
+    words = (read_words_file(args.words_file) if args.words_file is not None
+             else args.words if args.words is not None else list(SPEECH_COMMANDS_V2_WORDS))
+    config = SynthConfig(out_dir=args.out, words=words, language=args.language, seed=args.seed,
                          renderings_per_word=args.renderings_per_word, engines=args.engines, jobs=args.jobs,
                          val_fraction=args.val_fraction, test_fraction=args.test_fraction,
                          noise_seconds=args.noise_seconds, babble_talkers=args.babble_talkers,

@@ -31,8 +31,8 @@ from tqdm import tqdm
 from lmustream.audio.io import write_audio
 from lmustream.data.labels import SPEECH_COMMANDS_V2_WORDS
 from lmustream.data.synth import noise, render
-from lmustream.data.synth.engines import (Engine, EngineError, VoiceSelection, available_engines, canonical_engine_name,
-                                          get_engine)
+from lmustream.data.synth.engines import (DEFAULT_LANGUAGE, Engine, EngineError, VoiceSelection, available_engines,
+                                          canonical_engine_name, check_language, get_engine)
 from lmustream.data.synth.speakers import (DEFAULT_ENGINE_SHARES, SPLITS, Rendering, Speaker, assign_splits,
                                            make_speakers, plan_renderings, speaker_table)
 from lmustream.errors import ConfigError
@@ -53,16 +53,24 @@ DEFAULT_BABBLE_TALKERS = 6
 MAX_FAILED_FRACTION = 0.02
 POOL_CHUNKSIZE = 8  # renderings handed to a worker at a time: amortises IPC, keeps the bar moving
 
-WORD_PATTERN = re.compile(r"[a-z]+(?:['-][a-z]+)*")
+# A word is a label and a folder name: letters, single inner apostrophes, hyphens or spaces ("zoom in").
+WORD_PATTERN = re.compile(r"[a-z]+(?:['\- ][a-z]+)*")
 MAX_WORD_LENGTH = 40
+MAX_TEXT_LENGTH = 100
 
 
 @dataclass
 class SynthConfig:
-    """What to synthesize and where. ``engines=None`` means every installed engine (espeak-ng required)."""
+    """What to synthesize and where. ``engines=None`` means every installed engine (espeak-ng required).
+
+    ``words``: labels (folder names), each spoken as written, or ``label=text`` entries that say
+    ``text`` (any script, e.g. ``open=اِفْتَح``) into the folder ``label``. ``language``: an espeak-ng
+    language code; English (the default) may use every engine, any other language espeak-ng only.
+    """
 
     out_dir: str | os.PathLike
     words: Sequence[str] | str = SPEECH_COMMANDS_V2_WORDS
+    language: str = DEFAULT_LANGUAGE
     seed: int = 0
     renderings_per_word: int = DEFAULT_RENDERINGS_PER_WORD
     engines: Sequence[str] | str | None = None
@@ -85,43 +93,89 @@ def _split_list(value: Sequence[str] | str) -> list[str]:
 def validate_words(words: Sequence[str] | str) -> list[str]:
     """``words`` (a list or a comma-separated string) as lower-case folder-safe words; ConfigError otherwise.
 
-    A word is letters with single inner apostrophes or hyphens ("yes", "don't", "x-ray").
+    A word is letters with single inner apostrophes, hyphens or spaces ("yes", "don't", "x-ray",
+    "zoom in"); an entry ``label=text`` names the word ``label`` (see :func:`word_texts`).
     Empty entries, other characters and duplicates are errors, each named in the message.
+    """
+    return list(word_texts(words))
+
+
+def word_texts(words: Sequence[str] | str) -> dict[str, str]:
+    """``{word: text to speak}`` for a word list of ``word`` or ``word=text`` entries, in list order.
+
+    The text of a plain entry is the word itself. A text is any non-empty line of at most
+    MAX_TEXT_LENGTH characters (it goes to the engine, never to a file name).
     """
     entries = _split_list(words)
     if not entries or all(not e.strip() for e in entries):
         raise ConfigError("the word list is empty; give words like --words yes,no,up")
-    cleaned, problems = [], []
+    cleaned, texts, problems = [], {}, []
     for position, entry in enumerate(entries, 1):
-        word = entry.strip().lower()
+        label, equals, text = entry.partition("=")
+        word, text = label.strip().lower(), " ".join(text.split())
         if not word:
-            problems.append(f"entry {position} is empty")
+            problems.append(f"entry {position} is empty" if not equals else f"entry {position} has no word before '='")
         elif len(word) > MAX_WORD_LENGTH:
             problems.append(f"{entry!r} is longer than {MAX_WORD_LENGTH} characters")
         elif not WORD_PATTERN.fullmatch(word):
-            problems.append(f"{entry!r} has characters other than letters and inner ' or -")
+            problems.append(f"{label.strip()!r} has characters other than letters and inner ', - or single spaces")
+        elif equals and not text:
+            problems.append(f"{entry!r} has nothing to say after '='")
+        elif len(text) > MAX_TEXT_LENGTH:
+            problems.append(f"the text of {word!r} is longer than {MAX_TEXT_LENGTH} characters")
         else:
             cleaned.append(word)
+            texts.setdefault(word, text or word)
     duplicates = sorted(w for w, n in Counter(cleaned).items() if n > 1)
     if duplicates:
         problems.append(f"duplicate word(s) {duplicates}")
     if problems:
         raise ConfigError("bad word list: " + "; ".join(problems))
-    return cleaned
+    return texts
 
 
-def resolve_engines(names: Sequence[str] | str | None) -> list[Engine]:
+def read_words_file(path: str | os.PathLike) -> list[str]:
+    """The entries of a word-list file: one ``word``, ``word=text`` or ``word<TAB>text`` per line.
+
+    Blank lines and lines starting with ``#`` are skipped. The file must be UTF-8.
+    """
+    try:
+        lines = Path(path).read_text(encoding="utf-8-sig").splitlines()  # -sig: a BOM is not part of the first word
+    except FileNotFoundError:
+        raise ConfigError(f"word-list file {str(path)!r} does not exist") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"word-list file {str(path)!r} is not UTF-8 text ({e.reason} at byte {e.start})") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read word-list file {str(path)!r}: {e.strerror or e}") from None
+    entries = []
+    for number, line in enumerate(lines, 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if "," in line:
+            raise ConfigError(f"{path}, line {number}: one word per line (no commas): {line!r}")
+        entries.append("=".join(part.strip() for part in line.split("\t", 1)) if "\t" in line else line)
+    if not entries:
+        raise ConfigError(f"word-list file {str(path)!r} holds no words")
+    return entries
+
+
+def resolve_engines(names: Sequence[str] | str | None, language: str = DEFAULT_LANGUAGE) -> list[Engine]:
     """The engines to use: the named ones (each must be installed), or all installed ones with espeak-ng among them.
 
     An entry ``engine:voice+voice`` keeps only those voices of the engine (ids as ``--list-engines`` prints them).
+    Each engine speaks ``language`` with all its voices of that language; one that has none is a ConfigError.
     """
     hint = "scripts/install_tts.sh installs the engines"
     if names is None:
-        found = available_engines()
+        found = available_engines(language)
         if REQUIRED_ENGINE not in found:
+            if language != DEFAULT_LANGUAGE and get_engine(REQUIRED_ENGINE).available():
+                raise ConfigError(f"espeak-ng has no voice for language {language!r} "
+                                  "(`espeak-ng --voices` lists the languages it speaks)")
             raise ConfigError(f"espeak-ng is not installed (needed by default); {hint}, or name other "
                               f"engines with --engines (installed: {', '.join(found) or 'none'})")
-        return [get_engine(n) for n in found]
+        return [get_engine(n, language) for n in found]
     selections: dict[str, list[str] | None] = {}
     for entry in (e.strip() for e in _split_list(names)):
         if not entry:
@@ -139,7 +193,11 @@ def resolve_engines(names: Sequence[str] | str | None) -> list[Engine]:
     missing = [n for n in selections if not get_engine(n).available()]
     if missing:
         raise ConfigError(f"TTS engine(s) not installed: {', '.join(missing)}; {hint}")
-    return [get_engine(n) if voice_ids is None else VoiceSelection(get_engine(n), voice_ids)
+    silent = [n for n in selections if not get_engine(n, language).voices()]
+    if silent:
+        raise ConfigError(f"{', '.join(silent)} has no voice for language {language!r} "
+                          "(`espeak-ng --voices` lists the languages espeak-ng speaks)")
+    return [get_engine(n, language) if voice_ids is None else VoiceSelection(get_engine(n, language), voice_ids)
             for n, voice_ids in selections.items()]
 
 
@@ -148,6 +206,7 @@ def _check_config(config: SynthConfig) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
 
+    check_language(config.language)
     integer("seed", config.seed, 0)
     integer("renderings_per_word", config.renderings_per_word, 1)
     integer("babble_talkers", config.babble_talkers, 1)
@@ -189,11 +248,11 @@ def _prepare_output(out: Path, overwrite: bool) -> None:
 
 # --------------------------------------------------------------------------- pool jobs (top level: picklable)
 
-def _word_job(job: tuple[Rendering, int, str]) -> tuple[str, str | None, str | None]:
+def _word_job(job: tuple[Rendering, str, int, str]) -> tuple[str, str | None, str | None]:
     """Render and write one clip: ``(relative path, fit, None)`` or ``(relative path, None, error)``."""
-    rendering, seed, out_dir = job
+    rendering, text, seed, out_dir = job
     try:
-        clip, info = render.render_clip(rendering.word, rendering.speaker, rendering.index, seed)
+        clip, info = render.render_clip(rendering.word, rendering.speaker, rendering.index, seed, text=text)
     except EngineError as e:
         return rendering.relative_path, None, str(e)
     write_audio(Path(out_dir) / rendering.relative_path, clip, render.SAMPLE_RATE)
@@ -238,8 +297,9 @@ def synthesize_corpus(config: SynthConfig) -> dict:
     about and listed in the manifest.
     """
     _check_config(config)
-    words = validate_words(config.words)
-    engines = resolve_engines(config.engines)
+    texts = word_texts(config.words)
+    words = list(texts)
+    engines = resolve_engines(config.engines, config.language)
     seed = int(config.seed)
     speakers = make_speakers(engines, seed)
     split_of = assign_splits(speakers, config.val_fraction, config.test_fraction, seed)
@@ -252,6 +312,8 @@ def synthesize_corpus(config: SynthConfig) -> dict:
 
     manifest = {
         "format": CORPUS_FORMAT, "version": CORPUS_VERSION, "complete": False, "seed": seed, "words": words,
+        **({"language": config.language} if config.language != DEFAULT_LANGUAGE else {}),
+        **({"texts": texts} if any(text != word for word, text in texts.items()) else {}),
         "renderings_per_word": config.renderings_per_word,
         "val_fraction": config.val_fraction, "test_fraction": config.test_fraction,
         "engines": {e.name: {"version": e.version(), "voices": [v.id for v in e.voices()],
@@ -275,7 +337,7 @@ def synthesize_corpus(config: SynthConfig) -> dict:
         # Babble streams are the longest jobs: queue them first so they do not finish last.
         babble = [pool.apply_async(_babble_job, ((i, config.noise_seconds, babble_speakers, vocabulary, seed),))
                   for i in range(config.babble_talkers)]
-        for path, fit, error in pool.imap_unordered(_word_job, ((r, seed, str(out)) for r in plan), POOL_CHUNKSIZE):
+        for path, fit, error in pool.imap_unordered(_word_job, ((r, texts[r.word], seed, str(out)) for r in plan), POOL_CHUNKSIZE):
             if error is None:
                 written[path] = split_of_path[path]
                 fits[fit] += 1

@@ -148,10 +148,29 @@ _ESPEAK_VOICE_LINE = re.compile(r"^\s*\d+\s+(\S+)\s+\S+\s+\S+\s+(\S+)")
 _ESPEAK_VARIANT_FILE = re.compile(r"!v/(.+?)(?:\s{2,}|\s*\(|\s*$)")
 
 
+# Language codes as espeak-ng names them (``en``, ``ar``, ``pt-br``, ``cmn``).
+ESPEAK_LANGUAGE = re.compile(r"[a-z]{2,3}(?:-[a-z0-9]+)*")
+DEFAULT_LANGUAGE = "en"
+
+
+def check_language(language: str) -> str:
+    """``language`` if it is shaped like an espeak-ng language code; ConfigError otherwise."""
+    if not isinstance(language, str) or not ESPEAK_LANGUAGE.fullmatch(language):
+        raise ConfigError(f"language {language!r} is not an espeak-ng language code like en, ar or pt-br")
+    return language
+
+
 class EspeakEngine(Engine):
-    """espeak-ng: every English voice (accent) x every voice variant (``en-us+f3``)."""
+    """espeak-ng: every voice of one language (English: every accent) x every voice variant (``en-us+f3``).
+
+    The other engines speak English only; espeak-ng speaks about a hundred languages, which is
+    what makes a synthetic corpus of keywords in another language possible (``language="ar"``).
+    """
 
     name = "espeak"
+
+    def __init__(self, language: str = DEFAULT_LANGUAGE):
+        self.language = check_language(language)
 
     def available(self) -> bool:
         return shutil.which(ESPEAK_PROGRAM) is not None and bool(self.voices())
@@ -163,17 +182,19 @@ class EspeakEngine(Engine):
 
     @cached_property
     def accents(self) -> list[str]:
-        """English voice names (``en-us``, ``en-gb-x-rp``, ...) that espeak-ng speaks itself (no MBROLA)."""
+        """Voice names of the language (``en-us``, ``en-gb-x-rp``, ...; ``ar``) that espeak-ng speaks itself (no MBROLA)."""
         if shutil.which(ESPEAK_PROGRAM) is None:
             return []
-        out = _run([ESPEAK_PROGRAM, "--voices=en"], "espeak-ng --voices=en").decode(errors="replace")
+        query = f"--voices={self.language}"
+        out = _run([ESPEAK_PROGRAM, query], f"espeak-ng {query}").decode(errors="replace")
         names = []
         for line in out.splitlines()[1:]:
             match = _ESPEAK_VOICE_LINE.match(line)
             if not match:
                 continue
             language, voice_file = match.groups()
-            if language.startswith("en") and not voice_file.startswith(ESPEAK_MBROLA_PREFIX):
+            ours = language == self.language or language.startswith(self.language + "-")
+            if ours and not voice_file.startswith(ESPEAK_MBROLA_PREFIX):
                 names.append(language)
         return sorted(set(names))
 
@@ -512,15 +533,25 @@ def canonical_engine_name(name: str) -> str:
     return key
 
 
-_INSTANCES: dict[str, Engine] = {}
+_INSTANCES: dict[tuple[str, str], Engine] = {}
+MULTILINGUAL_ENGINES = ("espeak",)
 
 
-def get_engine(name: str) -> Engine:
-    """The process-wide instance of engine ``name`` (cached: voice lists and Piper models load once)."""
+def get_engine(name: str, language: str = DEFAULT_LANGUAGE) -> Engine:
+    """The process-wide instance of engine ``name`` for ``language`` (cached: voice lists and Piper models load once).
+
+    Only espeak-ng speaks languages other than English; asking another engine for one is a ConfigError.
+    A voice's ``spec`` names its language, so any instance of an engine renders any of its voices.
+    """
     key = canonical_engine_name(name)
-    if key not in _INSTANCES:
-        _INSTANCES[key] = ENGINE_CLASSES[key]()
-    return _INSTANCES[key]
+    check_language(language)
+    if language != DEFAULT_LANGUAGE and key not in MULTILINGUAL_ENGINES:
+        raise ConfigError(f"TTS engine {key!r} speaks English only; for language {language!r} use "
+                          f"{' or '.join(MULTILINGUAL_ENGINES)} (--engines espeak)")
+    if (key, language) not in _INSTANCES:
+        _INSTANCES[key, language] = (ENGINE_CLASSES[key](language) if key in MULTILINGUAL_ENGINES
+                                     else ENGINE_CLASSES[key]())
+    return _INSTANCES[key, language]
 
 
 class VoiceSelection(Engine):
@@ -553,6 +584,7 @@ class VoiceSelection(Engine):
         return self.engine.render(text, voice, pitch, speed, amplitude)
 
 
-def available_engines() -> list[str]:
-    """Names of the engines installed here, in ENGINE_CLASSES order."""
-    return [name for name in ENGINE_CLASSES if get_engine(name).available()]
+def available_engines(language: str = DEFAULT_LANGUAGE) -> list[str]:
+    """Names of the engines installed here that speak ``language``, in ENGINE_CLASSES order."""
+    names = ENGINE_CLASSES if language == DEFAULT_LANGUAGE else MULTILINGUAL_ENGINES
+    return [name for name in names if get_engine(name, language).available()]

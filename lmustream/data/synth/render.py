@@ -80,9 +80,12 @@ class ClipInfo:
     rt60: float | None  # None: dry
 
 
-def render_clip(word: str, speaker: Speaker, index: int, seed: int) -> tuple[np.ndarray, ClipInfo]:
+def render_clip(word: str, speaker: Speaker, index: int, seed: int,
+                text: str | None = None) -> tuple[np.ndarray, ClipInfo]:
     """The ``index``-th rendering of ``word`` by ``speaker``: one second of 16 kHz float32, and how it was made.
 
+    ``text`` is what the engine says (default: the word itself; e.g. the Arabic for the label
+    ``open``); the random choices depend on the word, not the text.
     The word (trimmed, fitted to the clip) starts at a random offset, then the whole clip
     goes through a random synthetic room, so the reverberation tail stays inside the second.
     """
@@ -94,7 +97,7 @@ def render_clip(word: str, speaker: Speaker, index: int, seed: int) -> tuple[np.
     direct_to_reverb = rng.uniform(*DIRECT_TO_REVERB_DB)
     placement = rng.random()
     room_rng = np.random.default_rng(rng.integers(2 ** 63))
-    audio = speak(word, speaker, rng)
+    audio = speak(word if text is None else text, speaker, rng)
     fitted, fit = effects.fit_length(audio, CLIP_SAMPLES - 2 * EDGE_MARGIN_SAMPLES, SAMPLE_RATE, MAX_COMPRESSION)
     fitted = effects.fade_edges(effects.set_level(fitted, level), SAMPLE_RATE)
     free = CLIP_SAMPLES - 2 * EDGE_MARGIN_SAMPLES - fitted.size
