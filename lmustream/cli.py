@@ -333,7 +333,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "each used when installed: --list-engines) "
                         "across their voices, with pitch, tempo, vocal-tract length, loudness and room "
                         "variation, into a Speech Commands-style corpus with speaker-disjoint split lists "
-                        "and generated background noise.")
+                        "and generated background noise. English by default; any other language "
+                        "espeak-ng speaks with --language (its voices only).")
         synth_cli.add_arguments(synth)
         synth.set_defaults(data_func=synth_cli.run)
     pack = data_verbs.add_parser(
