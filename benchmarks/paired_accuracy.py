@@ -20,10 +20,11 @@ import sys
 import numpy as np
 import torch
 
-from lmustream.data.pack import check_frontend, dequantize, is_pack, read_pack
-from lmustream.errors import ConfigError, LmuStreamError
+from lmustream.data.pack import is_pack, read_pack
+from lmustream.errors import LmuStreamError
 from lmustream.models.artifact import load_model
 from lmustream.models.registry import resolve_model
+from lmustream.train.evaluate import pack_batches
 
 BATCH = 200
 
@@ -37,28 +38,20 @@ def mcnemar_p(only_first: int, only_second: int) -> float:
     return min(1.0, 2 * tail / 2 ** n)
 
 
-def correct_clips(model_path: str, pack, split: str) -> np.ndarray:
-    """Per clip of ``split``: True where the model's argmax is the clip's label."""
+def correct_clips(model_path: str, pack, split: str, path: str = "the pack") -> np.ndarray:
+    """Per clip of ``split``: True where the model's argmax is the clip's label (the clips as `lmustream eval` reads them)."""
     artifact = load_model(resolve_model(model_path))
-    check_frontend(pack, artifact.frontend, "the pack", f"{model_path}'s")
-    if pack.frames != artifact.model.config.frames:
-        raise ConfigError(f"the pack's clips are {pack.frames} frames long; {model_path} was trained on "
-                          f"{artifact.model.config.frames}")
-    missing = sorted(set(pack.labels) - set(artifact.labels))
-    if missing:
-        raise ConfigError(f"{model_path}: labels of the pack that the model lacks: {', '.join(missing)}")
-    codes, y = pack.splits[split]
-    to_model = np.array([artifact.labels.index(label) for label in pack.labels])
     model = artifact.model.eval()
+    right = []
     with torch.no_grad():
-        pred = torch.cat([model(torch.from_numpy(dequantize(codes[i:i + BATCH]))).argmax(1)
-                          for i in range(0, len(y), BATCH)]).numpy()
-    return pred == to_model[y]
+        for x, y in pack_batches(artifact, pack, path, split, BATCH):
+            right.append((model(x).argmax(1) == y).numpy())
+    return np.concatenate(right)
 
 
-def compare(models: list[str], pack, split: str) -> tuple[list[dict], list[dict]]:
+def compare(models: list[str], pack, split: str, path: str = "the pack") -> tuple[list[dict], list[dict]]:
     """Rows of the accuracy table and of the pairwise table."""
-    right = {m: correct_clips(m, pack, split) for m in models}
+    right = {m: correct_clips(m, pack, split, path) for m in models}
     accuracy = [{"model": m, "accuracy": float(r.mean()), "right": int(r.sum()), "n": int(r.size)}
                 for m, r in right.items()]
     pairs = []
@@ -85,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.data} has no clips in split {args.split!r} (splits: "
                      f"{', '.join(f'{k}={len(v[1])}' for k, v in pack.splits.items())})")
     try:
-        accuracy, pairs = compare(args.models, pack, args.split)
+        accuracy, pairs = compare(args.models, pack, args.split, args.data)
     except LmuStreamError as e:  # a missing or mismatched model: named, no traceback
         print(f"error: {e}", file=sys.stderr)
         return 2

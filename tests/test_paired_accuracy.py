@@ -79,5 +79,5 @@ def test_bad_inputs_are_named(pack, tmp_path, capsys):
     other = ModelArtifact(LMUFormer(LMUFormerConfig(n_mels=8, n_classes=2, dim=8, memory_size=4, mlp_ratio=1,
                                                     frames=6)), ["a", "b"], FRONTEND)
     save_model(tmp_path / "two.safetensors", other)
-    with pytest.raises(ConfigError, match="lacks: c"):
+    with pytest.raises(ConfigError, match="labels in the pack but not in the model: c "):
         paired.correct_clips(str(tmp_path / "two.safetensors"), read_pack(pack), "validation")

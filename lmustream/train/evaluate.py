@@ -85,11 +85,21 @@ def evaluate_artifact(artifact: ModelArtifact, data_path: str, split: str = "tes
 
 def _evaluate_pack(artifact: ModelArtifact, path: str, split: str, batch_size: int) -> dict:
     """Accuracy on a feature pack's split: its 8-bit features as the trainer reads them."""
+    from lmustream.data.pack import read_pack
+
+    return _score(artifact, pack_batches(artifact, read_pack(path), path, split, batch_size), split)
+
+
+def pack_batches(artifact: ModelArtifact, pack, path: str, split: str, batch_size: int):
+    """``(features, labels as the model's class indices)`` batches of ``split`` of ``pack`` (read from ``path``).
+
+    ConfigError, before any batch, when the pack does not fit the model: other frontend settings,
+    another clip length, labels the model lacks, or an empty split ("all": every split).
+    """
     import numpy as np
 
-    from lmustream.data.pack import check_frontend, dequantize, read_pack
+    from lmustream.data.pack import check_frontend, dequantize
 
-    pack = read_pack(path)
     check_frontend(pack, artifact.frontend, path, "the model's")
     if pack.frames != artifact.model.config.frames:
         raise ConfigError(f"{path}: the pack's clips are {pack.frames} frames long; the model was trained on "
@@ -107,9 +117,9 @@ def _evaluate_pack(artifact: ModelArtifact, path: str, split: str, batch_size: i
                           f"(model labels: {', '.join(artifact.labels)})")
     to_model = torch.tensor([artifact.labels.index(lab) if lab in artifact.labels else -1 for lab in pack.labels])
     y = to_model[torch.from_numpy(pack_labels)]
-    batches = ((torch.from_numpy(dequantize(codes[i:i + batch_size])), y[i:i + batch_size])
-               for i in range(0, len(y), batch_size))
-    return _score(artifact, batches, split)
+    # Checked above, dequantized lazily below: one batch of float32 features in memory at a time.
+    return ((torch.from_numpy(dequantize(codes[i:i + batch_size])), y[i:i + batch_size])
+            for i in range(0, len(y), batch_size))
 
 
 def _score(artifact: ModelArtifact, batches, split: str) -> dict:

@@ -9,7 +9,8 @@ import time
 from lmustream.data.labels import SPEECH_COMMANDS_V2_WORDS
 from lmustream.data.synth.corpus import (DEFAULT_BABBLE_TALKERS, DEFAULT_NOISE_SECONDS, DEFAULT_RENDERINGS_PER_WORD,
                                          SynthConfig, read_words_file, synthesize_corpus)
-from lmustream.data.synth.engines import DEFAULT_LANGUAGE, ENGINE_CLASSES, check_language, get_engine
+from lmustream.data.synth.engines import (DEFAULT_LANGUAGE, ENGINE_CLASSES, MULTILINGUAL_ENGINES, check_language,
+                                          get_engine)
 from lmustream.errors import ConfigError
 
 
@@ -55,11 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _list_engines(language: str) -> int:
     for name in ENGINE_CLASSES:
-        try:
-            engine = get_engine(name, language)
-        except ConfigError:  # an English-only engine, asked for another language
+        if language != DEFAULT_LANGUAGE and name not in MULTILINGUAL_ENGINES:
             print(f"{name:<9} English only")
             continue
+        engine = get_engine(name, language)
         if not engine.available():
             print(f"{name:<9} not installed" + (f" or no voice for {language!r}" if language != DEFAULT_LANGUAGE else ""))
             continue
