@@ -11,6 +11,8 @@ from pathlib import Path
 import lmustream
 from lmustream.errors import ConfigError, LmuStreamError
 
+EARLY_EXIT_MAX_DROP = 0.005  # eval --early-exit's defaults, named so plain eval can tell them from a choice
+EARLY_EXIT_STEP_CHECK = 8
 DESCRIPTION = """\
 lmustream: streaming keyword spotting with LMUFormer and spiking LMUFormer.
 Models train in parallel (the Legendre memory by FFT) and run frame by frame.
@@ -107,14 +109,16 @@ def _cmd_convert(args: argparse.Namespace) -> int:
     from lmustream.models import load_reference_checkpoint
     from lmustream.models.artifact import ModelArtifact, save_model
 
+    if Path(args.out).suffix != ".safetensors":
+        raise ConfigError(f"--out: a model file is a .safetensors file, got {args.out!r}"
+                          + (" (lmustream export writes ONNX from the model file)" if args.out.endswith(".onnx") else ""))
+    labels = [x.strip() for x in args.labels.split(",")] if args.labels else None
+    if labels is not None and not all(labels):
+        raise ConfigError(f"--labels {args.labels!r}: an empty label (a stray comma?)")
     model = load_reference_checkpoint(args.checkpoint, args.variant, theta=args.theta)
     n = model.config.n_classes
-    if args.labels:
-        labels = [x.strip() for x in args.labels.split(",")]
-    elif n == len(SPEECH_COMMANDS_V2_WORDS):
-        labels = list(SPEECH_COMMANDS_V2_WORDS)
-    else:
-        labels = [f"class_{i}" for i in range(n)]
+    if labels is None:
+        labels = list(SPEECH_COMMANDS_V2_WORDS) if n == len(SPEECH_COMMANDS_V2_WORDS) else [f"class_{i}" for i in range(n)]
     artifact = ModelArtifact(model, labels, FbankConfig(),
                              {"source": f"converted from {Path(args.checkpoint).name} ({args.variant})"})
     save_model(args.out, artifact)
@@ -173,6 +177,12 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.early_exit:
         from lmustream.stream.early_exit_report import run_cli
         return run_cli(args)
+    alone = [option for option, value, default in (("--csv", args.csv, None), ("--tune-split", args.tune_split, None),
+                                                   ("--max-drop", args.max_drop, EARLY_EXIT_MAX_DROP),
+                                                   ("--step-check", args.step_check, EARLY_EXIT_STEP_CHECK))
+             if value != default]
+    if alone:
+        raise ConfigError(f"{', '.join(alone)} appl{'ies' if len(alone) == 1 else 'y'} only with --early-exit")
     from lmustream.data.sources import parse_label_map
 
     label_map = parse_label_map(args.label_map)  # before the model and the data: a typo fails at once
@@ -191,7 +201,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
 def _cmd_data(args: argparse.Namespace) -> int:
     if not getattr(args, "data_func", None):
-        print("usage: lmustream data synth --help", file=sys.stderr)
+        args.data_parser.print_help(sys.stderr)  # which tools there are, rather than one of them
         return 2
     return int(args.data_func(args) or 0)
 
@@ -212,12 +222,15 @@ def _cmd_data_pack(args: argparse.Namespace) -> int:
     from lmustream.train.config import load_config
     from lmustream.train.data import pack_source, prepare_data
 
+    if Path(args.out).suffix != ".npz":  # before the features are computed, not after
+        raise ConfigError(f"--out: a feature pack is a .npz file, got {args.out!r}")
+    extras = [(extra, read_pack(extra)) for extra in args.add]
     overrides = list(args.overrides) + ([f"data.path={args.data}"] if args.data else [])
     config = load_config(args.config, overrides)
     pack, clipped = pack_from_training_data(prepare_data(config, verbose=True), config.data.frames)
     pack.source = pack_source(config)
-    for extra in args.add:
-        pack, dropped = merge_train(pack, read_pack(extra))
+    for extra, added in extras:
+        pack, dropped = merge_train(pack, added)
         if dropped:
             print(f"{extra}: dropped clips of labels not in the pack: "
                   + ", ".join(f"{k} ({v})" for k, v in sorted(dropped.items())))
@@ -253,10 +266,13 @@ def build_parser() -> argparse.ArgumentParser:
     train = verbs.add_parser(
         "train", help="train a model",
         description="Train an LMUFormer or spiking LMUFormer from a YAML recipe (configs/*.yaml) with "
-                    "key=value overrides (e.g. epochs=20 optim.lr=1e-3 model_overrides.causal=true). "
+                    "key=value overrides anywhere on the line (e.g. epochs=20 optim.lr=1e-3 "
+                    "model_overrides.causal=true). "
                     "Writes OUT/metrics.csv, OUT/checkpoint.pt (atomically, every checkpoint_every steps, "
                     "at each epoch end, and on Ctrl-C / SIGTERM) and OUT/model.safetensors (the best "
-                    "model on the validation split). Every value is checked against its key's type before "
+                    "model on the validation split, or with none, e.g. data.validation_speakers=0, the "
+                    "model after the last epoch). Every value "
+                    "is checked against its key's type and range, and device against this machine, before "
                     "any work starts. init_from=MODEL starts from another model's weights (init_from=null "
                     "init_new_labels=false clears a config's; init_new_labels=true lets it start a model of "
                     "other words, whose head rows start afresh); "
@@ -301,26 +317,26 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--label-map", help="e.g. 0=zero,1=one")
     ev.add_argument("--cache-dir", help="feature cache folder")
     ev.add_argument("--json", action="store_true", help="print one JSON object (accuracy, n, per_class, ...)")
-    ev.add_argument("--plot", metavar="PNG", type=output_file, help="also draw the confusion matrix into this PNG "
+    ev.add_argument("--plot", metavar="PNG", type=plot_file, help="also draw the confusion matrix into this PNG "
                                                   "(with --early-exit: accuracy vs frames and the policies' curves)")
     ev.add_argument("--early-exit", action="store_true",
                     help="accuracy vs frames seen and the exit policies' sweeps (see above)")
     ev.add_argument("--csv", metavar="F", type=output_file,
                     help="--early-exit: write accuracy vs frames seen to F and every policy setting to F's stem + "
                          "'-policies.csv'")
-    ev.add_argument("--max-drop", type=float, default=0.005, metavar="X",
+    ev.add_argument("--max-drop", type=float, default=EARLY_EXIT_MAX_DROP, metavar="X",
                     help="--early-exit: largest accuracy drop (absolute fraction) of the operating point "
                          "(default 0.005)")
     ev.add_argument("--tune-split", choices=["train", "validation", "test", "all"],
                     help="--early-exit: choose each policy's setting on this split and report it on --split "
                          "(default: chosen on --split itself)")
-    ev.add_argument("--step-check", type=int, default=8, metavar="N",
+    ev.add_argument("--step-check", type=non_negative_int, default=EARLY_EXIT_STEP_CHECK, metavar="N",
                     help="--early-exit: also run the step form frame by frame on N clips and report its "
                          "difference from the parallel outputs the figures use (default 8, 0: skip)")
     ev.set_defaults(func=_cmd_eval)
 
     data = verbs.add_parser("data", help="dataset tools (synth, pack, windows)", description="Dataset tools.")
-    data.set_defaults(func=_cmd_data)
+    data.set_defaults(func=_cmd_data, data_parser=data)
     data_verbs = data.add_subparsers(dest="data_verb", metavar="tool")
     try:
         from lmustream.data.synth import cli as synth_cli
@@ -376,7 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="keep clips with a frame within this many dB of the recording's loudest (default 25)")
     windows.add_argument("--every", type=int, default=1, help="keep every N-th recording (default 1: all)")
     windows.add_argument("--offset", type=int, default=0, help="the first recording kept (default 0)")
-    windows.add_argument("--name", default="rec", help="clip name prefix (default rec)")
+    windows.add_argument("--name", default="rec", help="clip name prefix (default rec); each collection cut into "
+                                                       "the same --out needs its own, as clips are never overwritten")
     windows.set_defaults(data_func=_cmd_data_windows)
 
     convert = verbs.add_parser(
@@ -405,14 +422,15 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--audio-in", action="store_true",
                         help="take 160 raw 16 kHz samples per step and compute the log-mel inside the graph")
     export.add_argument("--chunk", type=positive_int, default=1, metavar="K",
-                        help="steps (frames) per graph call (default 1)")
+                        help="steps (frames) per graph call (default 1, at most 128): the graph unrolls one "
+                             "step per frame, so its size grows with K (K 128: about 77 MB)")
     export.set_defaults(func=_cmd_export)
 
     from lmustream import detect_cli
     detect_cli.add_verbs(verbs)
 
     from lmustream.adapters import cli as finetune_cli
-    finetune = verbs.add_parser("finetune", help="teach a model new keywords from a few clips (AFLoRA adapters)",
+    finetune = verbs.add_parser("finetune", help="teach a model new keywords from a few clips (AFLoRA, LoRA, VeRA, head or full)",
                                 description=finetune_cli.DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     finetune_cli.add_arguments(finetune)
@@ -420,21 +438,57 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def positive_int(text: str) -> int:
-    """argparse type: a positive integer (the verbs' shared value check)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def whole_number(rule: str, ok):
+    """argparse type: an integer for which ``ok`` holds; ``rule`` words that for the error."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {rule}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {rule}, got {text!r}")
+        return value
+    return parse
+
+
+positive_int = whole_number("a positive integer", lambda v: v >= 1)  # the verbs' shared value checks
+non_negative_int = whole_number("an integer >= 0", lambda v: v >= 0)
 
 
 def output_file(text: str) -> str:
-    """argparse type: a file to write. An existing folder is refused before any work, not after it."""
-    if os.path.isdir(text):
-        raise argparse.ArgumentTypeError(f"{text!r} is a folder; name the file to write in it")
+    """argparse type: a file to write. A path that cannot be written (a folder at that name, a file where a
+    folder must be, no permission) is refused before any work, not after it."""
+    from lmustream.models.artifact import check_writable
+
+    try:
+        check_writable(text)
+    except OSError as e:
+        raise argparse.ArgumentTypeError(f"{text!r}: {e.strerror}") from None
+    return text
+
+
+def plot_file(text: str) -> str:
+    """argparse type: an image file for matplotlib, in a format it writes (named by the suffix), checked
+    here because matplotlib would refuse it only when the plot is drawn, at the end of the work."""
+    text = output_file(text)
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase  # here: only when a plot is asked for
+    except ImportError:
+        raise argparse.ArgumentTypeError("plots need matplotlib: pip install matplotlib") from None
+    formats = sorted(FigureCanvasBase.get_supported_filetypes())
+    suffix = Path(text).suffix.lower()[1:]
+    if suffix not in formats:
+        # without a suffix matplotlib would add ".png" itself: the file would not be the one named
+        raise argparse.ArgumentTypeError(f"{text!r}: the suffix names the image format, one of "
+                                         f"{', '.join(formats)}")
+    if suffix == "pgf":  # the one format matplotlib draws through an external program
+        import shutil
+
+        import matplotlib
+
+        tex = matplotlib.rcParams["pgf.texsystem"]
+        if shutil.which(tex) is None:
+            raise argparse.ArgumentTypeError(f"{text!r}: pgf output needs {tex}, which is not installed")
     return text
 
 
@@ -451,7 +505,14 @@ def main(argv: list[str] | None = None) -> int:
 
 def _main(argv: list[str] | None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    # argparse fills a verb's key=value list from one run of words only and hands back any after a
+    # later option (train --out r epochs=1 --data d seed=1); parse_intermixed_args refuses subparsers.
+    if getattr(args, "overrides", None) is not None:
+        args.overrides += [word for word in extras if not word.startswith("-")]
+        extras = [word for word in extras if word.startswith("-")]
+    if extras:
+        parser.error(f"unrecognized arguments: {' '.join(extras)}")
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
@@ -468,6 +529,9 @@ def _main(argv: list[str] | None) -> int:
         return 2
     except OSError as e:  # a file the user named cannot be written or read: no traceback for that
         name = e.filename2 or e.filename  # os.replace(tmp, target) names the target second
+        if isinstance(e, FileExistsError) and name and os.path.isfile(name):  # mkdir met a file on the path
+            print(f"error: {str(name)!r} is a file, not a folder", file=sys.stderr)
+            return 2
         where = f": {name!r}" if name else ""
         print(f"error: {e.strerror or e}{where}", file=sys.stderr)
         return 2

@@ -7,17 +7,79 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import sys
 import time
+import warnings
 from pathlib import Path
+from typing import Callable
 
+from lmustream.cli import non_negative_int
 from lmustream.errors import AudioError, ConfigError
 
 DEFAULT_MODEL = "sc12-lmuformer"
 STREAM_BLOCK_SECONDS = 0.5  # file blocks: memory stays constant whatever the file's length
 METER_SECONDS = 0.1  # level meter refresh period (it shows the peak level since the last refresh)
 MUTED_SECONDS = 3.0  # exact zeros this long from the input: say so (a muted or wrong device)
+NO_AUDIO_SECONDS = 5.0  # no block from the input for this long: the device is not delivering
+# A block is how often the detector and the meter get audio: blocks near NO_AUDIO_SECONDS would be taken
+# for a dead device, and long before that the "live" meter and detections lag by a block.
+MAX_BLOCK_MS = 1000.0
+FRAMES_PER_MINUTE = 6000  # 10 ms frames
+
+
+# -- option types (argparse): a bad value is refused before any model, file or device is opened --------
+def _number(rule: str, ok: Callable[[float], bool]) -> Callable[[str], float]:
+    """argparse type: a finite number for which ``ok`` holds; ``rule`` words that for the error. NaN
+    is refused explicitly: it compares false with everything, so it would pass any sign check."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {rule}, got {text!r}")
+        return value
+    return parse
+
+
+_positive_seconds = _number("a number of seconds > 0", lambda v: v > 0)
+_seconds = _number("a number of seconds >= 0", lambda v: v >= 0)
+_hours = _number("a number of hours > 0", lambda v: v > 0)
+_per_hour = _number("a number per hour > 0", lambda v: v > 0)
+_minutes = _number("a number of minutes >= 0 (0: off)", lambda v: v >= 0)
+_block_ms = _number(f"a number of milliseconds > 0 and <= {MAX_BLOCK_MS:g}", lambda v: 0 < v <= MAX_BLOCK_MS)
+
+
+def _take_seconds(text: str) -> float:
+    from lmustream.stream.enroll import MIN_TAKE_SECONDS  # here: enroll's module is only needed by enroll
+
+    return _number(f"a number of seconds >= {MIN_TAKE_SECONDS:g}", lambda v: v >= MIN_TAKE_SECONDS)(text)
+
+
+def _range(rule: str = "", ok: Callable[[float, float], bool] = lambda lo, hi: True) -> Callable[[str], tuple]:
+    """argparse type: ``LOW:HIGH`` (or one number for both), finite, LOW <= HIGH, and ``ok(LOW, HIGH)``."""
+    def parse(text: str) -> tuple[float, float]:
+        lo, _, hi = text.partition(":")
+        try:
+            lo_f = float(lo)
+            hi_f = float(hi) if hi else lo_f
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected LOW:HIGH (e.g. 5:25){rule}, got {text!r}") from None
+        if not (math.isfinite(lo_f) and math.isfinite(hi_f)):
+            raise argparse.ArgumentTypeError(f"expected LOW:HIGH as finite numbers{rule}, got {text!r}")
+        if hi_f < lo_f:
+            raise argparse.ArgumentTypeError(f"LOW must not exceed HIGH, got {text!r}")
+        if not ok(lo_f, hi_f):
+            raise argparse.ArgumentTypeError(f"expected LOW:HIGH{rule}, got {text!r}")
+        return lo_f, hi_f
+    return parse
+
+
+# Active speech level is an RMS relative to full scale: above 0 dBFS even a sine would exceed the
+# samples' [-1, 1] range, and speech, whose peaks stand well above its RMS, clips long before.
+_speech_level = _range(" in dBFS, at most 0 (full scale)", lambda lo, hi: hi <= 0)
 
 
 # -- shared options -----------------------------------------------------------------------------
@@ -34,21 +96,23 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
 
 def _add_detector_options(p: argparse.ArgumentParser, thresholds: bool = True) -> None:
     g = p.add_argument_group("detector (defaults: the model's calibration, else the built-in values)")
-    g.add_argument("--keywords", help="comma-separated keywords to report (default: every label not starting with _)")
+    g.add_argument("--keywords", type=_keyword_names,
+                   help="comma-separated keywords to report (default: every label not starting with _)")
     if thresholds:
         g.add_argument("--threshold", metavar="T",
                        help="a threshold for every keyword (0..1), word=T pairs (yes=0.9,no=0.8), or a "
                             "calibration JSON file from `lmustream calibrate --out`")
-    g.add_argument("--window", type=float, metavar="S", help="seconds of per-frame logits averaged (1.0)")
-    g.add_argument("--smoothing", type=float, metavar="S", help="seconds of posteriors averaged (0.1)")
-    g.add_argument("--refractory", type=float, metavar="S", help="seconds before a keyword can fire again (1.0)")
-    g.add_argument("--hold", type=float, metavar="S",
+    g.add_argument("--window", type=_positive_seconds, metavar="S",
+                   help="seconds of per-frame logits averaged (1.0)")
+    g.add_argument("--smoothing", type=_seconds, metavar="S", help="seconds of posteriors averaged (0.1)")
+    g.add_argument("--refractory", type=_seconds, metavar="S", help="seconds before a keyword can fire again (1.0)")
+    g.add_argument("--hold", type=_seconds, metavar="S",
                    help="wait at most this long after crossing the threshold for the posterior's peak, which "
                         "becomes the confidence (default 0: decide at the crossing, about 100 ms sooner)")
-    g.add_argument("--isolation", type=float, metavar="S",
+    g.add_argument("--isolation", type=_seconds, metavar="S",
                    help="drop detections inside running speech: the speech a keyword ends must not have lasted "
                         "longer than S seconds without a 0.2 s pause (0: off)")
-    g.add_argument("--trailing-pause", type=float, metavar="S",
+    g.add_argument("--trailing-pause", type=_seconds, metavar="S",
                    help="with --isolation, report a keyword only once its word is followed by S seconds of quiet, "
                         "and drop it when the speech goes on instead (default 0.2; 0: decide at the crossing)")
     g.add_argument("--every-keyword", dest="one_per_word", action="store_false", default=None,
@@ -60,7 +124,16 @@ def _add_detector_options(p: argparse.ArgumentParser, thresholds: bool = True) -
 
 
 def _keywords(args) -> list[str] | None:
-    return [k.strip() for k in args.keywords.split(",") if k.strip()] if args.keywords else None
+    return args.keywords  # a list from _keyword_names, or None for the model's own
+
+
+def _keyword_names(text: str) -> list[str]:
+    """argparse type: comma-separated names, each once. An empty list is refused: it would otherwise
+    read as the option left out, i.e. every keyword."""
+    words = list(dict.fromkeys(k.strip() for k in text.split(",") if k.strip()))
+    if not words:
+        raise argparse.ArgumentTypeError(f"expected comma-separated keywords, got {text!r}")
+    return words
 
 
 def _settings(args) -> dict:
@@ -121,7 +194,7 @@ def _stream_file(name: str, detector, args) -> int:
     import numpy as np
     import soundfile as sf
 
-    from lmustream.audio.io import check_audio_file
+    from lmustream.audio.io import AudioTruncatedWarning, check_audio_file, truncation
 
     check_audio_file(name)
     try:
@@ -132,8 +205,19 @@ def _stream_file(name: str, detector, args) -> int:
     with f:
         detector.reset()
         block = max(1, int(STREAM_BLOCK_SECONDS * f.samplerate))
+        at = 0  # frames of the file read so far
         try:
             for x in f.blocks(blocksize=block, dtype="float32", always_2d=True):
+                bad = _non_finite_frames(x)
+                if bad.size:
+                    # Checked here, not left to Detector.push, so that the error names the file and counts
+                    # over all of it, as read_audio does for a whole file.
+                    first = at + int(bad[0])
+                    total = bad.size + sum(_non_finite_frames(rest).size
+                                           for rest in f.blocks(blocksize=block, dtype="float32", always_2d=True))
+                    raise AudioError(f"{name!r}: {total} non-finite sample(s) (NaN or Inf), first at frame {first} "
+                                     f"({first / f.samplerate:.2f} s)")
+                at += x.shape[0]
                 for event in detector.push(np.asarray(x), f.samplerate):
                     _print_event(event, args, file=name)
                     count += 1
@@ -142,7 +226,19 @@ def _stream_file(name: str, detector, args) -> int:
         for event in detector.flush():
             _print_event(event, args, file=name)
             count += 1
+        missing = truncation(name, f.format, f.frames, at)
+    if missing is not None:  # what is there was worth streaming; that the end is lost must still be said
+        warnings.warn(f"{name!r}: truncated file: {missing}; streamed the {at / f.samplerate:.2f} s present",
+                      AudioTruncatedWarning, stacklevel=2)
     return count
+
+
+def _non_finite_frames(block):
+    """Indices of the frames of a ``[frames, channels]`` block that would be non-finite once
+    downmixed: a NaN or Inf in any channel makes the mono sample non-finite."""
+    import numpy as np
+
+    return np.flatnonzero(~np.isfinite(block).all(axis=1))
 
 
 # -- listen --------------------------------------------------------------------------------------
@@ -198,8 +294,10 @@ def _cmd_listen(args) -> int:
         for d in devices:
             print(d.describe())
         return 0
+    # The model and its settings first: a mistake in them is said before any device is opened. The
+    # detector learns the device's rate from the blocks pushed to it.
+    detector = _detector(args)
     mic = Microphone(args.device, block_seconds=args.block_ms / 1000.0)
-    detector = _detector(args, sample_rate=mic.sample_rate)
     stop = _Stop()
     previous = signal.signal(signal.SIGTERM, stop)
     meter = not args.no_meter and sys.stderr.isatty()
@@ -207,7 +305,7 @@ def _cmd_listen(args) -> int:
     recent: list[str] = []
     max_backlog, started = 0, time.monotonic()
     drawn, peak_db = 0.0, -120.0
-    silence_deadline = started + 5.0
+    silence_deadline = started + NO_AUDIO_SECONDS
     interrupted = False
     muted = _MutedInput(mic.sample_rate, mic.device.name)
     try:
@@ -220,13 +318,13 @@ def _cmd_listen(args) -> int:
                     if time.monotonic() > silence_deadline:
                         raise ConfigError(f"no audio arriving from {mic.device.name!r}")
                     continue
-                silence_deadline = time.monotonic() + 5.0
+                silence_deadline = time.monotonic() + NO_AUDIO_SECONDS
                 if args.seconds is not None:  # bound by audio time, not wall time
                     block = block[: max(0, int(round((args.seconds - detector.time) * mic.sample_rate)))]
                 warning = muted.push(block)
                 if warning:
                     print(("\r\033[K" if meter else "") + warning, file=sys.stderr, flush=True)
-                events = detector.push(block)
+                events = detector.push(block, mic.sample_rate)
                 max_backlog = max(max_backlog, mic.backlog)
                 for event in events:
                     counts[event.keyword] = counts.get(event.keyword, 0) + 1
@@ -265,10 +363,11 @@ def _cmd_listen(args) -> int:
 
 # -- enroll --------------------------------------------------------------------------------------
 def _cmd_enroll(args) -> int:
-    from lmustream.stream.enroll import check_name, enroll
+    from lmustream.stream.enroll import check_enrollment, enroll
     from lmustream.stream.microphone import Microphone
 
-    check_name(args.word, "--word")  # before opening the device
+    check_enrollment(args.word, args.count, args.out, speaker=args.speaker, seconds=args.seconds,
+                     retries=args.retries)  # before opening the device
     mic = Microphone(args.device)
     with mic:
         print(f"recording {args.count} x {args.word!r} from {mic.device.name!r} at {mic.sample_rate} Hz",
@@ -280,18 +379,6 @@ def _cmd_enroll(args) -> int:
 
 
 # -- eval-stream and calibrate -------------------------------------------------------------------
-def _range(text: str) -> tuple[float, float]:
-    try:
-        lo, _, hi = text.partition(":")
-        lo_f = float(lo)
-        hi_f = float(hi) if hi else lo_f
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected LOW:HIGH (e.g. 5:25), got {text!r}") from None
-    if hi_f < lo_f:
-        raise argparse.ArgumentTypeError(f"LOW must not exceed HIGH, got {text!r}")
-    return lo_f, hi_f
-
-
 def _progress_factory(args, what: str):
     from tqdm import tqdm
 
@@ -313,32 +400,64 @@ def _config_from_args(args):
 
 
 def _keyword_list(args, labels) -> list[str]:
-    from lmustream.stream.detector import is_keyword_label
+    from lmustream.stream.detector import check_keywords, is_keyword_label
 
     words = _keywords(args) or [label for label in labels if is_keyword_label(label)]
-    unknown = [w for w in words if w not in labels]
-    if unknown:
-        raise ConfigError(f"--keywords {unknown} not among the model's labels {labels}")
+    check_keywords(words, labels, "--keywords")
+    if not words:
+        raise ConfigError(f"no keywords to detect among the model's labels {labels}")
     return words
+
+
+def _audio_files(paths: list[str], option: str) -> list:
+    """The audio files of ``option``'s files and folders. A folder without any, or files none of which
+    opens as audio, is an error: left to the stream, they would quietly leave that audio out of it."""
+    from lmustream.data.clips import check_audio_header, collect_audio
+
+    files = []
+    for path in paths:
+        if not Path(path).exists():
+            raise ConfigError(f"{option} {path}: no such file or folder")
+        found = collect_audio([path])
+        if not found:
+            raise ConfigError(f"{option} {path}: no audio files in this folder")
+        files += found
+    files = sorted(set(files))
+    # all() stops at the first readable file: a header or two to read, not the whole collection
+    if files and all(check_audio_header(f) is not None for f in files):
+        raise ConfigError(f"{option}: none of the {len(files)} file(s) can be read as audio (first: {files[0]}: "
+                          f"{check_audio_header(files[0])})")
+    return files
+
+
+def _check_segments_length(minutes: float, lookahead: int) -> None:
+    """--check-segments compares the frames the continuous stream has seen the end of: fewer frames
+    than the model's look-ahead leave nothing to compare."""
+    frames = int(minutes * FRAMES_PER_MINUTE)
+    if minutes and frames <= lookahead:
+        raise ConfigError(f"--check-segments {minutes:g} min is {frames} frame(s), within the model's look-ahead "
+                          f"of {lookahead} frames: give at least {(lookahead + 1) / FRAMES_PER_MINUTE:.2g} min, "
+                          "or 0 for no check")
 
 
 def _cmd_eval_stream(args) -> int:
     import numpy as np
 
     from lmustream.stream.backend import open_kernel
-    from lmustream.data.clips import collect_audio
     from lmustream.stream.stream_eval import (build_plan, detector_events, format_summary, frame_logits,
                                               keyword_clips, pick_thresholds, plot_det, score_events, span_errors,
                                               stream_levels, summarize, sweep)
 
+    negatives, noise = _audio_files(args.negatives, "--negatives"), _audio_files(args.noise or [], "--noise")
     kernel = open_kernel(args.model, args.backend, int8=args.int8)
     labels = list(kernel.labels)
     config = _config_from_args(args)
     keywords = _keyword_list(args, labels)
+    _check_segments_length(args.check_segments, int(kernel.lookahead))
     if args.verbose:
         print(f"backend: {kernel.backend_note}\ndetector: {config}", file=sys.stderr)
     positives, others = keyword_clips(args.positives, keywords)
-    plan = build_plan(positives, collect_audio(args.negatives), collect_audio(args.noise or []), args.hours,
+    plan = build_plan(positives, negatives, noise, args.hours,
                       seed=args.seed, repeats=args.repeats, other_words=others if args.other_words else None,
                       speech_level=args.speech_level, snr=args.snr)
     bar = _progress_factory(args, "eval-stream")(plan)
@@ -351,9 +470,12 @@ def _cmd_eval_stream(args) -> int:
     if args.check_segments and (hasattr(kernel, "push_many") or hasattr(kernel, "logits_of")):
         class _Continuous:  # the same kernel without its batch path: one continuous stream
             lookahead, labels, open = kernel.lookahead, kernel.labels, kernel.open
-        n = min(logits.shape[0], int(args.check_segments * 6000))
+        n = min(logits.shape[0], int(args.check_segments * FRAMES_PER_MINUTE))
         short = type(plan)(plan.items, plan.noise, (n - 1) * 160 + 400, plan.composition)
         exact = frame_logits(_Continuous(), short)[: n - kernel.lookahead]  # its last frames saw its end
+        if exact.shape[0] == 0:
+            raise ConfigError(f"--check-segments: the stream ({logits.shape[0]} frames) is no longer than the "
+                              f"model's look-ahead ({kernel.lookahead} frames)")
         result["segmented_vs_continuous_max_abs_diff"] = float(np.abs(exact - logits[: exact.shape[0]]).max())
     levels = stream_levels(plan)
     curves = sweep(logits, labels, plan, config, int(kernel.lookahead), max_latency=args.max_latency,
@@ -372,8 +494,6 @@ def _cmd_eval_stream(args) -> int:
     events = detector_events(logits, labels, config, int(kernel.lookahead), defaults, keywords, levels=levels)
     result["at_default_thresholds"] = {"thresholds": defaults,
                                        **score_events(events, plan, keywords, args.max_latency)}
-    if args.plot:
-        plot_det(curves, plan.hours, args.plot)
     if args.json:
         print(json.dumps(result))
     else:
@@ -390,7 +510,13 @@ def _cmd_eval_stream(args) -> int:
         print(f"at the default thresholds ({', '.join(sorted({f'{t:g}' for t in d['thresholds'].values()}))}): "
               f"FRR {100 * d['frr']:.1f}%, {d['fa_per_hour']:.1f} false alarms per hour, median latency "
               f"{fmt(d['median_latency_ms'])}")
-        if args.plot:
+    if args.plot:  # after the figures: a plot that fails must not take them with it
+        sys.stdout.flush()
+        try:
+            plot_det(curves, plan.hours, args.plot)
+        except (ValueError, RuntimeError) as e:  # matplotlib's own refusals (OSError: main names the file)
+            raise ConfigError(f"--plot {args.plot!r}: {e}") from e
+        if not args.json:
             print(f"DET curves: {args.plot}")
     return 0
 
@@ -398,9 +524,12 @@ def _cmd_eval_stream(args) -> int:
 def _cmd_calibrate(args) -> int:
     from lmustream.stream.backend import open_kernel
     from lmustream.stream.calibrate import calibrate, write_calibrated_model, write_calibration
-    from lmustream.data.clips import collect_audio
     from lmustream.stream.stream_eval import keyword_clips
 
+    if args.out and args.write_model and Path(args.out).resolve() == Path(args.write_model).resolve():
+        raise ConfigError(f"--out and --write-model name the same file ({args.out!r}): the model would "
+                          "overwrite the calibration")
+    negatives, noise = _audio_files(args.negatives, "--negatives"), _audio_files(args.noise or [], "--noise")
     kernel = open_kernel(args.model, args.backend, int8=args.int8)
     labels = list(kernel.labels)
     config = _config_from_args(args)
@@ -408,7 +537,7 @@ def _cmd_calibrate(args) -> int:
     if args.verbose:
         print(f"backend: {kernel.backend_note}\ndetector: {config}", file=sys.stderr)
     positives = keyword_clips(args.positives, keywords)[0] if args.positives else None
-    result, _, plan = calibrate(kernel, collect_audio(args.negatives), collect_audio(args.noise or []), config,
+    result, _, plan = calibrate(kernel, negatives, noise, config,
                                 args.target_fa_per_hour, args.hours, keywords, seed=args.seed,
                                 positives=positives, progress_factory=_progress_factory(args, "calibrate"))
     result["model"] = str(args.model)
@@ -443,7 +572,7 @@ def _cmd_calibrate(args) -> int:
 # -- registration --------------------------------------------------------------------------------
 def add_verbs(verbs) -> None:
     """Register stream, listen, enroll, calibrate and eval-stream on ``lmustream``'s subparsers."""
-    from lmustream.cli import output_file, positive_int
+    from lmustream.cli import output_file, plot_file, positive_int
 
     stream = verbs.add_parser(
         "stream", help="detect keywords in audio files",
@@ -471,8 +600,9 @@ def add_verbs(verbs) -> None:
     listen.add_argument("--device", help="input device index or part of its name (default: the system default)")
     listen.add_argument("--list-devices", action="store_true", help="list input devices and exit")
     listen.add_argument("--json", action="store_true", help="JSON lines instead of text")
-    listen.add_argument("--seconds", type=float, help="stop after this many seconds of audio")
-    listen.add_argument("--block-ms", type=float, default=20.0, help="input block length in ms (default 20)")
+    listen.add_argument("--seconds", type=_positive_seconds, help="stop after this many seconds of audio")
+    listen.add_argument("--block-ms", type=_block_ms, default=20.0,
+                        help=f"input block length in ms, at most {MAX_BLOCK_MS:g} (default 20)")
     listen.add_argument("--no-meter", action="store_true", help="no level meter")
     _add_detector_options(listen)
     listen.set_defaults(func=_cmd_listen)
@@ -488,16 +618,17 @@ def add_verbs(verbs) -> None:
     enroll.add_argument("--out", required=True, help="dataset folder (the clips go into OUT/WORD/)")
     enroll.add_argument("--speaker", default="user", help="speaker id in the file names (default user)")
     enroll.add_argument("--device", help="input device index or part of its name")
-    enroll.add_argument("--seconds", type=float, default=2.0, help="length of each take (default 2.0)")
-    enroll.add_argument("--retries", type=int, default=3, help="takes without speech allowed per utterance")
+    enroll.add_argument("--seconds", type=_take_seconds, default=2.0, help="length of each take, at least 0.5 (default 2.0)")
+    enroll.add_argument("--retries", type=non_negative_int, default=3,
+                        help="takes without speech allowed per utterance (default 3)")
     enroll.set_defaults(func=_cmd_enroll)
 
     def add_stream_source(p, negatives_required: bool) -> None:
         p.add_argument("--negatives", nargs="+", required=negatives_required, default=[], metavar="PATH",
                        help="non-keyword speech: audio files or folders (searched recursively)")
         p.add_argument("--noise", nargs="+", metavar="PATH", help="background noise files or folders (default: none)")
-        p.add_argument("--hours", type=float, default=1.0, help="length of the stream (default 1.0)")
-        p.add_argument("--seed", type=int, default=0, help="layout seed (default 0)")
+        p.add_argument("--hours", type=_hours, default=1.0, help="length of the stream (default 1.0)")
+        p.add_argument("--seed", type=non_negative_int, default=0, help="layout seed (default 0)")
         p.add_argument("--no-progress", action="store_true", help="no progress bar")
         p.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -511,7 +642,7 @@ def add_verbs(verbs) -> None:
                     "(--write-model).")
     _add_model_options(calibrate)
     add_stream_source(calibrate, negatives_required=True)
-    calibrate.add_argument("--target-fa-per-hour", type=float, default=1.0, help="per keyword (default 1.0)")
+    calibrate.add_argument("--target-fa-per-hour", type=_per_hour, default=1.0, help="per keyword (default 1.0)")
     calibrate.add_argument("--positives", help="optional: Speech Commands-style folder of keyword clips, to "
                                               "report the FRR the thresholds give")
     calibrate.add_argument("--out", type=output_file, help="write the calibration JSON here")
@@ -535,14 +666,16 @@ def add_verbs(verbs) -> None:
     ev.add_argument("--repeats", type=positive_int, default=1, help="insertions of each keyword clip (default 1)")
     ev.add_argument("--other-words", action="store_true",
                     help="also insert the clips of --positives' non-keyword folders, as negatives")
-    ev.add_argument("--snr", type=_range, default=(5.0, 25.0), metavar="LO:HI",
+    ev.add_argument("--snr", type=_range(" in dB"), default=(5.0, 25.0), metavar="LO:HI",
                     help="speech-to-noise ratio range in dB (default 5:25)")
-    ev.add_argument("--speech-level", type=_range, default=(-32.0, -20.0), metavar="LO:HI",
+    ev.add_argument("--speech-level", type=_speech_level, default=(-32.0, -20.0), metavar="LO:HI",
                     help="active speech level range in dBFS (default -32:-20)")
-    ev.add_argument("--max-latency", type=float, default=1.0,
+    ev.add_argument("--max-latency", type=_seconds, default=1.0,
                     help="latest hit, seconds after the keyword's speech ends (default 1.0)")
-    ev.add_argument("--plot", metavar="PNG", type=output_file, help="draw the DET curves into this PNG")
-    ev.add_argument("--check-segments", type=float, default=0.0, metavar="MIN",
+    ev.add_argument("--plot", metavar="PNG", type=plot_file,
+                    help="draw the DET curves into this image (PNG, or another format matplotlib writes, "
+                         "named by the suffix)")
+    ev.add_argument("--check-segments", type=_minutes, default=0.0, metavar="MIN",
                     help="also run the first MIN minutes as one continuous stream and report the largest "
                          "logit difference to the batched segments")
     _add_detector_options(ev, thresholds=False)

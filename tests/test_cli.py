@@ -98,10 +98,10 @@ def test_export_audio_in_and_errors(tmp_path, capsys):
     assert main(["export", "--model", str(tmp_path / "m.safetensors"), "--onnx", str(tmp_path / "new/dir/m.onnx")]) == 0
     assert (tmp_path / "new/dir/m.onnx").is_file()
     capsys.readouterr()
-    assert main(["export", "--model", str(tmp_path / "m.safetensors"), "--onnx",
-                 str(tmp_path / "a.onnx" / "m.onnx")]) == 2  # a.onnx is a file
+    with pytest.raises(SystemExit):  # a.onnx is a file: refused before the model is even read
+        main(["export", "--model", str(tmp_path / "m.safetensors"), "--onnx", str(tmp_path / "a.onnx" / "m.onnx")])
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "a.onnx" in err and "Traceback" not in err
+    assert "a.onnx' is a file, not a folder" in err and "Traceback" not in err
 
 
 def test_command_line_warnings_read_as_plain_lines(tmp_path, capsys, monkeypatch):

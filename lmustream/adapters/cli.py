@@ -7,7 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from lmustream.cli import output_file, positive_int
+from lmustream.cli import non_negative_int, output_file, positive_int
+from lmustream.errors import ConfigError
 
 DESCRIPTION = """\
 Teach a model new keywords from a few clips per word (e.g. 5-20, as recorded by
@@ -33,16 +34,6 @@ examples:
 """
 
 METHODS = ("aflora", "lora", "vera", "head", "full")
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
-    return value
 
 
 def _positive_float(text: str) -> float:
@@ -71,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "_unknown_, words it does not know are replayed as _unknown_ (the words being taught "
                              "are left out); a model's _silence_ class, when DIR holds none, is replayed from "
                              "clips cut from the noise")
-    parser.add_argument("--replay-per-class", type=_non_negative_int, default=10, metavar="N",
+    parser.add_argument("--replay-per-class", type=non_negative_int, default=10, metavar="N",
                         help="replay clips kept per old word (default 10)")
     parser.add_argument("--eval-new", metavar="DIR", help="held-out clips of the new words: prints their accuracy")
     parser.add_argument("--eval-old", metavar="DIR",
@@ -132,6 +123,7 @@ def run(args: argparse.Namespace) -> int:
         fields["target_modules"] = tuple(t.strip() for t in args.targets.split(",") if t.strip())
     config = FinetuneConfig(**fields)
     out = Path(args.out) if args.out else default_out(args.model)
+    _check_paths_before_training(args, out)
     if args.json:  # stdout holds the one JSON object; warnings still reach the user, on stderr
         def log(line):
             if line.startswith(ADVICE_PREFIXES):
@@ -148,6 +140,21 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(format_result(result))
     return 0
+
+
+def _check_paths_before_training(args: argparse.Namespace, out: Path) -> None:
+    """Fail on a folder, noise recording or output that cannot serve now, not after the training."""
+    from lmustream.models.artifact import check_writable
+    from lmustream.train.data import noise_recordings
+
+    for option, path in (("--new-words", args.new_words), ("--replay", args.replay), ("--eval-new", args.eval_new),
+                         ("--eval-old", args.eval_old)):
+        if path is not None and not Path(path).exists():
+            raise ConfigError(f"{option} {path!r}: no such folder or manifest")
+    noise_recordings(args.noise)
+    for path in (out, args.adapter_out):
+        if path is not None:
+            check_writable(path)
 
 
 def format_result(r) -> str:

@@ -125,6 +125,17 @@ def _riff_data_shortfall(path: str) -> tuple[int, int] | None:
     return None
 
 
+def truncation(path: str, fmt: str, declared: int, decoded: int) -> str | None:
+    """What a file shorter than its header declares lacks (``fmt``, ``declared`` frames: libsndfile's
+    view of it; ``decoded``: the frames read), or None when it is whole."""
+    shortfall = _riff_data_shortfall(path) if fmt in ("WAV", "WAVEX") else None
+    if shortfall is not None:
+        return f"data chunk declares {shortfall[0]} bytes, only {shortfall[1]} present"
+    if fmt in _EXACT_LENGTH_FORMATS and decoded < declared:
+        return f"header declares {declared} frames, only {decoded} decoded"
+    return None
+
+
 def _truncated(path: str, detail: str, allow_truncated: bool) -> None:
     """Raise (default) or warn about a file that is shorter than its header says."""
     message = f"{path!r}: truncated file: {detail}"
@@ -164,12 +175,9 @@ def read_audio(path: PathLike, *, allow_truncated: bool = False) -> tuple[np.nda
             data = f.read(dtype="float32", always_2d=True)
     except (sf.SoundFileError, RuntimeError, TypeError) as e:
         raise AudioError(f"{name!r}: unsupported format or corrupt/truncated file ({e})") from e
-    shortfall = _riff_data_shortfall(name) if fmt in ("WAV", "WAVEX") else None
-    if shortfall is not None:
-        _truncated(name, f"data chunk declares {shortfall[0]} bytes, only {shortfall[1]} present",
-                   allow_truncated)
-    elif fmt in _EXACT_LENGTH_FORMATS and data.shape[0] < declared:
-        _truncated(name, f"header declares {declared} frames, only {data.shape[0]} decoded", allow_truncated)
+    missing = truncation(name, fmt, declared, data.shape[0])
+    if missing is not None:
+        _truncated(name, missing, allow_truncated)
     if data.shape[0] == 0:
         raise AudioError(f"{name!r}: contains no samples")
     # Average in float64 so downmixing adds no rounding beyond the final cast.

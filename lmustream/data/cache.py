@@ -96,7 +96,7 @@ class FeatureCache:
         except OSError as e:
             if not self._warned:
                 warnings.warn(f"feature cache {str(self.root)!r} is not writable ({e}); features will be "
-                              "recomputed every epoch", RuntimeWarning, stacklevel=3)
+                              "recomputed whenever they are needed", RuntimeWarning, stacklevel=3)
                 self._warned = True
             return False
         return True

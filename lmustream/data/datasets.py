@@ -206,8 +206,11 @@ def open_dataset(spec, *, kind: str = "auto", task="35", pattern: str | None = N
 
 def _list(spec, kind: str, task: str, pattern, split_lists, noise_dir, keywords=None) -> sources.Listing:
     """Run the source for ``kind``, rejecting options that do not apply to it."""
-    if kind != "speech_commands" and (split_lists is not None or noise_dir is not None or keywords is not None):
-        raise ConfigError(f"split_lists / noise_dir / keywords apply to Speech Commands only, not to kind {kind!r}")
+    given = [name for name, value in (("split_lists", split_lists), ("noise_dir", noise_dir), ("keywords", keywords))
+             if value is not None]
+    if kind != "speech_commands" and given:
+        raise ConfigError(f"{' / '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to Speech Commands only, "
+                          f"not to kind {kind!r}")
     if kind != "pattern" and pattern is not None:
         raise ConfigError(f"pattern= applies to kind 'pattern' only, not to {kind!r}")
     if kind == "speech_commands":

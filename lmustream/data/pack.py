@@ -125,6 +125,8 @@ def read_pack(path: str | Path) -> FeaturePack:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"feature pack {str(path)!r} does not exist")
+    if not zipfile.is_zipfile(path):  # numpy would call any other file "pickled data"
+        raise ConfigError(f"{path}: not a feature pack (a pack is the .npz archive `lmustream data pack` writes)")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -139,12 +141,18 @@ def read_pack(path: str | Path) -> FeaturePack:
     if int(meta.get("version", 0)) > PACK_VERSION:
         raise ConfigError(f"{path}: pack version {meta['version']} is newer than this lmustream "
                           f"reads ({PACK_VERSION}); upgrade lmustream")
+    lacking = [key for key in ("labels", "frames", "frontend") if key not in meta]
+    if lacking:
+        raise ConfigError(f"{path}: the pack's header lacks {', '.join(lacking)} (a damaged or foreign pack)")
     labels, frames = list(meta["labels"]), int(meta["frames"])
     n_mels = int(meta["frontend"].get("n_mels", 128))
     splits = {}
     for name in SPLITS:
-        if f"{name}.x" not in arrays:
+        if f"{name}.x" not in arrays and f"{name}.y" not in arrays:
             continue
+        if f"{name}.x" not in arrays or f"{name}.y" not in arrays:
+            half = "features" if f"{name}.x" not in arrays else "labels"
+            raise ConfigError(f"{path}: split {name!r} lacks its {half} (a damaged or truncated pack)")
         codes, y = arrays[f"{name}.x"], arrays[f"{name}.y"]
         if codes.dtype != np.uint8 or codes.ndim != 3 or codes.shape[1:] != (frames, n_mels) or len(y) != len(codes):
             raise ConfigError(f"{path}: split {name!r} has features {codes.shape} {codes.dtype} and "

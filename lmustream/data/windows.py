@@ -24,6 +24,7 @@ from lmustream.data.clips import collect_audio, is_audio_file, warn_skipped
 from lmustream.errors import AudioError, ConfigError
 
 FRAME_SECONDS = 0.01  # the loudness check's frame
+MAX_SECONDS = 60.0  # a clip is a training example: longer ones are a typo (and would not fit in memory)
 
 
 def recordings(paths: Sequence[str | Path], every: int = 1, offset: int = 0) -> list[Path]:
@@ -65,10 +66,18 @@ def cut_windows(paths: Sequence[str | Path], out: str | Path, *, label: str = "_
     """Write the speech windows of the recordings into ``out/label/``; returns counts."""
     if not (seconds > 0 and hop_seconds > 0 and min_db > 0):
         raise ConfigError(f"seconds, hop and min_db must be positive, got {seconds}, {hop_seconds}, {min_db}")
-    if not label or "/" in label or label in (".", ".."):
-        raise ConfigError(f"label must be a folder name, got {label!r}")
+    if seconds > MAX_SECONDS or hop_seconds > MAX_SECONDS:
+        raise ConfigError(f"seconds and hop are a keyword clip's length and step: at most {MAX_SECONDS:g} s, "
+                          f"got {seconds:g} and {hop_seconds:g}")
+    for what, value in (("label", label), ("name", name)):
+        if not value or "/" in value or "\\" in value or value in (".", ".."):
+            raise ConfigError(f"{what} must be a plain file name (no path separators), got {value!r}")
     files = recordings(paths, every, offset)
     folder = Path(out) / label
+    earlier = sorted(folder.glob(f"{name}*_nohash_*")) if folder.is_dir() else []
+    if earlier:  # the same names would overwrite them, and merge two collections into one "speaker" each
+        raise ConfigError(f"{folder} already holds clips named {name}..._nohash_... ({len(earlier)}, e.g. "
+                          f"{earlier[0].name}): give these recordings another --name, or another --out")
     folder.mkdir(parents=True, exist_ok=True)
     length, hop = round(seconds * sample_rate), round(hop_seconds * sample_rate)
     frame = round(FRAME_SECONDS * sample_rate)

@@ -19,6 +19,7 @@ C++ kernel each read this file on their own; docs/model-format.md describes it.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -28,7 +29,7 @@ from pathlib import Path
 import torch
 
 from lmustream.audio.features import FbankConfig
-from lmustream.errors import CheckpointError
+from lmustream.errors import CheckpointError, not_a_model_file
 from lmustream.models.lmuformer import LMUFormer, LMUFormerConfig
 
 FORMAT_NAME = "lmustream-model"
@@ -53,11 +54,31 @@ class ModelArtifact:
             raise CheckpointError(f"labels must be unique, got {self.labels}")
 
 
+def check_writable(path: str | os.PathLike) -> Path:
+    """``path`` if a file can be written there (its missing folders made on writing); otherwise an OSError
+    naming ``path`` and the fault: a folder at that name, a file where a folder must be, no permission.
+    Callers run it before their work, so that the work is not lost to a path that cannot be written."""
+    path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder; name the file to write in it", str(path))
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, f"{str(folder)!r} is a file, not a folder", str(path))
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, f"cannot write in {str(folder)!r}", str(path))
+    return path
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never a partial one."""
-    path = Path(path)
+    path = check_writable(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:  # e.g. a read-only file system: name the file asked for, not the temporary one
+        raise type(e)(e.errno, e.strerror, str(path)) from e
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -118,7 +139,7 @@ def read_header(path: str | os.PathLike) -> dict:
         with safe_open(path, framework="pt") as f:
             metadata = f.metadata() or {}
     except Exception as e:  # safetensors raises its own error types for corrupt headers
-        raise CheckpointError(f"{path!r} is not a readable safetensors model file: {e}") from e
+        raise not_a_model_file(path, f"not a readable safetensors file ({e})") from e
     if METADATA_KEY not in metadata:
         raise CheckpointError(f"{path!r} is a safetensors file but not an lmustream model (no '{METADATA_KEY}' header)")
     try:

@@ -46,11 +46,20 @@ _DERIVED_BUFFER = re.compile(r"^block\.(\d+)\.attn\.lmu\.(A|B|H|fft_H)$")
 
 def _read_state_dict(source) -> dict[str, torch.Tensor]:
     if isinstance(source, (str, os.PathLike)):
-        if not os.path.isfile(source):
-            raise CheckpointError(f"reference checkpoint {os.fspath(source)!r} does not exist")
+        path = os.fspath(source)
+        if os.path.isdir(path):
+            raise CheckpointError(f"reference checkpoint {path!r} is a folder; name the .pt file in it")
+        if not os.path.isfile(path):
+            raise CheckpointError(f"reference checkpoint {path!r} does not exist")
+        if path.endswith(".safetensors"):
+            raise CheckpointError(f"{path!r} is a .safetensors file, not a PyTorch checkpoint of the LMUFormer "
+                                  f"authors' code; an lmustream model file needs no converting")
         from lmustream.models.artifact import torch_load_safely
 
         source = torch_load_safely(source, "reference checkpoint")  # never runs pickled code from a download
+        if isinstance(source, dict) and {"model", "optimizer"} <= set(source) and "epoch" in source:
+            raise CheckpointError(f"{path!r} is an lmustream training checkpoint, not the authors' code's: its run "
+                                  f"folder holds the model file (model.safetensors)")
     if isinstance(source, dict) and not any(isinstance(v, torch.Tensor) for v in source.values()):
         for key in ("state_dict", "model", "model_state_dict"):
             if isinstance(source.get(key), dict):
@@ -60,6 +69,12 @@ def _read_state_dict(source) -> dict[str, torch.Tensor]:
         raise CheckpointError("reference checkpoint must be a non-empty state dict (name -> tensor)")
     # Checkpoints saved through DataParallel / DDP carry a "module." prefix.
     return {k.removeprefix("module."): v for k, v in source.items()}
+
+
+def _some(names: list[str], sep: str = ", ", shown: int = 6) -> str:
+    """The first ``shown`` of ``names``, and how many more: a mismatch lists dozens of tensors."""
+    more = f"{sep}... and {len(names) - shown} more" if len(names) > shown else ""
+    return sep.join(names[:shown]) + more
 
 
 def _rename(key: str, variant: str) -> str | None:
@@ -127,12 +142,15 @@ def load_reference_checkpoint(source, variant: str, theta: float = 128.0,
     if missing or unexpected or misshaped:
         parts = []
         if missing:
-            parts.append(f"missing ({len(missing)}): " + ", ".join(missing))
+            parts.append(f"missing ({len(missing)}): " + _some(missing))
         if unexpected:
-            parts.append(f"unexpected ({len(unexpected)}): " + ", ".join(sorted(unexpected)))
+            parts.append(f"unexpected ({len(unexpected)}): " + _some(sorted(unexpected)))
         if misshaped:
-            parts.append(f"mis-shaped ({len(misshaped)}): " + "; ".join(misshaped))
-        raise CheckpointError(f"reference {variant} checkpoint does not match {config}:\n  " + "\n  ".join(parts))
+            parts.append(f"mis-shaped ({len(misshaped)}): " + _some(misshaped, "; "))
+        other = next(v for v in VARIANTS if v != variant)
+        hint = (f"\n  (the other variant, --variant {other}?)" if unexpected and len(unexpected) >= len(sd) // 4 else "")
+        raise CheckpointError(f"reference {variant} checkpoint does not match {config}:\n  " + "\n  ".join(parts)
+                              + hint)
 
     _check_memory_matches(derived, config)
     model.load_state_dict(renamed, strict=True)

@@ -21,7 +21,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
-from lmustream.errors import CheckpointError, ConfigError
+from lmustream.errors import CheckpointError, ConfigError, not_a_model_file
 
 BACKENDS = ("auto", "kernel", "torch")
 _SAFETENSORS_HEADER_LIMIT = 100 * 1024 * 1024  # the JSON header of a sane model file is far smaller
@@ -122,13 +122,13 @@ def read_model_header(path: str | os.PathLike) -> dict:
                 raise CheckpointError(f"{name!r} is too short to be a model file")
             (size,) = struct.unpack("<Q", head)
             if size > min(_SAFETENSORS_HEADER_LIMIT, os.path.getsize(name) - 8):
-                raise CheckpointError(f"{name!r}: header length {size} does not fit the file")
+                raise not_a_model_file(name, f"its header length {size} does not fit the file")
             outer = json.loads(f.read(size))
         header = json.loads(outer["__metadata__"]["lmustream"])
     except OSError as e:
         raise CheckpointError(f"cannot read model file {name!r}: {e}") from e
     except (ValueError, KeyError, TypeError) as e:
-        raise CheckpointError(f"{name!r} is not an lmustream model file: {type(e).__name__}: {e}") from e
+        raise not_a_model_file(name, f"no lmustream header ({type(e).__name__}: {e})") from e
     if not isinstance(header, dict) or "labels" not in header:
         raise CheckpointError(f"{name!r}: the lmustream header has no labels")
     return header

@@ -17,6 +17,7 @@ as its default (``extra.detector``)::
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from lmustream.errors import ConfigError
@@ -30,8 +31,9 @@ def calibrate(kernel, negatives: list[Path], noise: list[Path], config: Detector
               progress_factory=None) -> tuple[dict, dict[str, KeywordCurve], object]:
     """``(calibration dict, curves, plan)``: thresholds for ``target_fa_per_hour`` on the negatives
     (and, when ``positives`` are given, the FRR they lead to on those clips)."""
-    if target_fa_per_hour <= 0:
-        raise ConfigError(f"--target-fa-per-hour must be > 0, got {target_fa_per_hour}")
+    # NaN passes a bare sign check, and then no threshold meets it: every one would become 1.0
+    if not math.isfinite(target_fa_per_hour) or target_fa_per_hour <= 0:
+        raise ConfigError(f"--target-fa-per-hour must be a number > 0, got {target_fa_per_hour}")
     if not negatives and not noise:
         raise ConfigError("calibrate needs negative audio (--negatives) or background noise (--noise)")
     plan = build_plan(positives or {}, negatives, noise, hours, seed=seed)

@@ -68,6 +68,21 @@ def is_keyword_label(label: str) -> bool:
     return not label.startswith("_")
 
 
+def check_keywords(words: Iterable[str], labels: list[str], what: str = "keyword(s)") -> None:
+    """ConfigError unless every word is a keyword of a model with these ``labels``. Classes starting
+    with ``_`` are the model's catch-alls (other words, silence): they are labels, so a membership test
+    alone would let them through, but they are not words anyone can say to be detected."""
+    words = list(words)
+    unknown = [w for w in words if w not in labels]
+    if unknown:
+        raise ConfigError(f"{what} {unknown} not among the model's labels {labels}")
+    hidden = [w for w in words if not is_keyword_label(w)]
+    if hidden:
+        keywords = [label for label in labels if is_keyword_label(label)]
+        raise ConfigError(f"{what} {hidden}: labels starting with '_' are not keywords and are never reported; "
+                          f"the model's keywords: {', '.join(keywords) or 'none'}")
+
+
 @dataclass(frozen=True)
 class DetectorConfig:
     """Post-processing settings (seconds are converted to 10 ms frames, at least one).
@@ -112,13 +127,13 @@ class DetectorConfig:
             raise ConfigError(f"detector posterior must be one of {POSTERIORS}, got {self.posterior!r}")
         for name in ("window", "smoothing", "refractory", "hold", "isolation", "trailing_pause"):
             value = getattr(self, name)
+            # one rule per setting, stated whole: a window of no logits averages nothing
+            rule = "> 0" if name == "window" else ">= 0"
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) \
-                    or value < 0:
-                raise ConfigError(f"detector {name} must be a number of seconds >= 0, got {value!r}")
+                    or value < 0 or (name == "window" and value == 0):
+                raise ConfigError(f"detector {name} must be a number of seconds {rule}, got {value!r}")
         if not isinstance(self.one_per_word, bool):
             raise ConfigError(f"detector one_per_word must be true or false, got {self.one_per_word!r}")
-        if self.window <= 0:
-            raise ConfigError(f"detector window must be > 0 seconds, got {self.window!r}")
         if self.hold > self.refractory:
             raise ConfigError(f"detector hold ({self.hold} s) must not exceed refractory ({self.refractory} s)")
         _check_threshold("threshold", self.threshold)
@@ -774,9 +789,7 @@ class Detector:
             picked = [label for label in self.labels if is_keyword_label(label)]
         else:
             picked = [keywords] if isinstance(keywords, str) else list(keywords)
-            unknown = [k for k in picked if k not in self.labels]
-            if unknown:
-                raise ConfigError(f"keyword(s) {unknown} not among the model's labels {self.labels}")
+            check_keywords(picked, self.labels)
         if not picked:
             raise ConfigError(f"no keywords to detect among the model's labels {self.labels}")
         stray = sorted(set(self.config.thresholds) - set(self.labels))

@@ -6,6 +6,7 @@ the policies, the frame accounting and the Recognizer live in :mod:`lmustream.st
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -21,49 +22,32 @@ def open_eval_split(artifact, data_path: str, split: str = "test", *, kind: str 
                     seed: int = 0, noise_dir: str | None = None):
     """A FeatureDataset of ``split`` ("train", "validation", "test", or "all") chosen exactly as
     ``lmustream eval`` chooses it (the model's own speaker split when it was trained on this data)."""
-    from lmustream.data.datasets import open_dataset
     from lmustream.data.feature_dataset import FeatureDataset
     from lmustream.data.pack import is_pack
-    from lmustream.train.evaluate import _recipe_split
+    from lmustream.train.evaluate import eval_clips
 
     if is_pack(data_path):
         raise ConfigError(f"{data_path} is a feature pack; --early-exit reads a dataset's audio (plain "
                           f"`lmustream eval` scores a pack)")
-    if task is None:
-        task = "12" if "_unknown_" in artifact.labels else "35"
-    split_args = _recipe_split(artifact, data_path)
-    if split_args:
-        kind, pattern = split_args.pop("kind"), split_args.pop("pattern") or pattern
-        label_map = split_args.pop("label_map") or label_map
-    if noise_dir is not None:  # task 12 cuts _silence_ clips from these recordings
-        split_args["noise_dir"] = noise_dir
-    index = open_dataset(data_path, kind=kind, task=task, pattern=pattern, label_map=label_map,
-                         seed=split_args.pop("seed", seed), **split_args)
-    if split == "all":
-        clips = [clip for clips in index.splits.values() for clip in clips]
-    else:
-        clips = index.splits.get(split) or []
-    if not clips:
-        raise ConfigError(f"{data_path}: split {split!r} is empty (splits: "
-                          f"{', '.join(f'{k}={len(v)}' for k, v in index.splits.items())})")
-    missing = sorted({c.label for c in clips} - set(artifact.labels))
-    if missing:
-        raise ConfigError(f"labels in the data but not in the model: {', '.join(missing)} "
-                          f"(model labels: {', '.join(artifact.labels)})")
+    clips, _ = eval_clips(artifact, data_path, split, kind=kind, task=task, pattern=pattern, label_map=label_map,
+                          seed=seed, noise_dir=noise_dir)
     return FeatureDataset(clips, artifact.labels, artifact.frontend, frames=artifact.model.config.frames,
                           cache_dir=cache_dir)
 
 
 def dataset_prefix_outputs(artifact, dataset, batch_size: int = 128, progress: bool = False) -> PrefixOutputs:
-    """:func:`prefix_outputs` over a FeatureDataset (a progress bar when ``progress``)."""
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size)
+    """:func:`prefix_outputs` over a FeatureDataset's readable clips (a progress bar when ``progress``); a clip
+    whose audio fails to load is warned about and left out, as ``lmustream eval`` leaves it out."""
+    from lmustream.train.evaluate import readable_batches
+
+    batches = readable_batches(dataset, batch_size, [])
     bar = None
     if progress:
         from tqdm import tqdm
 
         def bar(it):
-            return tqdm(it, total=len(loader), desc="early exit", unit="batch", leave=False)
-    return prefix_outputs(artifact.model, loader, frontend=artifact.frontend, progress=bar)
+            return tqdm(it, total=math.ceil(len(dataset) / batch_size), desc="early exit", unit="batch", leave=False)
+    return prefix_outputs(artifact.model, batches, frontend=artifact.frontend, progress=bar)
 
 
 # -- the report ----------------------------------------------------------------------------------

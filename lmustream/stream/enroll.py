@@ -10,6 +10,9 @@ shorter than MIN_SPEECH_SECONDS.
 
 from __future__ import annotations
 
+import math
+import numbers
+import os
 import re
 import sys
 import time
@@ -26,6 +29,7 @@ VAD_FRAME_SECONDS = 0.01
 MIN_DYNAMIC_RANGE_DB = 12.0  # a "word" less than this above the floor is noise
 MIN_SPEECH_SECONDS = 0.05  # isolated clicks shorter than this are not speech
 CLIP_SECONDS = 1.0  # saved clips are 1 s, as Speech Commands' (longer words are kept whole)
+MIN_TAKE_SECONDS = 0.5  # a take shorter than this leaves no room to react to the prompt and say the word
 TARGET_RATE = 16000
 
 
@@ -99,6 +103,31 @@ def check_name(value: str, what: str) -> str:
     return value
 
 
+def check_enrollment(word: str, count: int, out_dir: str | Path, speaker: str = "user", seconds: float = 2.0,
+                     retries: int = 3) -> Path:
+    """The folder :func:`enroll` would save into, once its arguments are known to be usable (ConfigError
+    naming the first that is not). Callers run it before opening the microphone: a mistake found
+    after the first takes would cost the speaker their recordings."""
+    check_name(word, "--word")
+    check_name(speaker, "--speaker")
+    if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 1:
+        raise ConfigError(f"--count must be a whole number >= 1, got {count!r}")
+    if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real) or not math.isfinite(seconds) \
+            or seconds < MIN_TAKE_SECONDS:
+        raise ConfigError(f"--seconds must be a number >= {MIN_TAKE_SECONDS:g}, got {seconds!r}")
+    if isinstance(retries, bool) or not isinstance(retries, numbers.Integral) or retries < 0:
+        raise ConfigError(f"--retries must be a whole number >= 0, got {retries!r}")
+    folder = Path(out_dir) / word
+    existing = folder  # the folders missing on the way are made: the nearest existing one must take them
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"--out {str(out_dir)!r}: {str(existing)!r} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out {str(out_dir)!r}: cannot write in {str(existing)!r} (permission denied)")
+    return folder
+
+
 def enroll(microphone, word: str, count: int, out_dir: str | Path, speaker: str = "user",
            seconds: float = 2.0, retries: int = 3, pause: float = 0.5,
            say: Callable[[str], None] = lambda text: print(text, file=sys.stderr, flush=True)) -> list[Path]:
@@ -110,13 +139,7 @@ def enroll(microphone, word: str, count: int, out_dir: str | Path, speaker: str 
     :class:`lmustream.stream.microphone.Microphone` (or anything with ``sample_rate``,
     ``drain()`` and ``record(seconds)``).
     """
-    check_name(word, "--word")
-    check_name(speaker, "--speaker")
-    if count < 1:
-        raise ConfigError(f"--count must be >= 1, got {count}")
-    if seconds < 0.5:
-        raise ConfigError(f"--seconds must be >= 0.5, got {seconds}")
-    folder = Path(out_dir) / word
+    folder = check_enrollment(word, count, out_dir, speaker=speaker, seconds=seconds, retries=retries)
     folder.mkdir(parents=True, exist_ok=True)
     saved: list[Path] = []
     rate = microphone.sample_rate

@@ -9,6 +9,8 @@ reported, never raised.
 
 from __future__ import annotations
 
+import math
+import numbers
 import queue
 import time
 from dataclasses import dataclass
@@ -16,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from lmustream.errors import LmuStreamError
+from lmustream.audio.io import check_sample_rate
+from lmustream.errors import ConfigError, LmuStreamError
 
 DEFAULT_BLOCK_SECONDS = 0.02  # 20 ms blocks: small enough for a live meter and low latency
 PORTAUDIO_HINT = ("install PortAudio (Debian/Ubuntu: apt-get install libportaudio2; macOS: brew install "
@@ -106,6 +109,12 @@ class Microphone:
 
     def __init__(self, device: str | int | None = None, block_seconds: float = DEFAULT_BLOCK_SECONDS,
                  sample_rate: int | None = None):
+        # before the device is looked for: a bad setting is the caller's mistake, whatever the hardware
+        if isinstance(block_seconds, bool) or not isinstance(block_seconds, numbers.Real) \
+                or not math.isfinite(block_seconds) or block_seconds <= 0:
+            raise ConfigError(f"microphone block length must be a number of seconds > 0, got {block_seconds!r}")
+        if sample_rate is not None:
+            check_sample_rate(sample_rate, "Microphone")
         self.device = pick_input_device(device)
         self.sample_rate = int(sample_rate or self.device.sample_rate)
         self.block_size = max(1, int(round(self.sample_rate * block_seconds)))
@@ -162,6 +171,9 @@ class Microphone:
 
     def record(self, seconds: float) -> np.ndarray:
         """The next ``seconds`` of audio (blocks as they arrive), float32 mono."""
+        if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real) or not math.isfinite(seconds) \
+                or seconds <= 0:
+            raise ConfigError(f"recording length must be a number of seconds > 0, got {seconds!r}")
         need = int(round(seconds * self.sample_rate))
         chunks, have = [], 0
         deadline = time.monotonic() + seconds + 5.0

@@ -32,9 +32,12 @@ from torch import nn
 if TYPE_CHECKING:
     from lmustream.audio.features import FbankConfig
 
+from lmustream.errors import ConfigError
 from lmustream.stream.step import StepLMUFormer
 
 OPSET = 17
+# One copy of the step per frame is unrolled into the graph: 128 frames (a 1.28 s clip) make a 77 MB graph.
+MAX_CHUNK = 128
 
 
 def spike_vector(log: dict[str, list[torch.Tensor]], k: int) -> torch.Tensor:
@@ -135,8 +138,9 @@ def export_onnx(step: StepLMUFormer, path: str, labels: list[str], frontend: "Fb
     ``spike_output`` (spiking models, features in): an extra output ``spikes [B, K, S]`` with every
     LIF layer's spikes, for verifying the graph spike by spike against the PyTorch step form.
     """
-    if chunk < 1:
-        raise ValueError(f"chunk must be >= 1 frame, got {chunk}")
+    if not 1 <= chunk <= MAX_CHUNK:
+        raise ConfigError(f"chunk must be 1 to {MAX_CHUNK} frames, got {chunk}: the graph holds one copy of the "
+                          f"step per frame, so its size and export time grow with it")
     if posterior not in ("sigmoid", "softmax"):
         raise ValueError(f"posterior must be 'sigmoid' or 'softmax', got {posterior!r}")
     step = step.float().eval()

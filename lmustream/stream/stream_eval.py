@@ -20,6 +20,7 @@ threshold whose false alarms per hour do not exceed it.
 from __future__ import annotations
 
 import bisect
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,10 +134,18 @@ def build_plan(keywords: dict[str, list[Path]], negatives: list[Path], noise: li
                gap: tuple[float, float] = (0.5, 2.5), progress=None) -> StreamPlan:
     """Lay out the test stream (module docstring). Levels in dBFS (active speech RMS), SNR in dB
     relative to the middle of ``speech_level``, gaps in seconds."""
-    if hours <= 0:
-        raise ConfigError(f"--hours must be > 0, got {hours}")
+    if not math.isfinite(hours) or hours <= 0:  # NaN passes a bare sign check and fails only in int()
+        raise ConfigError(f"--hours must be a number > 0, got {hours}")
     if repeats < 1:
         raise ConfigError(f"--repeats must be >= 1, got {repeats}")
+    for name, (lo, hi) in (("--speech-level", speech_level), ("--snr", snr), ("gap", gap)):
+        if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
+            raise ConfigError(f"{name} must be a range LOW <= HIGH of finite numbers, got {lo}:{hi}")
+    if speech_level[1] > 0:
+        raise ConfigError(f"--speech-level must be at most 0 dBFS (full scale), got "
+                          f"{speech_level[0]}:{speech_level[1]}")
+    if gap[0] < 0:
+        raise ConfigError(f"gap must be >= 0 seconds, got {gap[0]}:{gap[1]}")
     rng = np.random.default_rng(seed)
     cache: dict[Path, np.ndarray] = {}
 
@@ -371,6 +380,8 @@ def sweep(logits: np.ndarray, labels: list[str], plan: StreamPlan, config: Detec
     would report only after the word's trailing pause are timed then."""
     clock = FrameClock(RATE, 160, 400, lookahead)
     thresholds = threshold_grid() if thresholds is None else np.asarray(thresholds)
+    if not math.isfinite(max_latency) or max_latency < 0:  # either would score every keyword as missed
+        raise ConfigError(f"--max-latency must be a number of seconds >= 0, got {max_latency}")
     if config.posterior == "auto":
         raise ConfigError("sweep needs the posterior kind resolved (detector.resolve_posterior)")
     smoother = PosteriorSmoother(len(labels), clock.frames(config.window), clock.frames(config.smoothing),

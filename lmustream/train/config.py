@@ -115,8 +115,23 @@ class TrainConfig:
     init_new_labels: bool = False  # with init_from: labels the source lacks get fresh head rows (a new vocabulary)
 
     def validate(self) -> "TrainConfig":
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ConfigError(f"epochs and batch_size must be >= 1, got {self.epochs}, {self.batch_size}")
+        for key, interval in _RANGES.items():
+            value = self._value(key)
+            # None: an optional setting left unset; a list: speakers named by id rather than counted
+            if value is not None and not isinstance(value, list) and not _within(value, interval):
+                raise ConfigError(f"{key} must be {_describe(interval)}, got {value!r}")
+        for key, interval in _PAIRS.items():
+            pair = self._value(key)
+            if not (all(_within(end, interval) for end in pair) and pair[0] <= pair[1]):
+                raise ConfigError(f"{key} must be a pair [low, high] with low <= high, each "
+                                  f"{_describe(interval)}, got {list(pair)}")
+        if self.data.validation_fraction + self.data.test_fraction >= 1:
+            raise ConfigError(f"data.validation_fraction + data.test_fraction must be < 1 (train needs speakers "
+                              f"too), got {self.data.validation_fraction} + {self.data.test_fraction}")
+        from lmustream.train.data import parse_class_cap
+        for label, cap in self.data.class_caps.items():
+            parse_class_cap(label, cap)
+        _check_device(self.device)
         if isinstance(self.data.label_map, str):  # the command line's "0=zero,1=one": a mapping from here on
             from lmustream.data.sources import parse_label_map
             self.data.label_map = parse_label_map(self.data.label_map)
@@ -129,17 +144,6 @@ class TrainConfig:
             raise ConfigError(f"optim.schedule must be 'step' or 'cosine', got {self.optim.schedule!r}")
         if self.optim.optimizer not in ("adam", "adamw"):
             raise ConfigError(f"optim.optimizer must be 'adam' or 'adamw', got {self.optim.optimizer!r}")
-        if not (0 <= self.augment.channel_eq_db <= 40):
-            raise ConfigError(f"augment.channel_eq_db must be in [0, 40] dB, got {self.augment.channel_eq_db}")
-        low, high = self.augment.lowpass_hz
-        if not (0 <= self.augment.lowpass_prob <= 1 and 0 < low <= high):
-            raise ConfigError(f"augment.lowpass_prob must be in [0, 1] and lowpass_hz an increasing pair of "
-                              f"positive frequencies, got {self.augment.lowpass_prob}, {self.augment.lowpass_hz}")
-        for name in ("freq_warp", "time_stretch"):
-            if not 0 <= getattr(self.augment, name) < 0.5:
-                raise ConfigError(f"augment.{name} must be in [0, 0.5), got {getattr(self.augment, name)}")
-        if not 0 <= self.augment.mixup_rate <= 1:
-            raise ConfigError(f"augment.mixup_rate must be in [0, 1], got {self.augment.mixup_rate}")
         from lmustream.train.early_exit_loss import validate as validate_prefix_loss
         validate_prefix_loss(self.prefix_loss, self.data.frames)
         from lmustream.train.distill import validate as validate_distill
@@ -152,6 +156,64 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def _value(self, key: str) -> Any:
+        section, _, name = key.rpartition(".")
+        return getattr(getattr(self, section) if section else self, name)
+
+
+# The values every numeric setting may take, as intervals. A typo such as optim.lr=-1 must fail
+# here, before the data is read, not as a traceback minutes later or as a run that trains on
+# nonsense. Infinite ends are open, so NaN and infinities never pass. Checked elsewhere:
+# prefix_loss.min_frames (it depends on data.frames) and optim.ema_decay (lmustream.train.ema).
+_RANGES = {
+    "epochs": "[1, inf)", "batch_size": "[1, inf)", "checkpoint_every": "[0, inf)",
+    "seed": "[0, 4294967295]",  # a numpy seed (class caps) must be >= 0, and 32 bits suffice
+    "data.validation_fraction": "[0, 1)", "data.test_fraction": "[0, 1)", "data.frames": "[1, inf)",
+    "data.num_workers": "[0, inf)", "data.validation_speakers": "[0, inf)", "data.test_speakers": "[0, inf)",
+    "augment.mixup_rate": "[0, 1]", "augment.mixup_alpha": "(0, inf)", "augment.freq_mask": "[0, inf)",
+    "augment.time_mask": "[0, inf)", "augment.time_shift": "[0, inf)", "augment.noise_prob": "[0, 1]",
+    "augment.gain_db": "[0, inf)", "augment.feature_noise": "[0, inf)", "augment.freq_warp": "[0, 0.5)",
+    "augment.time_stretch": "[0, 0.5)", "augment.lowpass_prob": "[0, 1]", "augment.channel_eq_db": "[0, 40]",
+    "optim.lr": "(0, inf)", "optim.weight_decay": "[0, inf)", "optim.step_start": "[0, inf)",
+    "optim.step_every": "[1, inf)", "optim.gamma": "(0, 1]", "optim.warmup_epochs": "[0, inf)",
+    "optim.label_smoothing": "[0, 1]", "optim.grad_clip": "[0, inf)",
+    "prefix_loss.weight": "[0, inf)", "distill.weight": "[0, 1]", "distill.temperature": "(0, inf)",
+}
+_PAIRS = {"augment.snr_db": "(-inf, inf)", "augment.lowpass_hz": "(0, inf)"}  # each end, and low <= high
+
+
+def _describe(interval: str) -> str:
+    low, high = interval[1:-1].split(", ")
+    if (low, high) == ("-inf", "inf"):
+        return "a finite number"
+    if high == "inf":
+        return f"{'>' if interval[0] == '(' else '>='} {low}"
+    return f"in {interval}"
+
+
+def _within(value: Any, interval: str) -> bool:
+    """Whether ``value`` is a number in ``interval`` ("[0, 1)", "(0, inf)", ...)."""
+    if not _is_number(value):
+        return False
+    low, high = (float(end) for end in interval[1:-1].split(", "))
+    above = value > low if interval[0] == "(" else value >= low
+    below = value < high if interval[-1] == ")" else value <= high
+    return above and below
+
+
+def _check_device(name: str) -> None:
+    """ConfigError unless ``name`` is "auto" or names a torch device. Whether this machine has it is
+    the trainer's check (its ``_device``): data pack reads the same config on machines without the GPU."""
+    if name == "auto":
+        return
+    import torch
+
+    try:
+        torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N (or another torch device), "
+                          f"got {name!r}") from None
 
 
 def _build(cls, values: dict, where: str):

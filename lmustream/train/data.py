@@ -29,7 +29,7 @@ class FeatureTensorSet(torch.utils.data.Dataset):
         self.labels = labels
 
     @classmethod
-    def from_dataset(cls, dataset, desc: str, verbose: bool) -> "FeatureTensorSet":
+    def from_dataset(cls, dataset, desc: str, progress: bool) -> "FeatureTensorSet":
         n = len(dataset)
         if n == 0:
             raise ConfigError(f"the {desc} split is empty")
@@ -37,7 +37,7 @@ class FeatureTensorSet(torch.utils.data.Dataset):
         features = torch.empty((n, *np.shape(first)), dtype=torch.float16)
         labels = torch.empty(n, dtype=torch.long)
         indices = range(n)
-        if verbose:
+        if progress:
             from tqdm import tqdm
             indices = tqdm(indices, desc=f"features ({desc})", leave=False)
         for i in indices:
@@ -74,36 +74,61 @@ class TrainingData:
         return list(self.labels)[:len(self.labels) - len(self.auxiliary_labels)]
 
 
+def noise_recordings(folders: list[Path]) -> list[Path]:
+    """The noise recordings named by ``folders`` (folders of recordings, or recordings themselves).
+
+    ConfigError for a path that does not exist, or a folder or file that is no recording: a typo there would
+    otherwise train or fine-tune without noise, unnoticed.
+    """
+    found = []
+    for folder in map(Path, folders):
+        if folder.is_file() and folder.suffix.lower() in NOISE_EXTENSIONS:
+            found.append(folder)
+            continue
+        if not folder.is_dir():
+            raise ConfigError(f"noise {str(folder)!r}: no such folder" if not folder.exists() else
+                              f"noise {str(folder)!r}: not a folder or a {'/'.join(NOISE_EXTENSIONS)} recording")
+        inside = [path for path in sorted(folder.iterdir()) if path.suffix.lower() in NOISE_EXTENSIONS]
+        if not inside:
+            raise ConfigError(f"noise folder {str(folder)!r} holds no {'/'.join(NOISE_EXTENSIONS)} recordings")
+        found += inside
+    return found
+
+
 def noise_logmel(folders: list[Path], frontend: FbankConfig) -> torch.Tensor | None:
-    """Log-mel of every audio file in ``folders``, concatenated over time, or None if there are none."""
+    """Log-mel of every recording of :func:`noise_recordings`, concatenated over time, or None if none."""
     from lmustream.audio.features import fbank
     from lmustream.audio.io import load_audio
 
-    pieces = []
-    for folder in folders:
-        for path in sorted(Path(folder).iterdir()) if Path(folder).is_dir() else []:
-            if path.suffix.lower() in NOISE_EXTENSIONS:
-                pieces.append(fbank(torch.from_numpy(load_audio(path, frontend.sample_rate)), frontend))
+    pieces = [fbank(torch.from_numpy(load_audio(path, frontend.sample_rate)), frontend)
+              for path in noise_recordings(folders)]
     return torch.cat(pieces) if pieces else None
 
 
-def prepare_data(config: TrainConfig, verbose: bool = True, frontend: FbankConfig | None = None) -> TrainingData:
-    from lmustream.data.datasets import open_dataset
+def prepare_data(config: TrainConfig, verbose: bool = True, frontend: FbankConfig | None = None,
+                 progress: bool | None = None) -> TrainingData:
+    """The run's data; ``verbose`` prints its summary, ``progress`` (default: ``verbose``) draws progress bars."""
+    from lmustream.data.datasets import detect_kind, open_dataset
     from lmustream.data.feature_dataset import FeatureDataset
 
     d = config.data
-    if not d.path:
-        raise ConfigError("no training data: set data.path in the config or pass --data")
+    progress = verbose if progress is None else progress
     frontend = frontend or FbankConfig()
     from lmustream.data.pack import is_pack
 
-    if d.pack:
+    if d.pack:  # a pack carries the features, labels and noise: it needs no audio beside it
         return training_data_from_pack(d.pack, config, frontend, verbose, expect_source=True)
+    if not d.path:
+        raise ConfigError("no training data: set data.path or data.pack in the config, or pass --data")
     if is_pack(d.path):
         return training_data_from_pack(d.path, config, frontend, verbose)
     for key in ("add_packs", "auxiliary_packs"):
         if getattr(d, key):
             raise ConfigError(f"data.{key} needs a feature pack as data.pack or data.path (lmustream data pack)")
+    kind = detect_kind(d.path, task=d.task, pattern=d.pattern) if d.kind == "auto" else d.kind
+    if d.silence_dir is not None and kind != "speech_commands":  # open_dataset would call it noise_dir
+        raise ConfigError(f"data.silence_dir applies to Speech Commands data only (task 12 cuts its _silence_ "
+                          f"clips from it), not to {kind!r} data; remove it")
     index = open_dataset(d.path, kind=d.kind, task=d.task, pattern=d.pattern, label_map=d.label_map,
                          split_lists=d.split_lists, validation_speakers=d.validation_speakers, test_speakers=d.test_speakers,
                          validation_fraction=d.validation_fraction, test_fraction=d.test_fraction,
@@ -116,7 +141,7 @@ def prepare_data(config: TrainConfig, verbose: bool = True, frontend: FbankConfi
         if not clips:
             return None
         ds = FeatureDataset(clips, labels, frontend, frames=d.frames, cache_dir=d.cache_dir)
-        return FeatureTensorSet.from_dataset(ds, name, verbose)
+        return FeatureTensorSet.from_dataset(ds, name, progress)
 
     train, validation, test = split("train"), split("validation"), split("test")
     if train is None:
@@ -152,14 +177,22 @@ def training_data_from_pack(path, config: TrainConfig, frontend: FbankConfig, ve
 
     pack = read_pack(path)
     if expect_source:
+        if pack.source is None:
+            raise ConfigError(f"{path} does not record the data settings it was made from, so data.pack cannot "
+                              f"check them against this run's: remake it with lmustream data pack, or pass it as "
+                              f"--data {path} to train on it as it is")
         made_from, wanted = _json_roundtrip(pack.source), _json_roundtrip(pack_source(config))
+        if not config.data.path:  # the pack alone: there is no dataset folder to compare its name with
+            made_from.pop("dataset", None)
+            wanted.pop("dataset")
         # A data setting added after the pack was made was at its default then.
         defaults = _json_roundtrip(dataclasses.asdict(DataConfig()))
         made_from = {**{k: v for k, v in defaults.items() if k in wanted}, **made_from}
         if made_from != wanted:
             differ = sorted(k for k in set(made_from) | set(wanted) if made_from.get(k) != wanted.get(k))
-            raise ConfigError(f"{path} was made from other data settings than this run's "
-                              f"({', '.join(differ) or 'unknown origin'}); remake it with lmustream data pack")
+            raise ConfigError(f"{path} was made from other data settings than this run's ("
+                              + "; ".join(f"{k} {made_from.get(k)!r} there, {wanted.get(k)!r} here" for k in differ)
+                              + "): train with the config it was made with, or remake it with lmustream data pack")
     auxiliary = []
     if config.data.auxiliary_packs:
         from lmustream.train.auxiliary import add_auxiliary
@@ -213,14 +246,7 @@ def cap_classes(clips: list, caps: dict, seed: int = 0) -> list:
     counts = Counter(c.label for c in clips)
     keep = set(range(len(clips)))
     for label, cap in caps.items():
-        text = str(cap).strip()
-        try:
-            relative = text.endswith("x")
-            value = float(text[:-1]) if relative else int(text)
-        except ValueError:
-            value = -1
-        if value <= 0:
-            raise ConfigError(f"data.class_caps: {label!r}: expected a count (2000) or a ratio (3x), got {cap!r}")
+        value, relative = parse_class_cap(label, cap)
         if relative:
             others = [n for other, n in counts.items() if other != label]
             value = max(1, round(value * sum(others) / len(others))) if others else counts[label]
@@ -229,6 +255,19 @@ def cap_classes(clips: list, caps: dict, seed: int = 0) -> list:
             rng = np.random.default_rng([seed, zlib_crc(label)])
             keep -= set(rng.choice(members, len(members) - int(value), replace=False).tolist())
     return [c for i, c in enumerate(clips) if i in keep]
+
+
+def parse_class_cap(label: str, cap) -> tuple[float, bool]:
+    """``(value, relative)`` of one of :func:`cap_classes`' caps: a count, or K of "Kx"; ConfigError otherwise."""
+    text = str(cap).strip()
+    relative = text.endswith("x")
+    try:
+        value = float(text[:-1]) if relative else int(text)
+    except ValueError:
+        value = -1
+    if not 0 < value < float("inf"):  # also NaN ("nanx"), which every comparison fails
+        raise ConfigError(f"data.class_caps: {label!r}: expected a count (2000) or a ratio (3x), got {cap!r}")
+    return value, relative
 
 
 def zlib_crc(text: str) -> int:

@@ -26,12 +26,8 @@ def evaluate_artifact(artifact: ModelArtifact, data_path: str, split: str = "tes
     ``data_path`` may also be a feature pack (``lmustream data pack``): its clips, labels and splits are
     fixed when it is made, so the dataset options must be left at their defaults.
     """
-    from lmustream.data.datasets import detect_kind, open_dataset
     from lmustream.data.feature_dataset import FeatureDataset
-    from lmustream.data.labels import SPEECH_COMMANDS_12
     from lmustream.data.pack import is_pack
-    from lmustream.data.sources import SILENCE_LABEL, UNKNOWN_LABEL
-    from lmustream.data.splits import SplitWarning
 
     if is_pack(data_path):
         given = {name: value for name, value in (("--kind", kind != "auto" and kind), ("--task", task),
@@ -41,8 +37,31 @@ def evaluate_artifact(artifact: ModelArtifact, data_path: str, split: str = "tes
             raise ConfigError(f"{data_path} is a feature pack: its clips, labels and splits were fixed when it "
                               f"was made, so {', '.join(given)} cannot apply")
         return _evaluate_pack(artifact, data_path, split, batch_size)
+    clips, skipped = eval_clips(artifact, data_path, split, kind=kind, task=task, pattern=pattern,
+                                label_map=label_map, seed=seed, noise_dir=noise_dir)
+    frames = frames or artifact.model.config.frames
+    dataset = FeatureDataset(clips, artifact.labels, artifact.frontend, frames=frames, cache_dir=cache_dir)
+    result = _score(artifact, readable_batches(dataset, batch_size, skipped), split)
+    result["skipped"] = len(skipped)
+    return result
+
+
+def eval_clips(artifact: ModelArtifact, data_path: str, split: str = "test", *, kind: str = "auto",
+               task: str | None = None, pattern: str | None = None, label_map: dict | None = None, seed: int = 0,
+               noise_dir: str | None = None) -> tuple[list, list]:
+    """``(clips, skipped files)`` of ``split`` ("all": every clip) of the dataset at ``data_path``, as
+    ``lmustream eval`` scores them: the model's own speaker split when it was trained on this data.
+
+    ConfigError when the split is empty or holds labels the model lacks.
+    """
+    from lmustream.data.datasets import detect_kind, open_dataset
+    from lmustream.data.labels import SPEECH_COMMANDS_12
+    from lmustream.data.sources import SILENCE_LABEL, UNKNOWN_LABEL
+    from lmustream.data.splits import SplitWarning
+
     split_args = _recipe_split(artifact, data_path)
     if split_args:  # the data the model was trained on: reproduce its speaker split exactly
+        _check_recipe_reading(split_args, data_path, kind, pattern, label_map)
         kind, pattern = split_args.pop("kind"), split_args.pop("pattern") or pattern
         label_map = split_args.pop("label_map") or label_map
     if kind == "auto" and (Path(data_path).is_file() or pattern is not None):
@@ -62,6 +81,9 @@ def evaluate_artifact(artifact: ModelArtifact, data_path: str, split: str = "tes
         # folder of its new words is not read as _unknown_.
         keywords = [label for label in artifact.labels if label not in (UNKNOWN_LABEL, SILENCE_LABEL)]
     if noise_dir is not None:
+        if str(task) != "12":
+            raise ConfigError(f"--noise-dir cuts the 12-class task's _silence_ clips; this evaluation reads the "
+                              f"{task}-word task, which has none")
         split_args["noise_dir"] = noise_dir
     if split == "all":  # every clip is scored: no speaker needs holding out, however few there are
         split_args.update(validation_speakers=None, test_speakers=None, validation_fraction=0.0, test_fraction=0.0)
@@ -72,15 +94,57 @@ def evaluate_artifact(artifact: ModelArtifact, data_path: str, split: str = "tes
                              seed=split_args.pop("seed", seed), complete=False, keywords=keywords, **split_args)
     clips = [c for part in index.splits.values() for c in part] if split == "all" else index.splits.get(split) or []
     if not clips:
+        hint = "; --split all scores every clip" if split != "all" else ""
         raise ConfigError(f"{data_path}: split {split!r} is empty (splits: "
-                          f"{', '.join(f'{k}={len(v)}' for k, v in index.splits.items())})")
+                          f"{', '.join(f'{k}={len(v)}' for k, v in index.splits.items())}){hint}")
     missing = sorted({c.label for c in clips} - set(artifact.labels))
     if missing:
         raise ConfigError(f"labels in the data but not in the model: {', '.join(missing)} "
                           f"(model labels: {', '.join(artifact.labels)})")
-    frames = frames or artifact.model.config.frames
-    dataset = FeatureDataset(clips, artifact.labels, artifact.frontend, frames=frames, cache_dir=cache_dir)
-    return _score(artifact, torch.utils.data.DataLoader(dataset, batch_size=batch_size), split)
+    return clips, list(index.skipped)
+
+
+def readable_batches(dataset, batch_size: int, skipped: list):
+    """Batches of the clips whose audio loads; each one that fails is warned about, appended to ``skipped``
+    and left out: a replacement clip (as training serves) would score one recording twice."""
+    from lmustream.data.clips import SkippedFileWarning
+    from lmustream.errors import AudioError
+
+    xs, ys = [], []
+    for i, clip in enumerate(dataset.clips):
+        try:
+            features, _ = dataset.features(i)
+        except AudioError as e:
+            skipped.append((clip.describe(), str(e)))
+            said = str(e) if str(clip.path) in str(e) else f"{clip.describe()}: {e}"
+            warnings.warn(f"skipping {said}", SkippedFileWarning, stacklevel=2)
+            continue
+        xs.append(torch.from_numpy(features))
+        ys.append(dataset.targets[i])
+        if len(xs) == batch_size:
+            yield torch.stack(xs), torch.tensor(ys)
+            xs, ys = [], []
+    if xs:
+        yield torch.stack(xs), torch.tensor(ys)
+
+
+def _check_recipe_reading(recipe: dict, data_path: str, kind: str, pattern, label_map) -> None:
+    """ConfigError when --kind, --pattern or --label-map would read the model's own training data otherwise
+    than its recipe did: the recipe's reading is what reproduces its held-out split."""
+    from lmustream.data.datasets import detect_kind
+
+    recipe_kind = recipe["kind"]
+    if kind != "auto" and recipe_kind == "auto":
+        recipe_kind = detect_kind(data_path, pattern=recipe["pattern"])
+    given = {"--kind": (kind if kind != "auto" else None, recipe_kind),
+             "--pattern": (pattern, recipe["pattern"]),
+             "--label-map": (label_map, recipe["label_map"])}
+    conflicts = [f"{option} {ours!r} (the recipe's: {theirs!r})" for option, (ours, theirs) in given.items()
+                 if ours is not None and ours != theirs]
+    if conflicts:
+        raise ConfigError(f"{data_path} is the data this model was trained on, read as its recipe reads it "
+                          f"(which reproduces its validation and test speakers); {'; '.join(conflicts)} "
+                          f"would read it otherwise: leave them out")
 
 
 def _evaluate_pack(artifact: ModelArtifact, path: str, split: str, batch_size: int) -> dict:
@@ -133,6 +197,8 @@ def _score(artifact: ModelArtifact, batches, split: str) -> dict:
             pred = model(torch.as_tensor(x).float().to(device)).argmax(1).cpu()
             add_to_confusion(confusion, torch.as_tensor(y), pred)
     n = int(confusion.sum())
+    if n == 0:
+        raise ConfigError(f"no clip of the {split} split could be read (each was warned about above)")
     per_class = {}
     for i, label in enumerate(artifact.labels):
         total = int(confusion[i].sum())
@@ -162,16 +228,26 @@ def _recipe_split(artifact: ModelArtifact, data_path: str) -> dict:
 
 
 def format_report(result: dict) -> str:
-    lines = [f"accuracy {result['accuracy']:.4f} on {result['n']} clips ({result['split']} split)", "",
+    skipped = result.get("skipped", 0)
+    lines = [f"accuracy {result['accuracy']:.4f} on {result['n']} clips ({result['split']} split)"
+             + (f"; {skipped} unreadable clip(s) skipped" if skipped else ""), "",
              f"{'class':<16}{'n':>6}{'accuracy':>10}"]
     for label, row in result["per_class"].items():
         lines.append(f"{label:<16}{row['n']:>6}{row['accuracy']:>10.3f}")
-    labels = [lab for lab in result["labels"] if lab in result["per_class"]]
-    idx = [result["labels"].index(lab) for lab in labels]
-    width = max(4, max(len(lab) for lab in labels) if labels else 4)
-    lines += ["", "confusion (rows: true, columns: predicted)", " " * width + "".join(f"{i:>5}" for i in range(len(idx)))]
-    for r, i in enumerate(idx):
-        lines.append(f"{labels[r]:<{width}}" + "".join(f"{result['confusion'][i][j]:>5}" for j in idx))
+    confusion = result["confusion"]
+    K = len(result["labels"])
+    # Rows: the classes in the data; columns: those and every class predicted, so that each row sums to its n.
+    rows = [i for i, lab in enumerate(result["labels"]) if lab in result["per_class"]]
+    cols = [j for j in range(K) if j in rows or any(confusion[i][j] for i in range(K))]
+    heads = [str(rows.index(j)) if j in rows else result["labels"][j] for j in cols]
+    widths = [max(5, len(head) + 1) for head in heads]
+    width = max(4, max(len(result["labels"][i]) for i in rows) if rows else 4)
+    lines += ["", "confusion (rows: true, columns: predicted, numbered as the rows)",
+              " " * width + "".join(f"{head:>{w}}" for head, w in zip(heads, widths))]
+    for i in rows:
+        lines.append(f"{result['labels'][i]:<{width}}" + "".join(f"{confusion[i][j]:>{w}}" for j, w in zip(cols, widths)))
+    if len(rows) != len(cols):
+        lines.append("(named columns: predicted classes with no clip in the data)")
     return "\n".join(lines)
 
 

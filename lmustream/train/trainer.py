@@ -62,11 +62,27 @@ class Distributed:
 
 
 def _device(config: TrainConfig, ddp: Distributed) -> torch.device:
+    """The device to train on; ConfigError (before any data is read) when this machine lacks the one asked for."""
     if config.device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", ddp.local_rank)
         return torch.device("cpu")
-    return torch.device(config.device)
+    device = torch.device(config.device)
+    if device.type == "cpu":
+        return device
+    backend = getattr(torch, device.type, None)  # torch.cuda, torch.mps, torch.xpu: each knows if it can run
+    if not (hasattr(backend, "is_available") and backend.is_available()):
+        if device.type == "cuda":
+            why = ("CUDA is asked for, but this torch is built without CUDA (a CPU-only build)"
+                   if not torch.backends.cuda.is_built() else "CUDA is asked for, but no CUDA GPU is visible")
+        else:
+            why = f"no {device.type} device is available here"
+        raise ConfigError(f"device={config.device}: {why}; use device=cpu or device=auto")
+    count = backend.device_count() if hasattr(backend, "device_count") else 1
+    if device.index is not None and device.index >= count:
+        raise ConfigError(f"device={config.device}: this machine has {count} {device.type} device(s), "
+                          f"{device.type}:0 to {device.type}:{count - 1}")
+    return device
 
 
 def use_fast_cuda_kernels(device: torch.device) -> None:
@@ -243,7 +259,7 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
     for spec in [config.init_from, *teacher_specs(config.distill.teacher)]:
         if spec:
             resolve_model(spec)  # a mistyped model name fails now, not after minutes of data preparation
-    data = data or prepare_data(config, verbose=ddp.main)
+    data = data or prepare_data(config, verbose=ddp.main, progress=ddp.main and progress)
     torch.manual_seed(config.seed)
     model_config = get_config(config.model, n_classes=len(data.labels), frames=config.data.frames,
                               **config.model_overrides)

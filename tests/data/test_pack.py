@@ -47,8 +47,22 @@ def test_bad_files_are_named(tmp_path):
         read_pack(tmp_path / "missing.npz")
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"PK\x03\x04 not really a zip")
-    with pytest.raises(ConfigError, match="not a readable feature pack"):
+    with pytest.raises(ConfigError, match="not a feature pack"):
         read_pack(bad)
+    text = tmp_path / "text.npz"  # numpy would call it "pickled data"
+    text.write_text("hello")
+    with pytest.raises(ConfigError, match="not a feature pack"):
+        read_pack(text)
+    halved = tmp_path / "halved.npz"  # a pack missing a split's labels: named, not a KeyError
+    write_pack(make_pack(), halved)
+    import zipfile
+    with zipfile.ZipFile(halved) as z:
+        members = {name: z.read(name) for name in z.namelist() if name != "train.y.npy"}
+    with zipfile.ZipFile(halved, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    with pytest.raises(ConfigError, match="split 'train' lacks its labels"):
+        read_pack(halved)
     other = tmp_path / "other.npz"
     np.savez(other, x=np.zeros(3))
     with pytest.raises(ConfigError, match="meta"):

@@ -69,3 +69,27 @@ def test_an_unreadable_recording_is_skipped_with_a_warning(tmp_path):
     assert result["recordings"] == 1 and result["unreadable"] == 1 and result["clips"] == 1
     with pytest.raises(AudioError, match="none of the 1 recordings"), pytest.warns(UserWarning):
         cut_windows([tmp_path / "b.wav"], tmp_path / "out2")
+
+
+def test_a_second_collection_never_overwrites_the_first(tmp_path):
+    # Clip names restart at {name}0 for each run: the same names would overwrite the first run's clips
+    # and make two recordings one "speaker" to the speaker-disjoint splits.
+    _recording(tmp_path / "a.wav", 1.0, [(0.0, 1.0)])
+    _recording(tmp_path / "b.wav", 1.0, [(0.0, 1.0)])
+    cut_windows([tmp_path / "a.wav"], tmp_path / "out")
+    before = (tmp_path / "out" / "_unknown_" / "rec0_nohash_000.wav").read_bytes()
+    with pytest.raises(ConfigError, match="already holds clips named rec.*another --name"):
+        cut_windows([tmp_path / "b.wav"], tmp_path / "out")
+    assert (tmp_path / "out" / "_unknown_" / "rec0_nohash_000.wav").read_bytes() == before
+    cut_windows([tmp_path / "b.wav"], tmp_path / "out", name="other")
+    assert (tmp_path / "out" / "_unknown_" / "other0_nohash_000.wav").exists()
+
+
+def test_names_and_lengths_out_of_reason_are_refused(tmp_path):
+    _recording(tmp_path / "r.wav", 1.0, [(0.0, 1.0)])
+    with pytest.raises(ConfigError, match="name must be a plain file name"):
+        cut_windows([tmp_path / "r.wav"], tmp_path / "out", name="a/b")
+    with pytest.raises(ConfigError, match="at most 60 s"):  # 1e9 s would allocate terabytes
+        cut_windows([tmp_path / "r.wav"], tmp_path / "out", seconds=1e9)
+    with pytest.raises(ConfigError, match="positive"):
+        cut_windows([tmp_path / "r.wav"], tmp_path / "out", seconds=float("nan"))

@@ -91,3 +91,39 @@ def tiny_model_file(path, labels=LABELS, seed=0, extra=None):
         artifact.extra = extra
     save_model(path, artifact)
     return path
+
+
+def forbid_audio_devices(monkeypatch):
+    """Fail the test if anything looks for or opens an audio device: a bad option must be refused first."""
+    from lmustream.stream import microphone
+
+    def touched(*args, **kwargs):
+        raise AssertionError("an audio device was looked for before the options were checked")
+
+    monkeypatch.setattr(microphone, "input_devices", touched)
+    monkeypatch.setattr(microphone, "Microphone", touched)
+
+
+class FakeMicrophone:
+    """A stand-in for :class:`lmustream.stream.microphone.Microphone` that delivers ``signal`` (then
+    zeros) in blocks at ``sample_rate``; ``opened`` says whether the "device" was entered."""
+
+    def __init__(self, signal, sample_rate=16000, block_seconds=0.02):
+        from types import SimpleNamespace
+
+        self.device = SimpleNamespace(name="fake", index=0)
+        self.signal, self.sample_rate = np.asarray(signal, np.float32), sample_rate
+        self.block_size = max(1, int(round(sample_rate * block_seconds)))
+        self.overflows, self.backlog, self.opened, self._at = 0, 0, False, 0
+
+    def __enter__(self):
+        self.opened = True
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def read(self, timeout=1.0):
+        block = self.signal[self._at:self._at + self.block_size]
+        self._at += self.block_size
+        return block if block.size else np.zeros(self.block_size, np.float32)

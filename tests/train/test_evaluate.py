@@ -7,7 +7,7 @@ import soundfile as sf
 from lmustream.data.clips import SkippedFileWarning
 from lmustream.data.labels import SPEECH_COMMANDS_12
 from lmustream.errors import ConfigError
-from lmustream.train.evaluate import evaluate_artifact
+from lmustream.train.evaluate import evaluate_artifact, format_report
 from tests.detect.fakes import tiny_artifact
 
 
@@ -82,3 +82,57 @@ def test_a_12_class_model_reads_a_manifest_with_its_own_labels(tmp_path):
     with pytest.warns(SkippedFileWarning, match="gone.wav"):  # a listed file that is missing is named
         result = evaluate_artifact(tiny_artifact(SPEECH_COMMANDS_12), str(tmp_path / "m.csv"), "all")
     assert result["n"] == 2 and set(result["per_class"]) == {"yes"}
+
+
+def test_a_clip_that_fails_to_load_is_skipped_and_counted_not_replaced(tmp_path):
+    # Training serves another clip of the label in its place (a batch must stay full); scoring must not,
+    # or one recording counts twice. The header check passes a WAV of NaN samples: only loading finds it.
+    _write_clips(tmp_path / "d" / "yes", 3)
+    sf.write(tmp_path / "d" / "yes" / "nan_nohash_0.wav", np.full(16000, np.nan, np.float32), 16000,
+             subtype="FLOAT")
+    with pytest.warns(SkippedFileWarning, match="nan_nohash_0.wav"):
+        result = evaluate_artifact(tiny_artifact(SPEECH_COMMANDS_12), str(tmp_path / "d"), "all", kind="folders")
+    assert result["n"] == 3 and result["per_class"]["yes"]["n"] == 3 and result["skipped"] == 1
+    assert "1 unreadable clip(s) skipped" in format_report(result)
+
+
+def test_the_text_confusion_matrix_shows_every_predicted_class(tmp_path):
+    # Clips of one class predicted as classes the data lacks: each row still sums to its n.
+    _write_clips(tmp_path / "d" / "yes", 6)
+    result = evaluate_artifact(tiny_artifact(SPEECH_COMMANDS_12), str(tmp_path / "d"), "all", kind="folders")
+    predicted = {SPEECH_COMMANDS_12[j] for j, count in enumerate(result["confusion"][0]) if count} - {"yes"}
+    assert predicted  # the random tiny model answers other classes
+    matrix = format_report(result).split("confusion")[1].splitlines()
+    header, row = matrix[1].split(), matrix[2].split()
+    assert header == ["0", *[lab for lab in SPEECH_COMMANDS_12 if lab in predicted]]
+    assert row[0] == "yes" and sum(int(v) for v in row[1:]) == 6
+
+
+def test_dataset_options_cannot_silently_change_how_a_model_reads_its_own_training_data(tmp_path):
+    _write_clips(tmp_path / "d" / "yes", 2)
+    artifact = tiny_artifact(SPEECH_COMMANDS_12)
+    artifact.extra = {"recipe": {"data": {"path": str(tmp_path / "d"), "kind": "folders", "pattern": None,
+                                          "label_map": None}, "seed": 0}}
+    assert evaluate_artifact(artifact, str(tmp_path / "d"), "all")["n"] == 2  # as the recipe reads it
+    assert evaluate_artifact(artifact, str(tmp_path / "d"), "all", kind="folders")["n"] == 2  # the same reading
+    with pytest.raises(ConfigError, match=r"--pattern '\{label\}_x.wav' \(the recipe's: None\)"):
+        evaluate_artifact(artifact, str(tmp_path / "d"), "all", pattern="{label}_x.wav")
+    with pytest.raises(ConfigError, match="--kind 'speech_commands'"):
+        evaluate_artifact(artifact, str(tmp_path / "d"), "all", kind="speech_commands")
+
+
+def test_an_empty_split_suggests_scoring_every_clip(tmp_path):
+    # A model trained on all of its data (no held-out speakers) evaluated on that data's default split.
+    _write_clips(tmp_path / "d" / "yes", 2)
+    artifact = tiny_artifact(SPEECH_COMMANDS_12)
+    artifact.extra = {"recipe": {"data": {"path": str(tmp_path / "d"), "kind": "folders", "validation_speakers": 0,
+                                          "test_speakers": 0}, "seed": 0}}
+    with pytest.raises(ConfigError, match="split 'test' is empty .*--split all scores every clip"):
+        evaluate_artifact(artifact, str(tmp_path / "d"), "test")
+
+
+def test_a_noise_folder_for_a_task_without_silence_is_an_error(tmp_path):
+    _write_clips(tmp_path / "d" / "yes", 1)
+    with pytest.raises(ConfigError, match="--noise-dir cuts the 12-class task's _silence_ clips"):
+        evaluate_artifact(tiny_artifact(["yes", "no"]), str(tmp_path / "d"), "all", task="35",
+                          noise_dir=str(tmp_path))

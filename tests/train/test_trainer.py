@@ -73,11 +73,12 @@ def test_end_to_end_on_cpu(tone_dataset, tmp_path, capsys):
     assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
     assert main(["eval", "--model", str(path), "--data", str(tone_dataset), "--split", "test",
                  "--cache-dir", str(tmp_path / "cache")]) == 0
-    assert "confusion (rows: true, columns: predicted)" in capsys.readouterr().out
-    # A plot that cannot be written fails the command after the figures are out, not instead of them.
-    assert main(["eval", "--model", str(path), "--data", str(tone_dataset), "--split", "test",
-                 "--plot", str(png / "inside-a-file.png"), "--cache-dir", str(tmp_path / "cache")]) != 0
-    assert "accuracy" in capsys.readouterr().out
+    assert "confusion (rows: true, columns: predicted" in capsys.readouterr().out
+    # A plot that cannot be written is refused before the evaluation, not after it.
+    with pytest.raises(SystemExit):
+        main(["eval", "--model", str(path), "--data", str(tone_dataset), "--split", "test",
+              "--plot", str(png / "inside-a-file.png"), "--cache-dir", str(tmp_path / "cache")])
+    assert "cm.png' is a file, not a folder" in capsys.readouterr().err
     assert main(["eval", "--model", str(path), "--data", str(tone_dataset), "--label-map", "0zero"]) == 2
     assert "'0zero' has no '='" in capsys.readouterr().err
 

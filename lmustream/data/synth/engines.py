@@ -554,6 +554,9 @@ def get_engine(name: str, language: str = DEFAULT_LANGUAGE) -> Engine:
     return _INSTANCES[key, language]
 
 
+MAX_VOICES_NAMED = 12  # in an unknown voice's error; espeak-ng alone has hundreds
+
+
 class VoiceSelection(Engine):
     """``engine`` limited to some of its voices (``--engines festival:kal-diphone``): a corpus whose
     engine has gained voices since can still be made exactly as before. Renders through ``engine``."""
@@ -562,8 +565,14 @@ class VoiceSelection(Engine):
         known = {v.id: v for v in engine.voices()}
         unknown = [v for v in voice_ids if v not in known]
         if unknown:
-            raise ConfigError(f"{engine.name} has no voice {', '.join(map(repr, unknown))}; its voices: "
-                              f"{', '.join(known) or 'none installed'}")
+            import difflib
+
+            close = sorted({match for v in unknown for match in difflib.get_close_matches(v, list(known), n=3)})
+            listed = ", ".join(close) if close else ", ".join(list(known)[:MAX_VOICES_NAMED])
+            more = "" if close or len(known) <= MAX_VOICES_NAMED else f", ... ({len(known)} in all)"
+            raise ConfigError(f"{engine.name} has no voice {', '.join(map(repr, unknown))}; "
+                              f"{'close names' if close else 'its voices'}: {listed or 'none installed'}{more} "
+                              f"(see lmustream data synth --list-engines)")
         self.engine = engine
         self.name = engine.name
         self.variants_per_voice = engine.variants_per_voice
