@@ -259,3 +259,45 @@ def test_unreadable_file(tmp_path):
     path.chmod(0)
     with pytest.raises(AudioError, match="permission"):
         read_audio(path)
+
+
+# --- sample-rate bounds (soxr hangs or runs out of memory beyond them) ----------------------
+
+@pytest.mark.parametrize("orig, target", [(1, 530000), (1, 768000), (768000, 1), (16000, 15), (15, 16000)])
+def test_resample_refuses_ratios_soxr_cannot_finish(orig, target):
+    with pytest.raises(AudioError, match="ratio .* above the 1024 supported"):
+        resample(np.zeros(10, np.float32), orig, target)
+
+
+def test_resample_at_the_ratio_bound_is_quick():
+    assert resample(np.zeros(10, np.float32), 1, 1024).shape == (10240,)
+    assert resample(tone(768000, 0.01), 768000, 750).shape == (8,)
+
+
+@pytest.mark.parametrize("rate", [768001, 10 ** 12, float("inf"), float("nan")])
+def test_rates_above_768_khz_are_refused(rate):
+    with pytest.raises(AudioError, match="at most 768000"):
+        resample(np.zeros(10, np.float32), RATE, rate)
+
+
+def test_load_audio_with_a_huge_rate_is_an_audio_error_not_a_memory_error(tmp_path):
+    path = write_audio(tmp_path / "a.wav", tone(RATE, 0.01), RATE)
+    with pytest.raises(AudioError, match=r"at most 768000, got 1000000000000") as e:
+        load_audio(path, sample_rate=10 ** 12)
+    assert str(path) in str(e.value)
+    with pytest.raises(AudioError, match="load_audio.*ratio"):
+        load_audio(path, sample_rate=8)
+
+
+def test_non_integer_rates_say_they_are_not_supported():
+    with pytest.raises(AudioError, match=r"got 16000\.5 \(non-integer rates are not supported\)"):
+        resample(np.zeros(10, np.float32), 16000.5, RATE)
+
+
+def test_tensors_requiring_grad_are_samples():
+    torch = pytest.importorskip("torch")
+    x = tone(8000, 0.1)
+    got = resample(torch.from_numpy(x).requires_grad_(True), 8000, RATE)
+    np.testing.assert_array_equal(got, resample(x, 8000, RATE))
+    np.testing.assert_array_equal(validate_samples(torch.from_numpy(x).to(torch.bfloat16)),
+                                  torch.from_numpy(x).to(torch.bfloat16).float().numpy())

@@ -105,7 +105,7 @@ def test_data_pack_checks_its_inputs_before_computing_features(tmp_path, capsys)
 
 def test_export_refuses_a_chunk_that_would_unroll_a_huge_graph(tmp_path, model_file, capsys):
     assert main(["export", "--model", str(model_file), "--onnx", str(tmp_path / "m.onnx"), "--chunk", "129"]) == 2
-    assert "chunk must be 1 to 128 frames" in capsys.readouterr().err
+    assert "chunk must be an integer from 1 to 128 frames" in capsys.readouterr().err
 
 
 def test_noise_paths_must_name_recordings(tmp_path):

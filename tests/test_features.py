@@ -295,3 +295,51 @@ def test_mel_centre_hz_lies_between_the_band_edges_and_rises():
     assert centres.shape == (config.n_mels,)
     assert (np.diff(centres) > 0).all()
     assert config.low_freq < centres[0] and centres[-1] < config.upper_freq
+
+
+# --- bad input: lmustream's errors, not torch's --------------------------------------------
+
+def test_fbank_refuses_samples_by_channels_audio():
+    with pytest.raises(AudioError, match=r"\[16000, 2\].*looks like \[samples, channels\] audio"):
+        fbank(np.zeros((16000, 2), np.float32))
+    with pytest.raises(AudioError, match="samples, channels"):
+        fbank(torch.zeros(400, 1))
+    assert fbank(np.zeros((3, 399), np.float32)).shape == (3, 0, N_MELS)  # a batch of short clips stays one
+
+
+@pytest.mark.parametrize("shape", [(0, 1000), (0, 10), (0, 0)])
+def test_fbank_refuses_an_empty_batch(shape):
+    with pytest.raises(AudioError, match="empty batch"):
+        fbank(torch.zeros(shape))
+
+
+@pytest.mark.parametrize("bad, match", [
+    (np.array([0.0, None] * 400, dtype=object), "dtype object"),
+    (np.array(["a", "b"]), "dtype <U1"),
+    (b"\x00\x01" * 400, "raw bytes"),
+    ("clip.wav", "got text"),
+], ids=["object", "str-array", "bytes", "text"])
+def test_fbank_refuses_what_is_no_audio(bad, match):
+    with pytest.raises(AudioError, match=match):
+        fbank(bad)
+
+
+def test_configs_of_another_type_are_refused():
+    with pytest.raises(ConfigError, match="must be an FbankConfig, got dict"):
+        fbank(np.zeros(800, np.float32), {"n_mels": 64})
+    with pytest.raises(ConfigError, match="must be an FbankConfig, got dict"):
+        StreamingFbank({"n_mels": 64})
+    np.testing.assert_allclose(normalize([1.0]), normalize(np.array([1.0])))
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"frame_length_ms": float("inf")}, r"frame_length_ms must be in \(0, 10000\]"),
+    ({"frame_shift_ms": float("inf")}, r"frame_shift_ms must be in \(0, 10000\]"),
+    ({"frame_length_ms": 1e6}, "frame_length_ms"),
+    ({"frame_length_ms": 5000.0}, "FFT of 131072 points"),
+    ({"n_mels": 10 ** 6}, r"n_mels must be in \[1, 65536\]"),
+    ({"sample_rate": 10 ** 12}, r"sample_rate must be in \[1, 768000\]"),
+])
+def test_config_upper_bounds(kwargs, match):
+    with pytest.raises(ConfigError, match=match):
+        FbankConfig(**kwargs)

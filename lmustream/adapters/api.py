@@ -19,6 +19,7 @@ trained on, and free-form extras (freeze log, metrics).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import os
@@ -83,17 +84,37 @@ def add_adapter(model: nn.Module, config: AdapterConfig) -> nn.Module:
     modules in ``modules_to_save`` only; ``full`` trains everything. ``modules_to_save`` (the head
     by default) is trained whole by every method. Returns ``model``.
     """
+    _check_module(model, "add_adapter")
     if not isinstance(config, AdapterConfig) or not config.method:
         raise ConfigError(f"add_adapter needs an adapter config (one of {', '.join(METHODS)}), got {config!r}")
     if adapter_config(model) is not None:
         raise ConfigError(f"the model already has an adapter ({adapter_config(model).method}); merge it first")
-    model.requires_grad_(config.method == "full")
-    if config.method in _ADD:
-        _ADD[config.method](model, config)  # new adapter parameters are created trainable
-    for module in _saved_modules(model, config).values():
-        module.requires_grad_(True)
+    saved = _saved_modules(model, config)
+    # Everything below changes the model step by step, and a target layer found unfit halfway (a
+    # strided Conv1d) must not leave the layers before it wrapped or every parameter frozen: a
+    # caller that catches the error and trains on would train nothing.
+    trainable = [(p, p.requires_grad) for p in model.parameters()]
+    adapted_before = set(adapter_layers(model))
+    try:
+        model.requires_grad_(config.method == "full")
+        if config.method in _ADD:
+            _ADD[config.method](model, config)  # new adapter parameters are created trainable
+        for module in saved.values():
+            module.requires_grad_(True)
+    except BaseException:
+        for name, layer in adapter_layers(model).items():
+            if name not in adapted_before:
+                replace_module(model, name, layer.base)
+        for p, was_trainable in trainable:
+            p.requires_grad_(was_trainable)
+        raise
     model.adapter_config = config
     return model
+
+
+def _check_module(model: object, caller: str) -> None:
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"{caller} needs a model (a torch nn.Module), got {type(model).__name__}")
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
@@ -110,8 +131,10 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
 
 def print_trainable_parameters(model: nn.Module, file=None) -> None:
     """``trainable params: N || all params: M || trainable%: P`` (the PEFT line)."""
+    _check_module(model, "print_trainable_parameters")
     trainable, total = count_parameters(model)
-    print(f"trainable params: {trainable:,} || all params: {total:,} || trainable%: {100 * trainable / total:.4f}",
+    share = 100 * trainable / total if total else 0.0  # a module without parameters (a ReLU) trains none
+    print(f"trainable params: {trainable:,} || all params: {total:,} || trainable%: {share:.4f}",
           file=file or sys.stdout)
 
 
@@ -125,6 +148,7 @@ def merge(model: nn.Module) -> nn.Module:
     ``add_adapter``, plus a grown head if it grew) that saves to the single-file artifact,
     exports to ONNX and runs in the step form unchanged. Every parameter is trainable again.
     """
+    _check_module(model, "merge")
     for name, layer in adapter_layers(model).items():
         replace_module(model, name, layer.merged())
     if hasattr(model, "adapter_config"):
@@ -225,10 +249,15 @@ def load_adapter(model: nn.Module, path: str | os.PathLike, strict: bool = True)
 
     The head grows to the file's class count when the adapter taught new classes (the header's
     ``labels`` then name them all). ``strict`` refuses a base model whose weights differ from those
-    the adapter was trained on.
+    the adapter was trained on. A file that does not fit leaves ``model`` as it was.
     """
     from safetensors.torch import load_file
 
+    if not (isinstance(model, nn.Module) and callable(getattr(getattr(model, "config", None), "to_dict", None))):
+        raise ConfigError(f"load_adapter needs the base model the adapter was trained on (an LMUFormer), got "
+                          f"{type(model).__name__}")
+    if adapter_config(model) is not None:
+        raise ConfigError(f"the model already has an adapter ({adapter_config(model).method}); merge it first")
     header = read_adapter_header(path)
     where = os.fspath(path)
     config_dict = dict(header["adapter"])
@@ -244,11 +273,52 @@ def load_adapter(model: nn.Module, path: str | os.PathLike, strict: bool = True)
     if mine != theirs:
         diff = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
         raise CheckpointError(f"{where!r} was trained on a model of another shape (differs in {', '.join(diff)})")
-    if strict and header.get("base_fingerprint") and base_fingerprint(model, config) != header["base_fingerprint"]:
-        raise CheckpointError(f"{where!r} was trained on other base weights than this model's "
-                              "(pass strict=False to load it anyway)")
-    tensors = load_file(where, device="cpu")
     n_classes = header["model_config"].get("n_classes", model.config.n_classes)
+    if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 1:
+        raise CheckpointError(f"{where!r}: the adapter header's n_classes must be a positive integer, got "
+                              f"{n_classes!r}")
+    if n_classes < model.config.n_classes:
+        raise CheckpointError(f"{where!r} has {n_classes} classes and this model {model.config.n_classes}: an "
+                              f"adapter can only add classes to its base's (is this its base model?)")
+    labels = header.get("labels")
+    if labels is not None and not (isinstance(labels, list) and len(labels) == n_classes
+                                   and all(isinstance(label, str) and label for label in labels)
+                                   and len(set(labels)) == n_classes):
+        raise CheckpointError(f"{where!r}: the adapter header's labels must be {n_classes} different names, one "
+                              f"per class, got {labels!r}")
+    try:
+        if strict and header.get("base_fingerprint") and base_fingerprint(model, config) != header["base_fingerprint"]:
+            raise CheckpointError(f"{where!r} was trained on other base weights than this model's "
+                                  "(pass strict=False to load it anyway)")
+    except ConfigError as e:  # its modules_to_save name modules this model lacks
+        raise CheckpointError(f"{where!r} does not fit this model: {e}") from None
+    try:
+        tensors = load_file(where, device="cpu")
+    except Exception as e:
+        raise CheckpointError(f"{where!r}: the adapter's tensors cannot be read: {e}") from e
+    broken = sorted(k for k, v in tensors.items()
+                    if (v.is_floating_point() or v.is_complex()) and not bool(torch.isfinite(v).all()))
+    if broken:
+        raise CheckpointError(f"{where!r}: adapter tensors hold NaN or infinity: {broken[:5]}")
+    # The file is fitted to a copy first: a file that does not fit (a target this model lacks, a
+    # tensor of another shape) is found only once the adapter is built, and must not leave a grown
+    # head or a half-attached adapter on the caller's model.
+    try:
+        _fit_adapter(copy.deepcopy(model), config, n_classes, tensors, where)
+    except ConfigError as e:
+        raise CheckpointError(f"{where!r} does not fit this model: {e}") from None
+    _fit_adapter(model, config, n_classes, tensors, where)
+    return header
+
+
+def _tensor_kind(t: torch.Tensor) -> str:
+    return "complex" if t.is_complex() else "float" if t.is_floating_point() else "bool" if t.dtype == torch.bool \
+        else "integer"
+
+
+def _fit_adapter(model: nn.Module, config: AdapterConfig, n_classes: int, tensors: dict[str, torch.Tensor],
+                 where: str) -> None:
+    """Grow the head, add the adapter of ``config`` and load ``tensors`` (CheckpointError if they do not fit)."""
     if n_classes != model.config.n_classes:
         grow_head(model, n_classes)
     add_adapter(model, config)
@@ -259,8 +329,12 @@ def load_adapter(model: nn.Module, path: str | os.PathLike, strict: bool = True)
     if missing or unexpected or misshaped:
         raise CheckpointError(f"{where!r}: tensors do not fit the model: missing {missing[:5]}, unexpected "
                               f"{unexpected[:5]}, mis-shaped {misshaped[:5]}")
+    # load_state_dict would cast an integer tensor into a float weight without a word
+    retyped = [k for k in tensors if _tensor_kind(tensors[k]) != _tensor_kind(expected[k])]
+    if retyped:
+        raise CheckpointError(f"{where!r}: tensors of the wrong dtype: " + ", ".join(
+            f"{k} is {tensors[k].dtype}, the model's {expected[k].dtype}" for k in retyped[:5]))
     model.load_state_dict(tensors, strict=False)
-    return header
 
 
 # Header keys of a base model that describe its own outputs and so do not carry over to an adapted

@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from lmustream.adapters.core import AdapterConfig
 
 
-@dataclass
+@dataclass(frozen=True)
 class HeadOnlyConfig(AdapterConfig):
     """Train the modules in ``modules_to_save`` (the head) and nothing else."""
 
     method = "head"
 
 
-@dataclass
+@dataclass(frozen=True)
 class FullFineTuneConfig(AdapterConfig):
     """Train every parameter of the model (batch-norm statistics stay those of the pretrained model)."""
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import fnmatch
 import hashlib
+import math
 import re
 from dataclasses import asdict, dataclass, fields
 from typing import ClassVar
@@ -31,7 +32,7 @@ ALL_LAYERS = ("*",)  # every Linear and Conv1d of the model (except modules_to_s
 REGEX_PREFIX = "re:"
 
 
-@dataclass
+@dataclass(frozen=True)
 class AdapterConfig:
     """Fields common to every fine-tuning method.
 
@@ -41,6 +42,9 @@ class AdapterConfig:
     exclude_modules: patterns removed from the targets.
     modules_to_save: modules trained whole and saved with the adapter (the classifier head).
     seed: draws the adapters' random initial values (independent of the global RNG).
+
+    Configs are frozen: a field set after the checks could otherwise reach a model unchecked (a NaN
+    alpha, a rank of 0). ``dataclasses.replace(config, rank=8)`` makes a changed copy, checked.
     """
 
     method: ClassVar[str] = ""
@@ -64,7 +68,7 @@ class AdapterConfig:
                     except re.error as e:
                         raise ConfigError(f"{type(self).__name__}.{name}: bad regular expression {pattern!r}: "
                                           f"{e}") from None
-            setattr(self, name, tuple(value))
+            object.__setattr__(self, name, tuple(value))  # frozen: set once, before the config is handed out
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ConfigError(f"{type(self).__name__}.seed must be an integer, got {self.seed!r}")
 
@@ -85,6 +89,46 @@ def positive_int(owner: object, name: str) -> None:
     value = getattr(owner, name)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{type(owner).__name__}.{name} must be a positive integer, got {value!r}")
+
+
+def check_range(name: str, value: object, interval: str, integer: bool = False) -> None:
+    """ConfigError naming ``name`` unless ``value`` is a number in ``interval`` ("[0, 1)", "(0, inf)",
+    "(-inf, inf)", as in lmustream.train.config's table); ``integer``: an int as well.
+
+    Infinite ends are open, so NaN and infinities never pass. A bool is no number here: True
+    would pass as 1.
+    """
+    low, high = (float(end) for end in interval[1:-1].split(", "))
+    number = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if number and not isinstance(value, bool):
+        above = value > low if interval[0] == "(" else value >= low
+        below = value < high if interval[-1] == ")" else value <= high
+        if above and below:
+            return
+    kind = "an integer" if integer else "a number"
+    if (low, high) == (-math.inf, math.inf):
+        kind = kind if integer else "a finite number"
+    elif high == math.inf:
+        kind += f" {'>' if interval[0] == '(' else '>='} {interval[1:-1].split(', ')[0]}"
+    else:
+        kind += f" in {interval}"
+    raise ConfigError(f"{name} must be {kind}, got {value!r}")
+
+
+# A scale or start the float32 weights cannot hold: it becomes inf there, and 0 * inf (a vector
+# that starts at zero) is NaN in the first forward pass. float32's largest is 3.40282e38.
+FLOAT32_BOUND = "3.4e38"
+
+
+def check_lambda_d_init(config: "AdapterConfig") -> None:
+    """AFLoRA's and VeRA's down-side vector start: finite, within float32 and not 0."""
+    name = f"{type(config).__name__}.lambda_d_init"
+    check_range(name, config.lambda_d_init, f"[-{FLOAT32_BOUND}, {FLOAT32_BOUND}]")
+    if config.lambda_d_init == 0:
+        # The up-side vector starts at 0 too, and each vector's gradient is proportional to the
+        # other: the path would never move from zero, and the run would train the head alone.
+        raise ConfigError(f"{name} must not be 0 (with the up-side vector starting at 0 the path would get no "
+                          f"gradient)")
 
 
 def layer_generator(seed: int, name: str) -> torch.Generator:
@@ -110,16 +154,23 @@ def matches_pattern(name: str, pattern: str) -> bool:
 
 
 def adaptable_layers(model: nn.Module) -> dict[str, nn.Module]:
-    """Every Linear and Conv1d of ``model`` by module path (already adapted layers excluded)."""
+    """Every Linear and Conv1d of ``model`` by module path (already adapted layers excluded).
+
+    ``model`` itself is never one: an adapter replaces a layer in its parent, and the root has none
+    (a bare Linear adapted "in itself" would wrap itself and recurse forever).
+    """
     adapted = [name for name, module in model.named_modules() if isinstance(module, AdaptedLayer)]
     return {name: module for name, module in model.named_modules()
-            if isinstance(module, (nn.Linear, nn.Conv1d))
+            if name and isinstance(module, (nn.Linear, nn.Conv1d))
             and not any(name == a or name.startswith(a + ".") for a in adapted)}
 
 
 def select_targets(model: nn.Module, config: AdapterConfig) -> list[str]:
     """Module paths of the layers ``config`` adapts; a pattern that matches nothing is an error."""
     candidates = adaptable_layers(model)
+    if not candidates:
+        raise ConfigError(f"the {type(model).__name__} has no Linear or Conv1d layer inside it to adapt (an adapter "
+                          f"replaces layers within a model, not the model itself)")
     saved = [n for n in candidates if any(matches_pattern(n, p) for p in config.modules_to_save)]
     chosen = []
     for pattern in config.target_modules:

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from lmustream.adapters.api import (add_adapter, count_parameters, default_adapter_path, make_config,
                                     merged_artifact, save_adapter)
-from lmustream.adapters.core import ALL_LAYERS
+from lmustream.adapters.core import ALL_LAYERS, check_range
 from lmustream.adapters.data import ClipSet, list_clips, load_clip_set, rank_clips, synthetic_noise
 from lmustream.adapters.evaluate import accuracy, predict
 from lmustream.adapters.head import grow_head, imprint_classes, lower_classes
@@ -63,6 +63,30 @@ ADVICE_PREFIXES = ("warning:", "note:")  # log lines the user must see even when
 # them 0.67 and 0.75 on the English adapter task); on the English task both learned the new words about
 # 4 points better at 4e-3 than at 2e-3, on the Arabic task as well (docs/adapters.md).
 DEFAULT_LR = {"aflora": 4e-3, "lora": 4e-3, "vera": 1e-3, "head": 1e-3, "full": 3e-4}
+# The values every numeric setting may take, as intervals (as in lmustream.train.config). Infinite
+# ends are open, so NaN and infinities never pass: `nan > 0` is False, so a NaN grad_clip would
+# switch clipping off without a word, and a NaN temperature or weight makes the loss, then the
+# model, NaN. The warm-ups are fractions of the run.
+RANGES = {
+    "lr": "(0, inf)", "vector_lr_scale": "(0, inf)", "warmup": "[0, 1]", "grad_clip": "[0, inf)",
+    "weight_decay": "[0, inf)", "distill_weight": "[0, inf)", "distill_temperature": "(0, inf)",
+    "replay_weight": "[0, inf)", "label_smoothing": "[0, 1]", "balance": "[0, 1]", "channel_match": "[0, 1]",
+    "new_word_bias": "(-inf, inf)", "aflora_initial_warmup": "[0, 1)", "aflora_final_warmup": "[0, 1)",
+}
+INTEGER_RANGES = {
+    "epochs": "[1, inf)", "batch_size": "[1, inf)", "replay_per_class": "[0, inf)", "aflora_delta_t": "[1, inf)",
+    "seed": "[0, 4294967295]",  # numpy's generators refuse a negative seed
+    "rank": "[1, inf)", "threads": "[1, inf)",
+}
+OPTIONAL = ("rank", "threads")  # None: the method's default rank, torch's thread count
+# FinetuneConfig.augment's numbers (interval, integer), as TrainConfig.validate checks them there
+AUGMENT_RANGES = {
+    "mixup_rate": ("[0, 1]", False), "mixup_alpha": ("(0, inf)", False), "freq_mask": ("[0, inf)", True),
+    "time_mask": ("[0, inf)", True), "time_shift": ("[0, inf)", True), "noise_prob": ("[0, 1]", False),
+    "gain_db": ("[0, inf)", False), "feature_noise": ("[0, inf)", False), "freq_warp": ("[0, 0.5)", False),
+    "time_stretch": ("[0, 0.5)", False), "lowpass_prob": ("[0, 1]", False), "channel_eq_db": ("[0, 40]", False),
+}
+AUGMENT_PAIRS = {"snr_db": "(-inf, inf)", "lowpass_hz": "(0, inf)"}  # each end, and low <= high
 
 
 def parameter_groups(model: torch.nn.Module, vector_lr_scale: float) -> list[dict]:
@@ -151,34 +175,47 @@ class FinetuneConfig:
     precision: str = "auto"
 
     def __post_init__(self):
-        for name in ("epochs", "batch_size", "replay_per_class"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < (0 if name == "replay_per_class" else 1):
-                raise ConfigError(f"finetune {name} must be a positive integer, got {value!r}")
-        if self.method not in DEFAULT_LR:
-            raise ConfigError(f"unknown fine-tuning method {self.method!r}; known: {', '.join(DEFAULT_LR)}")
         if self.lr is None:
-            self.lr = DEFAULT_LR[self.method]
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError(f"finetune lr must be a positive number, got {self.lr!r}")
-        if not (isinstance(self.vector_lr_scale, (int, float)) and self.vector_lr_scale > 0
-                and math.isfinite(self.vector_lr_scale)):
-            raise ConfigError(f"finetune vector_lr_scale must be a positive number, got {self.vector_lr_scale!r}")
-        if not 0 <= self.balance <= 1:
-            raise ConfigError(f"finetune balance must be in [0, 1], got {self.balance!r}")
+            self.lr = DEFAULT_LR.get(self.method)  # an unknown method: validate names it
         if self.target_modules is None:
             self.target_modules = DEFAULT_TARGETS.get(self.method, ALL_LAYERS)
         if self.channel_match is None:
             self.channel_match = 0.0 if self.method == "head" else DEFAULT_CHANNEL_MATCH
-        if not 0 <= self.channel_match <= 1:
-            raise ConfigError(f"finetune channel_match must be in [0, 1], got {self.channel_match!r}")
-        if isinstance(self.new_word_bias, bool) or not (isinstance(self.new_word_bias, (int, float))
-                                                         and math.isfinite(self.new_word_bias)):
-            raise ConfigError(f"finetune new_word_bias must be a finite number, got {self.new_word_bias!r}")
-        if self.distill_weight < 0 or self.distill_temperature <= 0:
-            raise ConfigError("finetune distill_weight must be >= 0 and distill_temperature > 0")
+        self.validate()
+
+    def validate(self) -> "FinetuneConfig":
+        """ConfigError naming the first setting out of range. :func:`finetune` calls it again: a field
+        set after construction must not reach the run unchecked."""
+        if self.method not in DEFAULT_LR:
+            raise ConfigError(f"unknown fine-tuning method {self.method!r}; known: {', '.join(DEFAULT_LR)}")
+        for name, interval in INTEGER_RANGES.items():
+            value = getattr(self, name)
+            if value is not None or name not in OPTIONAL:
+                check_range(f"finetune {name}", value, interval, integer=True)
+        for name, interval in RANGES.items():
+            check_range(f"finetune {name}", getattr(self, name), interval)
+        if self.aflora_initial_warmup + self.aflora_final_warmup >= 1:
+            raise ConfigError(f"finetune aflora_initial_warmup + aflora_final_warmup must be < 1 (the freezing "
+                              f"schedule needs steps between them), got {self.aflora_initial_warmup} + "
+                              f"{self.aflora_final_warmup}")
         if self.precision not in PRECISIONS:
             raise ConfigError(f"finetune precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        if not isinstance(self.augment, AugmentConfig):
+            raise ConfigError(f"finetune augment must be an AugmentConfig, got {type(self.augment).__name__}")
+        # TrainConfig.validate checks an AugmentConfig inside a training config; this one is never inside one.
+        for name, (interval, integer) in AUGMENT_RANGES.items():
+            check_range(f"finetune augment.{name}", getattr(self.augment, name), interval, integer)
+        for name, interval in AUGMENT_PAIRS.items():
+            pair = getattr(self.augment, name)
+            if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
+                raise ConfigError(f"finetune augment.{name} must be a pair [low, high], got {pair!r}")
+            for end in pair:
+                check_range(f"finetune augment.{name}", end, interval)
+            if pair[0] > pair[1]:
+                raise ConfigError(f"finetune augment.{name} must be a pair [low, high] with low <= high, got "
+                                  f"{list(pair)}")
+        self.adapter_config()  # the adapter's own checks (target patterns, rank), now rather than mid-run
+        return self
 
     def compute_precision(self) -> str:
         """"fp32" or "bf16": what ``precision`` means on this CPU."""
@@ -187,11 +224,12 @@ class FinetuneConfig:
         return self.precision
 
     def adapter_config(self):
-        fields = {"target_modules": tuple(self.target_modules), "seed": self.seed}
+        fields = {"target_modules": self.target_modules, "seed": self.seed}  # the adapter config checks them
         if self.method in DEFAULT_RANKS:
-            fields["rank"] = self.rank or DEFAULT_RANKS[self.method]
+            fields["rank"] = DEFAULT_RANKS[self.method] if self.rank is None else self.rank
         elif self.rank is not None:
-            raise ConfigError(f"--rank does not apply to method {self.method!r}")
+            raise ConfigError(f"finetune rank (--rank) does not apply to method {self.method!r}: it trains no "
+                              f"low-rank path")
         if self.method in ("head", "full"):
             fields.pop("target_modules")
         if self.method == "aflora":
@@ -297,7 +335,10 @@ def finetune(model, new_words, *, config: FinetuneConfig | None = None, out: str
     from lmustream.adapters.augment import FewShotAugmenter
 
     config = config or FinetuneConfig()
-    adapter_cfg = config.adapter_config()  # validates method / rank before any work
+    if not isinstance(config, FinetuneConfig):
+        raise ConfigError(f"finetune's config must be a FinetuneConfig, got {type(config).__name__}")
+    config.validate()  # before any work, and again: a field may have been set since construction
+    adapter_cfg = config.adapter_config()
     log = log or (lambda line: None)
     started = time.perf_counter()
     if config.threads:

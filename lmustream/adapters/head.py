@@ -16,7 +16,12 @@ def grow_head(model: nn.Module, n_classes: int) -> nn.Linear:
     The new rows start at zero (see :func:`imprint_classes` for a better start); ``model.config``
     follows the new class count.
     """
-    old: nn.Linear = model.head
+    old = getattr(model, "head", None)
+    if not isinstance(old, nn.Linear):
+        raise ConfigError(f"grow_head needs a model whose classifier head is an nn.Linear named 'head', got "
+                          f"{type(old).__name__}")
+    if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 1:
+        raise ConfigError(f"grow_head: the class count must be a positive integer, got {n_classes!r}")
     if n_classes < old.out_features:
         raise ConfigError(f"the head can only grow: it has {old.out_features} classes, asked for {n_classes}")
     head = nn.Linear(old.in_features, n_classes, bias=old.bias is not None,

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 
-from lmustream.audio.io import validate_samples
+from lmustream.audio.io import MAX_SAMPLE_RATE, refuse_undecoded, validate_samples
 from lmustream.errors import AudioError, ConfigError
 
 if TYPE_CHECKING:  # annotations only: the deployed runtime has no torch
@@ -40,6 +40,11 @@ WINDOWS = ("hanning", "hamming", "povey", "rectangular", "blackman")
 # Samples per frame are truncated to an integer as Kaldi does, but a product like
 # 16000 * 25 ms that lands within this of an integer is that integer (float noise).
 _INTEGRAL_TOLERANCE = 1e-6
+# The C++ kernel's bounds (csrc/artifact.h; MAX_SAMPLE_RATE too), so a frontend Python accepts
+# is one the kernel runs.
+MAX_FRAME_MS = 10000.0
+MAX_MELS = 1 << 16
+MAX_FFT_SIZE = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -85,10 +90,10 @@ class FbankConfig:
             object.__setattr__(self, f.name, _coerce(f.name, value, f.type))
         nyquist = self.sample_rate / 2
         checks = [
-            (self.sample_rate > 0, "sample_rate must be > 0 Hz"),
-            (self.frame_length_ms > 0, "frame_length_ms must be > 0"),
-            (self.frame_shift_ms > 0, "frame_shift_ms must be > 0"),
-            (self.n_mels >= 1, "n_mels must be >= 1"),
+            (0 < self.sample_rate <= MAX_SAMPLE_RATE, f"sample_rate must be in [1, {MAX_SAMPLE_RATE}] Hz"),
+            (0 < self.frame_length_ms <= MAX_FRAME_MS, f"frame_length_ms must be in (0, {MAX_FRAME_MS:g}]"),
+            (0 < self.frame_shift_ms <= MAX_FRAME_MS, f"frame_shift_ms must be in (0, {MAX_FRAME_MS:g}]"),
+            (1 <= self.n_mels <= MAX_MELS, f"n_mels must be in [1, {MAX_MELS}]"),
             (0.0 <= self.preemphasis <= 1.0, "preemphasis must be in [0, 1]"),
             (self.window in WINDOWS, f"window must be one of {WINDOWS}"),
             (0.0 < self.log_floor < math.inf, "log_floor must be a positive finite number"),
@@ -105,6 +110,9 @@ class FbankConfig:
         if self.hop_length < 1:
             raise ConfigError(f"FbankConfig: frame_shift_ms={self.frame_shift_ms} gives "
                               f"{self.hop_length} samples at {self.sample_rate} Hz; need >= 1")
+        if self.n_fft > MAX_FFT_SIZE:
+            raise ConfigError(f"FbankConfig: frame_length_ms={self.frame_length_ms} gives an FFT of {self.n_fft} "
+                              f"points at {self.sample_rate} Hz; at most {MAX_FFT_SIZE}")
         if not self.low_freq < self.upper_freq <= nyquist:
             raise ConfigError(f"FbankConfig: high_freq={self.high_freq} gives an upper edge of "
                               f"{self.upper_freq:g} Hz; need low_freq ({self.low_freq:g}) < edge <= "
@@ -250,8 +258,15 @@ def _window(config: FbankConfig) -> np.ndarray:
 
 
 def normalize(features, config: FbankConfig | None = None):
-    """``(features - mean) / (2 * std)`` with the config's statistics; numpy or torch in, same type out."""
+    """``(features - mean) / (2 * std)`` with the config's statistics; numpy or torch in, same type out
+    (a list comes back as a numpy array)."""
     config = config or FbankConfig()
+    if not isinstance(config, FbankConfig):
+        raise ConfigError(f"normalize config must be an FbankConfig, got {type(config).__name__}")
+    if not (isinstance(features, np.ndarray) or hasattr(features, "detach")):
+        features = np.asarray(features)
+        if features.dtype.kind not in "iuf":
+            raise AudioError(f"normalize: expected numeric features, got dtype {features.dtype}")
     return (features - config.mean) / (2.0 * config.std)
 
 
@@ -267,10 +282,21 @@ def fbank(waveform, config: FbankConfig | None = None) -> "torch.Tensor":
     import torch  # here, not at module level: StreamingFbank must import without torch
 
     config = config or FbankConfig()
+    if not isinstance(config, FbankConfig):
+        raise ConfigError(f"fbank config must be an FbankConfig, got {type(config).__name__}")
     x = _as_float_tensor(waveform)
     squeeze = x.ndim == 1
     if squeeze:
         x = x.unsqueeze(0)
+    elif x.shape[0] == 0:
+        raise AudioError(f"fbank waveform: an empty batch, shape {list(x.shape)}")
+    elif x.shape[1] < config.window_length <= x.shape[0]:
+        # every row too short for a frame while the columns are long enough: read whole, this
+        # would be an empty result of one "clip" per sample
+        raise AudioError(f"fbank waveform: shape {list(x.shape)} would be {x.shape[0]} clips of {x.shape[1]} "
+                         f"sample(s), each shorter than one {config.window_length}-sample window; it looks like "
+                         "[samples, channels] audio: fbank takes mono [samples] (average the channels) or "
+                         "[batch, samples]")
     frames_out = config.num_frames(x.shape[-1])
     if frames_out == 0:
         empty = x.new_zeros(x.shape[0], 0, config.n_mels)
@@ -294,7 +320,14 @@ def _as_float_tensor(waveform) -> "torch.Tensor":
     """The waveform as a float32/float64 tensor, validated: 1-D or 2-D, finite."""
     import torch
 
-    x = waveform if isinstance(waveform, torch.Tensor) else torch.as_tensor(np.asarray(waveform))
+    if isinstance(waveform, torch.Tensor):
+        x = waveform
+    else:
+        refuse_undecoded(waveform, "fbank waveform")
+        array = np.asarray(waveform)
+        if array.dtype.kind not in "biuf":  # torch.as_tensor would raise a bare TypeError on these
+            raise AudioError(f"fbank waveform: unsupported dtype {array.dtype}; pass float or int16 samples")
+        x = torch.as_tensor(array)
     if x.ndim not in (1, 2):
         raise AudioError(f"fbank waveform: expected [samples] or [batch, samples], got shape {list(x.shape)}")
     if x.dtype == torch.int16:
@@ -338,6 +371,8 @@ class StreamingFbank:
 
     def __init__(self, config: FbankConfig | None = None, normalized: bool = False):
         self.config = config or FbankConfig()
+        if not isinstance(self.config, FbankConfig):
+            raise ConfigError(f"StreamingFbank config must be an FbankConfig, got {type(self.config).__name__}")
         self.normalized = bool(normalized)
         self.reset()
 

@@ -6,6 +6,7 @@ message names the file (or argument) and what is wrong with it.
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 import warnings
@@ -25,6 +26,11 @@ INT16_SCALE = 1.0 / 32768.0  # int16 full scale -> [-1, 1), the convention libsn
 RESAMPLE_QUALITIES = ("HQ", "VHQ")  # soxr presets; lower ones alias audibly at KWS bandwidths
 DEFAULT_RESAMPLE_QUALITY = "HQ"
 DEFAULT_SUBTYPE = "PCM_16"  # write_audio default: 16-bit PCM, what KWS corpora ship as
+# The C++ kernel's bound too; far higher "rates" are typos, and soxr allocates by the rate.
+MAX_SAMPLE_RATE = 768000
+# soxr's filter design grows with the ratio and never finishes past ~2^19 (sooner with VHQ);
+# 8 kHz <-> 768 kHz is 96, so this leaves every real conversion room.
+MAX_RESAMPLE_RATIO = 1024
 
 # RIFF data-chunk sizes that mean "length unknown" (written by recorders streaming to a
 # pipe or that never went back to patch the header): not evidence of truncation.
@@ -46,6 +52,25 @@ def refuse_undecoded(x, name: str) -> None:
         raise AudioError(f"{name}: got text; pass an array of samples (read a file with lmustream.audio.read_audio)")
 
 
+def as_numpy(x) -> np.ndarray:
+    """``np.asarray(x)``, torch tensors included (on any device, requiring grad or not): numpy cannot
+    take those itself, and this module must not import torch to recognise them."""
+    if hasattr(x, "detach") and hasattr(x, "cpu"):
+        x = x.detach().cpu()
+        if x.dtype.is_floating_point and x.element_size() < 4:
+            x = x.float()  # numpy has no bfloat16
+        x = x.numpy()
+    return np.asarray(x)
+
+
+def check_sample_dtype(dtype, name: str) -> None:
+    """AudioError unless ``dtype`` holds float samples (int16 is scaled by the caller): the full scale
+    of other integers is ambiguous (int32 may hold 24-bit or 32-bit PCM), bool is no audio."""
+    if not np.issubdtype(dtype, np.floating):
+        raise AudioError(f"{name}: unsupported sample dtype {dtype}; pass float samples in "
+                         "[-1, 1] or int16 PCM")
+
+
 def validate_samples(x, name: str = "samples", dtype=np.float32) -> np.ndarray:
     """Return ``x`` as a 1-D finite ``dtype`` array, or raise AudioError naming ``name``.
 
@@ -55,14 +80,12 @@ def validate_samples(x, name: str = "samples", dtype=np.float32) -> np.ndarray:
     conversion is needed: copy it before keeping it.
     """
     refuse_undecoded(x, name)
-    arr = np.asarray(x)
+    arr = x if isinstance(x, np.ndarray) else as_numpy(x)
     if arr.ndim != 1:
         raise AudioError(f"{name}: expected a 1-D array of samples (mono), got shape {arr.shape}")
     if arr.dtype == np.int16:
         return arr.astype(dtype) * INT16_SCALE  # exact: a power of two
-    if not np.issubdtype(arr.dtype, np.floating):
-        raise AudioError(f"{name}: unsupported sample dtype {arr.dtype}; pass float samples in "
-                         "[-1, 1] or int16 PCM")
+    check_sample_dtype(arr.dtype, name)
     arr = arr.astype(dtype, copy=False)
     if not np.isfinite(arr).all():
         bad = np.flatnonzero(~np.isfinite(arr))
@@ -71,14 +94,26 @@ def validate_samples(x, name: str = "samples", dtype=np.float32) -> np.ndarray:
 
 
 def check_sample_rate(rate, name: str) -> int:
-    """A sample rate as a positive ``int`` (numpy integers and integral floats accepted)."""
+    """A sample rate as an ``int`` in [1, MAX_SAMPLE_RATE] Hz (numpy integers and integral floats accepted)."""
+    rule = f"a positive integer in Hz, at most {MAX_SAMPLE_RATE}"
     if isinstance(rate, (bool, np.bool_)):
-        raise AudioError(f"{name}: sample rate must be a positive integer in Hz, got {rate!r}")
-    if isinstance(rate, (float, np.floating)) and float(rate).is_integer():
+        raise AudioError(f"{name}: sample rate must be {rule}, got {rate!r}")
+    if isinstance(rate, (float, np.floating)):
+        if not math.isfinite(rate) or not float(rate).is_integer():
+            raise AudioError(f"{name}: sample rate must be {rule}, got {rate!r} (non-integer rates are not "
+                             "supported)")
         rate = int(rate)
-    if not isinstance(rate, (int, np.integer)) or rate <= 0:
-        raise AudioError(f"{name}: sample rate must be a positive integer in Hz, got {rate!r}")
+    if not isinstance(rate, (int, np.integer)) or rate <= 0 or rate > MAX_SAMPLE_RATE:
+        raise AudioError(f"{name}: sample rate must be {rule}, got {rate!r}")
     return int(rate)
+
+
+def check_resample_ratio(orig: int, target: int, name: str) -> None:
+    """AudioError when converting ``orig`` Hz to ``target`` Hz is beyond MAX_RESAMPLE_RATIO either way."""
+    if max(orig, target) > MAX_RESAMPLE_RATIO * min(orig, target):
+        raise AudioError(f"{name}: cannot resample {orig} Hz to {target} Hz: a ratio of "
+                         f"{max(orig, target) / min(orig, target):g}, above the {MAX_RESAMPLE_RATIO} supported "
+                         "either way")
 
 
 def resample(samples, orig_sr: int, target_sr: int, quality: str = DEFAULT_RESAMPLE_QUALITY) -> np.ndarray:
@@ -86,13 +121,16 @@ def resample(samples, orig_sr: int, target_sr: int, quality: str = DEFAULT_RESAM
 
     Uses soxr (``quality`` "HQ" or "VHQ": linear phase, stop band well above 100 dB), so
     content above the new Nyquist is removed rather than aliased. The output holds
-    ``ceil(n * target_sr / orig_sr)`` samples; equal rates return a float32 copy.
+    ``ceil(n * target_sr / orig_sr)`` samples; equal rates return a float32 copy. Rates must be
+    integers in [1, MAX_SAMPLE_RATE] Hz and their ratio at most MAX_RESAMPLE_RATIO either way
+    (AudioError otherwise).
     """
     x = validate_samples(samples, "resample input")
     orig = check_sample_rate(orig_sr, "resample orig_sr")
     target = check_sample_rate(target_sr, "resample target_sr")
     if quality not in RESAMPLE_QUALITIES:
         raise AudioError(f"resample quality must be one of {RESAMPLE_QUALITIES}, got {quality!r}")
+    check_resample_ratio(orig, target, "resample")
     if orig == target:
         return x.copy()
     if x.size == 0:
@@ -193,7 +231,13 @@ def load_audio(path: PathLike, sample_rate: int = DEFAULT_SAMPLE_RATE, *,
     """Read ``path`` as float32 mono at ``sample_rate`` Hz (default 16000), resampling with soxr HQ."""
     target = check_sample_rate(sample_rate, f"load_audio({os.fspath(path)!r}) sample_rate")
     samples, rate = read_audio(path, allow_truncated=allow_truncated)
-    return samples if rate == target else resample(samples, rate, target)
+    if rate == target:
+        return samples
+    # the file's header states its rate: blame the file, not resample's arguments
+    name = f"load_audio({os.fspath(path)!r})"
+    check_sample_rate(rate, f"{name}: the file's header")
+    check_resample_ratio(rate, target, name)
+    return resample(samples, rate, target)
 
 
 def write_audio(path: PathLike, samples, sample_rate: int = DEFAULT_SAMPLE_RATE,

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from lmustream.data import sources
 from lmustream.data.clips import DEFAULT_FRAMES, Clip, scan_clips
 from lmustream.data.silence import DEFAULT_SILENCE_RATIO, add_silence
@@ -95,6 +97,11 @@ class DatasetIndex:
         return "\n".join(lines)
 
 
+def _check_spec(spec) -> None:
+    if not isinstance(spec, (str, os.PathLike)) or not os.fspath(spec):
+        raise ConfigError(f"dataset must be a folder or a {MANIFEST_SUFFIX} manifest path, got {spec!r}")
+
+
 def detect_kind(spec, *, task: str = "35", pattern: str | None = None) -> str:
     """The layout of ``spec``: "manifest" (a .csv file), "pattern", "speech_commands" or "folders".
 
@@ -102,6 +109,7 @@ def detect_kind(spec, *, task: str = "35", pattern: str | None = None) -> str:
     ``validation_list.txt``, ``testing_list.txt`` or ``_background_noise_``, or when task
     "12" is asked for; else labelled folders.
     """
+    _check_spec(spec)
     path = Path(os.fspath(spec))
     if not path.exists():
         raise ConfigError(f"dataset {str(path)!r}: no such file or folder")
@@ -152,6 +160,10 @@ def open_dataset(spec, *, kind: str = "auto", task="35", pattern: str | None = N
     """
     if kind not in KINDS:
         raise ConfigError(f"kind must be one of {KINDS}, got {kind!r}")
+    _check_spec(spec)
+    # int(seed) would truncate 1.5 to another seed's split, or fail with a bare ValueError on "a"
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, (bool, np.bool_)):
+        raise ConfigError(f"seed must be an integer, got {seed!r}")
     task = sources.check_task(task)
     label_map = sources.parse_label_map(label_map)
     kind = detect_kind(spec, task=task, pattern=pattern) if kind == "auto" else kind

@@ -14,13 +14,15 @@ Both paths share ``A`` and ``B`` and give the same result to float rounding.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
-from lmustream.errors import ConfigError
+from lmustream.errors import AudioError, ConfigError
 
 
 @dataclass(frozen=True)
@@ -34,17 +36,31 @@ class LMUConfig:
 
     def __post_init__(self):
         for name in ("input_size", "hidden_size", "memory_size"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"LMUConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if not (math.isfinite(self.theta) and self.theta > 0):
-            raise ConfigError(f"LMUConfig.theta must be a positive number of frames, got {self.theta}")
+            # int() would take 2.7 as 2 and True as 1: a typo would build another cell
+            _check_order(getattr(self, name), f"LMUConfig.{name}")
+        _check_theta(self.theta, "LMUConfig.theta")
+
+
+def _check_theta(theta, what: str) -> None:
+    if (isinstance(theta, (bool, np.bool_)) or not isinstance(theta, numbers.Real)
+            or not (math.isfinite(theta) and theta > 0)):
+        raise ConfigError(f"{what} must be a positive finite number of frames, got {theta!r}")
+
+
+def _check_order(order, what: str) -> None:
+    if isinstance(order, (bool, np.bool_)) or not isinstance(order, numbers.Integral) or order < 1:
+        raise ConfigError(f"{what} must be an integer >= 1, got {order!r}")
 
 
 def legendre_delay_system(order: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Continuous-time Legendre delay system ``(A_c [M, M], B_c [M])`` in float64.
 
     A_c[i, j] = R_i * (-1 if i < j else (-1)^(i-j+1)),  B_c[i] = R_i * (-1)^i,  R_i = (2i+1)/theta.
+    ConfigError for an order that is not an integer >= 1 or a theta that is not positive and finite.
     """
+    _check_order(order, "the Legendre memory order")
+    _check_theta(theta, "the Legendre memory theta")
+    order, theta = int(order), float(theta)
     i = torch.arange(order, dtype=torch.float64)
     R = (2 * i + 1) / theta  # (M,)
     ii, jj = torch.meshgrid(i, i, indexing="ij")
@@ -76,6 +92,16 @@ def impulse_response(A: torch.Tensor, B: torch.Tensor, length: int) -> torch.Ten
         H = torch.cat([H, power @ H], dim=1)  # (M, 2k): second half is A^k H
         power = power @ power
     return H[:, :length]
+
+
+def _check_sequence(u, who: str) -> None:
+    """AudioError unless ``u`` is a floating [batch >= 1, N >= 1] tensor (the FFT path fails obscurely otherwise)."""
+    if not isinstance(u, torch.Tensor):
+        raise AudioError(f"{who}: u must be a torch.Tensor [batch, N], got {type(u).__name__}")
+    if u.ndim != 2 or u.shape[0] < 1 or u.shape[1] < 1:
+        raise AudioError(f"{who}: u must be [batch >= 1, N >= 1], got shape {list(u.shape)}")
+    if not u.is_floating_point():
+        raise AudioError(f"{who}: u must be floating point, got {u.dtype}")
 
 
 class LMUMemoryState(NamedTuple):
@@ -127,6 +153,7 @@ class LegendreMemory(nn.Module):
         Computed in float64 and returned in u's dtype: the memory readout feeds thresholds (spiking
         models), so the parallel and the recurrent path must agree to the output's rounding.
         """
+        _check_sequence(u, "LegendreMemory")
         N = u.shape[-1]
         fft_H = self._fft_response(N, torch.float64, u.device)  # (M, N+1) complex128
         U = torch.fft.rfft(u.double()[:, None, :], n=2 * N, dim=-1)  # (B, 1, N+1)
@@ -144,6 +171,10 @@ class LegendreMemory(nn.Module):
 
     def recurrent(self, u: torch.Tensor, state: LMUMemoryState | None = None) -> torch.Tensor:
         """Recurrent path over a sequence: ``u [batch, N] -> m [batch, M, N]``, same contract as forward."""
+        _check_sequence(u, "LegendreMemory.recurrent")
+        if state is not None and tuple(state.m.shape) != (u.shape[0], self.order):
+            raise ConfigError(f"LegendreMemory.recurrent: state m has shape {list(state.m.shape)}, "
+                              f"expected [{u.shape[0]}, {self.order}]")
         if state is None:
             state = self.initial_state(u.shape[0], u.device)
         A_T, B, u64 = self.A.T, self.B, u.double()

@@ -16,19 +16,29 @@ residual stream and the logits stay real-valued. Internal layout is [B, C, N] th
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields, replace
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lmustream.errors import ConfigError
+from lmustream.errors import AudioError, ConfigError
 from lmustream.models import exact
 from lmustream.models.lmu import LegendreMemory
 from lmustream.models.spiking import LIF, LIFConfig
 
 OUTPUT_MODES = ("mean", "all_seq", "frames")
 MEMORY_PATHS = ("fft", "recurrent")
+
+# Bounds of the C++ kernel's reader (csrc/artifact.h, validate_config), so that every config
+# Python accepts also loads there.
+MAX_WIDTH = 1 << 16  # n_mels, n_classes, dim, mlp_ratio * dim
+MIN_THETA, MAX_THETA = 1e-3, 1e9
+_INT_LIMITS = {"n_mels": MAX_WIDTH, "n_classes": MAX_WIDTH, "dim": MAX_WIDTH, "depth": 64, "mlp_ratio": 64,
+               "memory_size": 4096, "embed_convs": 64, "kernel_size": 63, "frames": 2**31 - 1}
+_BOOL_FIELDS = ("causal", "spiking")
 
 
 @dataclass(frozen=True)
@@ -52,17 +62,40 @@ class LMUFormerConfig:
     frames: int = 128  # training clip length in frames (data pipeline pads/crops to it; the model takes any N)
 
     def __post_init__(self):
-        positive = ("n_mels", "n_classes", "dim", "depth", "mlp_ratio", "memory_size", "embed_convs", "frames")
-        for name in positive:
+        # Bools are ints to Python and any object is truthy, so True as a width or "false" as a flag
+        # would build another model than the C++ kernel builds from the same file: types are exact.
+        for name, value in ((f.name, getattr(self, f.name)) for f in fields(self)):
+            if name in _BOOL_FIELDS:
+                if not isinstance(value, (bool, np.bool_)):
+                    raise ConfigError(f"LMUFormerConfig.{name} must be True or False, got {value!r}")
+                object.__setattr__(self, name, bool(value))
+            elif name in _INT_LIMITS:
+                if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+                    raise ConfigError(f"LMUFormerConfig.{name} must be an integer, got {value!r}")
+                object.__setattr__(self, name, int(value))
+            else:
+                if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+                    raise ConfigError(f"LMUFormerConfig.{name} must be a number, got {value!r}")
+                try:
+                    object.__setattr__(self, name, float(value))
+                except OverflowError:  # an int beyond float range
+                    raise ConfigError(f"LMUFormerConfig.{name} is beyond the float range") from None
+        # The C++ kernel's limits (csrc/artifact.h): a model outside them could be trained but not deployed.
+        for name, high in _INT_LIMITS.items():
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"LMUFormerConfig.{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.kernel_size, int) or self.kernel_size < 1 or self.kernel_size % 2 == 0:
-            raise ConfigError(f"LMUFormerConfig.kernel_size must be a positive odd integer, got {self.kernel_size!r}")
+            if not 1 <= value <= high:
+                raise ConfigError(f"LMUFormerConfig.{name} must be an integer in [1, {high}], got {value}")
+        if self.kernel_size % 2 == 0:
+            raise ConfigError(f"LMUFormerConfig.kernel_size must be odd, got {self.kernel_size}")
+        if self.mlp_ratio * self.dim > MAX_WIDTH:
+            raise ConfigError(f"LMUFormerConfig: mlp_ratio * dim = {self.mlp_ratio * self.dim} exceeds {MAX_WIDTH}")
         for name in ("theta", "lif_tau", "lif_threshold", "lmu_input_threshold"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ConfigError(f"LMUFormerConfig.{name} must be a positive number, got {value!r}")
+            if not (math.isfinite(value) and value > 0):
+                raise ConfigError(f"LMUFormerConfig.{name} must be a positive finite number, got {value!r}")
+        if not MIN_THETA <= self.theta <= MAX_THETA:
+            raise ConfigError(f"LMUFormerConfig.theta must be in [{MIN_THETA:g}, {MAX_THETA:g}] frames, "
+                              f"got {self.theta!r}")
 
     @property
     def lookahead(self) -> int:
@@ -74,6 +107,8 @@ class LMUFormerConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "LMUFormerConfig":
+        if not isinstance(d, Mapping):
+            raise ConfigError(f"LMUFormerConfig.from_dict: expected a mapping of fields, got {type(d).__name__}")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -95,8 +130,11 @@ NAMED_CONFIGS: dict[str, LMUFormerConfig] = {
 
 def get_config(name: str, **overrides) -> LMUFormerConfig:
     """A named configuration with fields overridden, e.g. ``get_config("lmuformer-small", n_classes=12)``."""
-    if name not in NAMED_CONFIGS:
+    if not isinstance(name, str) or name not in NAMED_CONFIGS:
         raise ConfigError(f"unknown model configuration {name!r}; known: {', '.join(NAMED_CONFIGS)}")
+    unknown = sorted(set(overrides) - {f.name for f in fields(LMUFormerConfig)})
+    if unknown:
+        raise ConfigError(f"unknown LMUFormerConfig keys: {', '.join(unknown)}")
     return replace(NAMED_CONFIGS[name], **overrides)
 
 
@@ -235,7 +273,7 @@ def run_memory(memory: LegendreMemory, u: torch.Tensor, path: str) -> torch.Tens
         return memory(u)
     if path == "recurrent":
         return memory.recurrent(u)
-    raise ValueError(f"memory_path must be one of {MEMORY_PATHS}, got {path!r}")
+    raise ConfigError(f"memory_path must be one of {MEMORY_PATHS}, got {path!r}")
 
 
 class ChannelMixer(nn.Module):
@@ -295,11 +333,16 @@ class LMUFormer(nn.Module):
         up to each frame (what a streaming model outputs at frame t, given the look-ahead);
       - mode "frames": ``[B, N, classes]``, the head applied to each frame's features.
     Any N >= 1 is accepted. ``memory_path="recurrent"`` runs the Legendre memory frame by frame
-    instead of by FFT (same result to float rounding).
+    instead of by FFT (same result to float rounding). ``x`` of any floating dtype is cast to the
+    model's; integer, bool or complex input, a wrong shape, another device and (in eval mode)
+    NaN/Inf raise AudioError; a bad ``mode`` or ``memory_path`` raises ConfigError.
     """
 
     def __init__(self, config: LMUFormerConfig):
         super().__init__()
+        if not isinstance(config, LMUFormerConfig):
+            raise ConfigError(f"LMUFormer needs an LMUFormerConfig (LMUFormerConfig.from_dict reads a dict), "
+                              f"got {type(config).__name__}")
         self.config = config
         self.embed = (SpikingPatchEmbedding if config.spiking else PatchEmbedding)(config)
         self.blocks = nn.ModuleList(Block(config) for _ in range(config.depth))
@@ -310,7 +353,7 @@ class LMUFormer(nn.Module):
 
     def features(self, x: torch.Tensor, memory_path: str = "fft") -> torch.Tensor:
         """``x [B, N, n_mels] -> [B, C, N]``: what the head sees at each frame (spikes if spiking)."""
-        self._check_input(x)
+        x = self._check_input(x)
         z = self.embed(x.transpose(1, 2))  # (B, C, N)
         for block in self.blocks:
             z = block(z, memory_path)
@@ -322,7 +365,7 @@ class LMUFormer(nn.Module):
         if mode == "normal":  # the reference's name for "mean"
             mode = "mean"
         if mode not in OUTPUT_MODES:
-            raise ValueError(f"mode must be one of {OUTPUT_MODES}, got {mode!r}")
+            raise ConfigError(f"mode must be one of {OUTPUT_MODES}, got {mode!r}")
         f = self.features(x, memory_path).transpose(1, 2)  # (B, N, C)
         if mode == "frames":
             return self.head(f)  # (B, N, K)
@@ -332,13 +375,37 @@ class LMUFormer(nn.Module):
         counts = torch.arange(1, f.shape[0] + 1, dtype=f.dtype, device=f.device)[:, None, None]
         return self.head(f.cumsum(dim=0) / counts)  # (N, B, K)
 
-    def _check_input(self, x: torch.Tensor) -> None:
+    def _check_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` in the model's dtype, or AudioError naming what is wrong with it.
+
+        Any floating dtype is cast to the weights' (one copy; float64 features give the float32
+        model's result, not a dtype error from deep in conv1d). Under autocast the weights stay
+        float32, so inputs stay float32 and autocast picks the compute dtype as before.
+        Non-finite values are refused in eval mode; training skips that check, since reading
+        the result would stall the accelerator every step (a NaN input shows in the loss there).
+        """
+        n = self.config.n_mels
         if not isinstance(x, torch.Tensor):
-            raise TypeError(f"LMUFormer input must be a torch.Tensor, got {type(x).__name__}")
-        if x.ndim != 3 or x.shape[-1] != self.config.n_mels or x.shape[1] < 1:
-            raise ValueError(
-                f"LMUFormer input must be [batch, frames >= 1, {self.config.n_mels} mel bins], "
-                f"got shape {list(x.shape)}")
+            raise AudioError(f"LMUFormer input must be a torch.Tensor [batch, frames, {n}], got {type(x).__name__}")
+        if x.ndim != 3 or x.shape[-1] != n or x.shape[0] < 1 or x.shape[1] < 1:
+            raise AudioError(f"LMUFormer input must be [batch >= 1, frames >= 1, {n} mel bins], "
+                             f"got shape {list(x.shape)}")
+        if not x.is_floating_point():
+            raise AudioError(f"LMUFormer input must be floating point log-mel features, got {x.dtype}")
+        weight = next(self.parameters())
+        if x.device != weight.device:
+            raise AudioError(f"LMUFormer input is on {x.device}, the model on {weight.device}: move one to the other")
+        given = x.dtype
+        if given != weight.dtype:
+            x = x.to(weight.dtype)
+        if not self.training and not torch.jit.is_tracing() and not torch.compiler.is_compiling():
+            finite = torch.isfinite(x)
+            if not bool(finite.all()):
+                clip, frame = (int(i) for i in (~finite.all(-1)).nonzero()[0])
+                cast = f" (after the cast from {given} to {weight.dtype})" if given != weight.dtype else ""
+                raise AudioError(f"LMUFormer input has a non-finite value (NaN or Inf) in clip {clip}, "
+                                 f"frame {frame}{cast}")
+        return x
 
     def num_parameters(self, trainable_only: bool = True) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)

@@ -14,11 +14,13 @@ The membrane is explicit state: ``forward`` starts from rest unless given a stat
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from lmustream.errors import ConfigError
 from lmustream.models import lif_triton
 
 
@@ -104,6 +106,18 @@ class LIFConfig:
     surrogate_alpha: float = 4.0  # steepness of the sigmoid surrogate gradient
     detach_reset: bool = True  # the reset does not propagate gradient (reference behaviour)
 
+    def __post_init__(self):
+        for name in ("tau", "v_threshold", "v_reset", "surrogate_alpha"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ConfigError(f"LIFConfig.{name} must be a finite number, got {value!r}")
+        # tau <= 0 divides by zero or makes the membrane grow without bound; alpha <= 0 kills the surrogate gradient
+        for name in ("tau", "surrogate_alpha"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"LIFConfig.{name} must be positive, got {getattr(self, name)!r}")
+        if not isinstance(self.detach_reset, bool):  # "no" would be truthy
+            raise ConfigError(f"LIFConfig.detach_reset must be True or False, got {self.detach_reset!r}")
+
 
 class LIF(nn.Module):
     """Multi-step LIF layer over the last axis: ``x [..., N] -> spikes [..., N]`` (0/1, x's dtype).
@@ -113,6 +127,8 @@ class LIF(nn.Module):
 
     def __init__(self, config: LIFConfig = LIFConfig()):
         super().__init__()
+        if not isinstance(config, LIFConfig):
+            raise ConfigError(f"LIF needs a LIFConfig, got {type(config).__name__}")
         self.config = config
 
     def extra_repr(self) -> str:

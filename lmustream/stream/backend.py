@@ -7,7 +7,9 @@
     an error when it is not available;
   * ``"torch"``: :class:`lmustream.stream.torch_stream.TorchKernel`, the PyTorch step form;
   * ``"auto"`` (default): the C++ kernel when it imports and loads this model, else PyTorch.
-    ``kernel.backend_note`` says which one was chosen and, on fallback, why.
+    ``kernel.backend_note`` says which one was chosen and, on fallback, why. A file the kernel
+    refuses as invalid (CheckpointError: corrupt or inconsistent content) is not run on PyTorch:
+    that error is raised, with any backend.
 
 ``int8=True`` runs the C++ kernel with int8 weights (docs/kernel.md): it needs the kernel, so
 it never falls back to PyTorch.
@@ -20,6 +22,8 @@ import os
 import struct
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from lmustream.errors import CheckpointError, ConfigError, not_a_model_file
 
@@ -43,6 +47,40 @@ def _cpp_kernel_class():
     return cls, None
 
 
+_NEWER_FORMAT = "newer than this kernel supports"  # csrc/artifact.cc: the one refusal that is the kernel's limit
+
+
+def _file_is_invalid(error: CheckpointError) -> bool:
+    """Whether the C++ kernel's CheckpointError judges the file (corrupt, inconsistent: raise it)
+    rather than the kernel (a format version it predates: PyTorch may read it).
+
+    The kernel raises CheckpointError for every problem it finds in a file's content, and other
+    types for anything else. A build left over from another lmustream version cannot be trusted
+    to judge this version's files, so its refusals fall back too.
+    """
+    if _NEWER_FORMAT in str(error):
+        return False
+    try:
+        from lmustream.stream import kernel as kernel_module
+
+        stale = kernel_module.kernel_info().get("error") is not None
+    except Exception:  # the probe must not hide the kernel's own error
+        stale = False
+    return not stale
+
+
+def check_model_spec(model: Any, who: str, kernel_ok: bool = False) -> None:
+    """ConfigError unless ``model`` is something a model can be opened from: a file path, a
+    shipped model's name, a ModelArtifact, or (``kernel_ok``) an opened kernel."""
+    if isinstance(model, (str, os.PathLike)) and os.fspath(model):
+        return
+    if type(model).__name__ == "ModelArtifact" or (kernel_ok and hasattr(model, "open") and hasattr(model, "labels")):
+        return
+    what = repr(model) if isinstance(model, (str, os.PathLike)) else type(model).__name__
+    kinds = "a model file path, a shipped model name, a ModelArtifact" + (" or an opened kernel" if kernel_ok else "")
+    raise ConfigError(f"{who}: model must be {kinds}, got {what}")
+
+
 def default_backend_note() -> str:
     """What ``backend="auto"`` runs models on here (``lmustream info``)."""
     cls, why = _cpp_kernel_class()
@@ -56,6 +94,10 @@ def open_kernel(model: Any, backend: str = "auto", threads: int | None = None, i
     """
     if backend not in BACKENDS:
         raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    check_model_spec(model, "open_kernel")
+    if not isinstance(int8, (bool, np.bool_)):  # "no" is truthy
+        raise ConfigError(f"int8 must be True or False, got {int8!r}")
+    int8 = bool(int8)
     from lmustream.models.registry import resolve_model
 
     is_artifact = type(model).__name__ == "ModelArtifact"
@@ -69,6 +111,10 @@ def open_kernel(model: Any, backend: str = "auto", threads: int | None = None, i
         if cls is not None:
             try:
                 kernel = cls(str(path), int8=int8)
+            except CheckpointError as e:
+                if _file_is_invalid(e):
+                    raise  # PyTorch would run the same bad file, without the kernel's checks
+                why = f"the C++ kernel could not load {path.name}: {type(e).__name__}: {e}"
             except Exception as e:  # e.g. a model kind the C++ kernel does not support yet
                 why = f"the C++ kernel could not load {path.name}: {type(e).__name__}: {e}"
             else:

@@ -41,7 +41,8 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from lmustream.audio.io import check_sample_rate
+from lmustream.audio.io import (INT16_SCALE, as_numpy, check_resample_ratio, check_sample_dtype, check_sample_rate,
+                                refuse_undecoded, validate_samples)
 from lmustream.errors import AudioError, ConfigError
 
 DEFAULT_WINDOW_S = 1.0  # the training clip: 98 frames of per-frame logits averaged
@@ -57,6 +58,14 @@ ISOLATION_GAP_S = 0.2  # a pause this long separates a command from the speech b
 # ... and from the speech after it: a keyword is reported once its word is followed by this much quiet
 DEFAULT_TRAILING_PAUSE_S = 0.2
 MAX_CHANNELS = 64  # a pushed block with more columns is [channels, samples], not [samples, channels]
+# Settings in seconds that size buffers (window, smoothing, hold, isolation, trailing_pause): each
+# push copies that many frames, so far beyond the one-second clip the detector only slows down.
+MAX_SPAN_S = 60.0
+MAX_REFRACTORY_S = 3600.0  # only compared with frame counts: an hour between repeats is plenty
+# Metadata that ``lmustream calibrate --out`` writes beside the settings (a *.detector.json
+# sidecar is that whole file): read and ignored, so a typo among the settings still stands out.
+CALIBRATION_KEYS = ("target_fa_per_hour", "negative_hours", "measured_fa_per_hour", "resolution_fa_per_hour",
+                    "stream", "frr_at_target")
 ISOLATION_LOOKBACK_S = 3.0  # audio examined before a decision to tell a command from running speech
 ISOLATION_FLOOR_S = 10.0  # audio whose quietest frames give the noise floor for that
 SILENCE_PRIOR_S = 1.0  # digital silence whose logits stand for the audio before a stream began
@@ -128,10 +137,13 @@ class DetectorConfig:
         for name in ("window", "smoothing", "refractory", "hold", "isolation", "trailing_pause"):
             value = getattr(self, name)
             # one rule per setting, stated whole: a window of no logits averages nothing
-            rule = "> 0" if name == "window" else ">= 0"
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) \
-                    or value < 0 or (name == "window" and value == 0):
-                raise ConfigError(f"detector {name} must be a number of seconds {rule}, got {value!r}")
+            low = "> 0" if name == "window" else ">= 0"
+            high = MAX_REFRACTORY_S if name == "refractory" else MAX_SPAN_S
+            if not _is_real(value) or not math.isfinite(value) or value < 0 or (name == "window" and value == 0):
+                raise ConfigError(f"detector {name} must be a number of seconds {low}, got {value!r}")
+            if value > high:
+                raise ConfigError(f"detector {name} must be at most {high:g} seconds, got {value!r}")
+            object.__setattr__(self, name, float(value))
         if not isinstance(self.one_per_word, bool):
             raise ConfigError(f"detector one_per_word must be true or false, got {self.one_per_word!r}")
         if self.hold > self.refractory:
@@ -153,14 +165,24 @@ class DetectorConfig:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "DetectorConfig":
+        """Settings from a JSON object (a model's ``extra.detector``, a calibration file); the
+        calibration's own metadata (CALIBRATION_KEYS) is ignored, any other key raises ConfigError."""
         known = {f.name for f in fields(cls)}
         if not isinstance(data, Mapping):
             raise ConfigError(f"detector settings must be a JSON object, got {type(data).__name__}")
+        unknown = sorted(str(k) for k in set(data) - known - set(CALIBRATION_KEYS))
+        if unknown:
+            raise ConfigError(f"detector settings: unknown key(s) {unknown}; known: {', '.join(sorted(known))}")
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
+def _is_real(value) -> bool:
+    """A real number, numpy scalars included, bools not (True is no threshold or duration)."""
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
 def _check_threshold(name: str, value) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= float(value) <= 1.0:
+    if not _is_real(value) or not 0.0 <= float(value) <= 1.0:
         raise ConfigError(f"detector {name} must be a number in [0, 1], got {value!r}")
 
 
@@ -648,10 +670,14 @@ def load_thresholds(source: str | Path | Mapping | float | None) -> tuple[float 
     ``word=0.7,other=0.8`` string, or a calibration JSON file (``lmustream calibrate --out``)."""
     if source is None:
         return None, {}
-    if isinstance(source, (int, float)) and not isinstance(source, bool):
+    if _is_real(source):
         _check_threshold("threshold", source)
         return float(source), {}
+    if isinstance(source, (bool, np.bool_)):
+        raise ConfigError(f"detector threshold must be a number in [0, 1], got {source!r}")
     if isinstance(source, Mapping):
+        for word, value in source.items():
+            _check_threshold(f"threshold of {word!r}", value)
         return None, {str(k): float(v) for k, v in source.items()}
     text = str(source)
     path = Path(text)
@@ -664,7 +690,8 @@ def load_thresholds(source: str | Path | Mapping | float | None) -> tuple[float 
             raise ConfigError(f"thresholds file {text!r}: expected a JSON object")
         per = data.get("thresholds", data)
         default = data.get("threshold")
-        if not isinstance(per, Mapping) or not all(isinstance(v, (int, float)) for v in per.values()):
+        if not isinstance(per, Mapping) or not all(_is_real(v) for v in per.values()) \
+                or not (default is None or _is_real(default)):
             raise ConfigError(f"thresholds file {text!r}: expected {{'thresholds': {{keyword: number}}}}")
         return (None if default is None else float(default)), {str(k): float(v) for k, v in per.items()}
     try:
@@ -723,7 +750,11 @@ class Detector:
       config: a whole :class:`DetectorConfig` to start from instead of the model's calibration; the
         arguments above still override its fields.
       sample_rate: rate of the audio that will be pushed; other rates than the model's are
-        resampled as the audio arrives (soxr, band-limited).
+        resampled as the audio arrives (soxr, band-limited). Without it, the rate given to the
+        first ``push`` (else the model's) is the stream's; with it, a push at another rate is an error.
+      channels: the channel count of 2-D ``[samples, channels]`` blocks (averaged to mono). Without
+        it, a block with no more samples than channels (e.g. ``[2, 40]``) could be ``[channels,
+        samples]`` and is refused until a longer block has shown the stream's channel count.
       backend: "auto" (C++ kernel when built, else PyTorch), "kernel" or "torch".
       int8: run the C++ kernel with int8 weights (about 3x less time per frame; needs the kernel).
       on_event: a callback called with each :class:`Event` (more with :meth:`add_callback`).
@@ -738,12 +769,21 @@ class Detector:
                  window: float | None = None, hold: float | None = None, posterior: str | None = None,
                  isolation: float | None = None, trailing_pause: float | None = None,
                  one_per_word: bool | None = None, config: DetectorConfig | None = None, sample_rate: int | None = None,
-                 backend: str = "auto", int8: bool = False, on_event: Callable[[Event], Any] | None = None):
-        from lmustream.stream.backend import (backend_of, kernel_training_loss, model_detector_defaults,
-                                              model_training_loss, open_kernel)
+                 channels: int | None = None, backend: str = "auto", int8: bool = False,
+                 on_event: Callable[[Event], Any] | None = None):
+        from lmustream.stream.backend import (backend_of, check_model_spec, kernel_training_loss,
+                                              model_detector_defaults, model_training_loss, open_kernel)
 
-        if config is not None and not isinstance(config, DetectorConfig):  # before the model is loaded
+        # all before the model is loaded
+        check_model_spec(model, "Detector", kernel_ok=True)
+        if config is not None and not isinstance(config, DetectorConfig):
             raise ConfigError(f"Detector config must be a DetectorConfig, got {type(config).__name__}")
+        if on_event is not None and not callable(on_event):
+            raise ConfigError(f"Detector on_event must be callable, got {type(on_event).__name__}")
+        if channels is not None and (not isinstance(channels, (int, np.integer)) or isinstance(channels, bool)
+                                     or not 1 <= channels <= MAX_CHANNELS):
+            raise ConfigError(f"Detector channels must be an integer in [1, {MAX_CHANNELS}], got {channels!r}")
+        self.channels = None if channels is None else int(channels)
         if hasattr(model, "open") and hasattr(model, "labels"):  # an opened kernel
             self.kernel, defaults, loss = model, {}, kernel_training_loss(model)
         else:
@@ -763,7 +803,9 @@ class Detector:
         else:
             hop, win = getattr(self.kernel, "hop_length", self.model_rate // 100), self.model_rate * 25 // 1000
         self.clock = FrameClock(self.model_rate, hop, win, int(self.kernel.lookahead))
+        self._rate_stated = sample_rate is not None
         self.sample_rate = self.model_rate if sample_rate is None else check_sample_rate(sample_rate, "Detector")
+        check_resample_ratio(self.sample_rate, self.model_rate, "Detector")
         self._callbacks: list[Callable[[Event], Any]] = [on_event] if on_event else []
         c, clock = self.config, self.clock
         self._window_frames, self._smoothing_frames = clock.frames(c.window), clock.frames(c.smoothing)
@@ -790,6 +832,7 @@ class Detector:
         else:
             picked = [keywords] if isinstance(keywords, str) else list(keywords)
             check_keywords(picked, self.labels)
+            picked = list(dict.fromkeys(picked))  # a word named twice would report each event twice
         if not picked:
             raise ConfigError(f"no keywords to detect among the model's labels {self.labels}")
         stray = sorted(set(self.config.thresholds) - set(self.labels))
@@ -802,6 +845,8 @@ class Detector:
         return {k: self.config.threshold_of(k) for k in self.keywords}
 
     def add_callback(self, callback: Callable[[Event], Any]) -> None:
+        if not callable(callback):  # else the first event, maybe hours later, would raise TypeError
+            raise ConfigError(f"Detector callback must be callable, got {type(callback).__name__}")
         self._callbacks.append(callback)
 
     # -- the stream ------------------------------------------------------------------------
@@ -815,6 +860,7 @@ class Detector:
             trigger.reset()
         self._resampler = None
         self._input_rate: int | None = None
+        self._stream_channels: int | None = None  # shown by this stream's first unambiguous 2-D block
         self.frames = 0  # frames scored so far
         self.samples_in = 0  # input samples pushed (at their own rate)
         self.last_posteriors = np.zeros(len(self.keywords))  # smoothed p of each keyword, last frame
@@ -828,10 +874,20 @@ class Detector:
         return self.samples_in / (self._input_rate or self.sample_rate)
 
     def push(self, samples, sample_rate: int | None = None) -> list[Event]:
-        """Feed a block: 1-D mono or ``[n, channels]`` (averaged), float in [-1, 1] or int16."""
+        """Feed a block: 1-D mono or ``[n, channels]`` (averaged), float in [-1, 1] or int16.
+
+        ``sample_rate``: the block's rate; the first push's sets the stream's (when the detector
+        was given none), a different one later (or one contradicting the detector's
+        ``sample_rate``) raises AudioError.
+        """
         rate = self.sample_rate if sample_rate is None else check_sample_rate(sample_rate, "Detector.push")
-        x = _mono(samples)
+        x = self._mono(samples)
         if self._input_rate is None:
+            if rate != self.sample_rate:
+                if self._rate_stated:
+                    raise AudioError(f"Detector.push: samples at {rate} Hz, but the detector was made for "
+                                     f"sample_rate={self.sample_rate} Hz")
+                check_resample_ratio(rate, self.model_rate, "Detector.push")
             self._input_rate = rate
             if rate != self.model_rate:
                 import soxr
@@ -871,8 +927,10 @@ class Detector:
     def process_logits(self, frame_logits: np.ndarray, levels_db: np.ndarray | None = None) -> list[Event]:
         """Advance on per-frame logits ``[n, classes]`` already computed (e.g. by a kernel
         stream); returns the events they complete. ``levels_db``: the audio level of the same
-        frames (:func:`frame_levels`), for the events' spans, when the audio is not pushed."""
-        frame_logits = np.asarray(frame_logits, np.float32).reshape(-1, len(self.labels))
+        frames (:func:`frame_levels`), for the events' spans, when the audio is not pushed.
+        Raises AudioError for logits of another shape, of no real dtype, or not finite (the
+        detector's state is unchanged then)."""
+        frame_logits = self._check_logits(frame_logits)
         if levels_db is not None:
             self._history.push_levels(levels_db)
         if frame_logits.shape[0] == 0:
@@ -888,6 +946,67 @@ class Detector:
         events = self._judge_waiting(final=False)
         self._history.trim()
         return self._report(events)
+
+    def _check_logits(self, frame_logits) -> np.ndarray:
+        """``frame_logits`` as float32 ``[n, classes]``, or AudioError: a reshape would read a
+        transposed or wrong-width array as other frames, and one NaN or Inf row would poison
+        the moving average for every frame after it."""
+        name = "Detector.process_logits"
+        x = frame_logits if isinstance(frame_logits, np.ndarray) else as_numpy(frame_logits)
+        if x.dtype.kind not in "fiu":
+            raise AudioError(f"{name}: logits must be real numbers, got dtype {x.dtype}")
+        if x.ndim == 1 and x.size == 0:  # what a stream with nothing to say may return
+            return np.zeros((0, len(self.labels)), np.float32)
+        if x.ndim != 2 or x.shape[1] != len(self.labels):
+            raise AudioError(f"{name}: expected logits [frames, {len(self.labels)}] (one column per label of "
+                             f"the model), got shape {list(x.shape)}")
+        x = x.astype(np.float32, copy=False)
+        finite = np.isfinite(x).all(axis=1)
+        if not finite.all():
+            row = int(np.argmin(finite))
+            raise AudioError(f"{name}: non-finite logit (NaN or Inf) at frame {self.frames + row} "
+                             f"(row {row} of this block)")
+        return x
+
+    def _mono(self, samples) -> np.ndarray:
+        """A pushed block as contiguous float32 mono: 2-D blocks obey the dtype rules of 1-D ones
+        (int16 scaled, float kept, anything else refused) before their channels are averaged."""
+        name = "Detector.push samples"
+        if isinstance(samples, np.ndarray) and samples.ndim == 1:  # the usual live block
+            return np.ascontiguousarray(validate_samples(samples, name))
+        refuse_undecoded(samples, name)
+        x = as_numpy(samples)
+        if x.ndim == 2:
+            x = self._downmix(x, name)
+        return np.ascontiguousarray(validate_samples(x, name))
+
+    def _downmix(self, x: np.ndarray, name: str) -> np.ndarray:
+        rows, cols = x.shape
+        if cols == 0:
+            raise AudioError(f"{name}: shape {x.shape} has no channels")
+        if cols > MAX_CHANNELS:
+            raise AudioError(f"{name}: expected [samples, channels], got shape {x.shape} "
+                             f"({cols} channels?); pass the transpose for [channels, samples] audio")
+        known = self.channels or self._stream_channels
+        if known is not None:
+            if cols != known:
+                source = "Detector(channels=...)" if self.channels else "this stream's earlier blocks; reset() first"
+                flipped = "; [channels, samples]? pass the transpose" if rows == known else ""
+                raise AudioError(f"{name}: expected [samples, {known}] blocks ({known} channel(s), from {source}), "
+                                 f"got shape {x.shape}{flipped}")
+        elif cols > 1 and rows <= cols:
+            if rows == 0:
+                return np.zeros(0, np.float32)
+            raise AudioError(f"{name}: shape {x.shape} is ambiguous: {rows} sample(s) of {cols} channels, or "
+                             f"[channels, samples]; state the layout with Detector(channels=...), or pass "
+                             "[samples, channels] blocks longer than their channel count first")
+        else:
+            self._stream_channels = cols
+        if x.dtype == np.int16:
+            x = x.astype(np.float32) * INT16_SCALE
+        else:
+            check_sample_dtype(x.dtype, name)
+        return x.mean(axis=1) if cols > 1 else x[:, 0]
 
     def _report(self, events: list[Event]) -> list[Event]:
         events.sort(key=lambda e: e.detected_at)
@@ -950,18 +1069,3 @@ def silence_logits(stream, sample_rate: int, seconds: float = SILENCE_PRIOR_S) -
     if logits.ndim != 2 or logits.shape[0] == 0:
         return None
     return logits.mean(axis=0)
-
-
-def _mono(samples) -> np.ndarray:
-    from lmustream.audio.io import INT16_SCALE, refuse_undecoded, validate_samples
-
-    refuse_undecoded(samples, "Detector.push samples")
-    x = np.asarray(samples)
-    if x.ndim == 2:
-        if x.shape[1] > MAX_CHANNELS:
-            raise AudioError(f"Detector.push samples: expected [samples, channels], got shape {x.shape} "
-                             f"({x.shape[1]} channels?); pass the transpose for [channels, samples] audio")
-        if x.dtype == np.int16:
-            x = x.astype(np.float32) * INT16_SCALE  # as validate_samples scales int16 PCM
-        x = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
-    return np.ascontiguousarray(validate_samples(x, "Detector.push samples"))

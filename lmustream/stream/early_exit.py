@@ -36,7 +36,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 import torch
 
-from lmustream.errors import ConfigError
+from lmustream.errors import AudioError, ConfigError
 
 DEFAULT_MAX_DROP = 0.005  # operating point: at most 0.5% absolute accuracy below the full sequence
 
@@ -515,8 +515,9 @@ class Recognizer:
     16 kHz float samples in chunks of any size) or log-mel frames (:meth:`push_frames`); each
     push returns the :class:`Decision` once ``policy`` fires, else None. :meth:`finish` (the
     button release) pads the utterance like the training data (to the model's N frames) and
-    returns the full-sequence decision if none was taken. At most N input frames are used,
-    as in evaluation; a decision taken on an output has consumed ``t + 1 + D`` frames.
+    returns the full-sequence decision if none was taken (or the one taken). At most N input
+    frames are used, as in evaluation; a decision taken on an output has consumed ``t + 1 + D``
+    frames. Once decided, a push raises AudioError until :meth:`start` begins the next utterance.
 
         rec = Recognizer("asc40-lmuformer", StableThreshold(frames=8, threshold=0.9))
         rec.start()
@@ -559,22 +560,39 @@ class Recognizer:
         self.decision: Decision | None = None
 
     def push_audio(self, samples) -> Decision | None:
-        """Append 16 kHz mono samples (float, or int16); returns the decision once taken."""
-        if self.decision is not None:
-            return self.decision
+        """Append 16 kHz mono samples (float, or int16); returns the decision once taken.
+        After a decision, AudioError until :meth:`start` begins the next utterance."""
+        self._refuse_after_decision("push_audio")
         return self.push_frames(self._fbank.push(samples))
 
     def push_frames(self, frames) -> Decision | None:
-        """Append normalized log-mel frames ``[k, n_mels]`` (or one ``[n_mels]``)."""
+        """Append normalized log-mel frames ``[k, n_mels]`` (or one ``[n_mels]``).
+        After a decision, AudioError until :meth:`start` begins the next utterance."""
+        self._refuse_after_decision("push_frames")
+        return self._push_frames(frames)
+
+    def _refuse_after_decision(self, what: str) -> None:
+        # returning the old decision again would drop the new audio without a word
         if self.decision is not None:
-            return self.decision
-        x = torch.as_tensor(np.asarray(frames, dtype=np.float32))
+            raise AudioError(f"Recognizer.{what}: this utterance was already decided ({self.decision.label!r} "
+                             f"after {self.decision.frame} frames); call start() for a new utterance")
+
+    def _push_frames(self, frames) -> Decision | None:
+        from lmustream.audio.io import as_numpy
+
+        array = as_numpy(frames)
+        if array.dtype.kind not in "biufc":  # object or text: float() would turn None into NaN, or fail
+            raise AudioError(f"Recognizer.push_frames: frames must be numbers, got dtype {array.dtype}")
+        x = torch.as_tensor(array.astype(np.float32, copy=False))
         if x.ndim == 1:
             x = x[None]
         if x.ndim != 2 or x.shape[1] != self.n_mels:
-            raise ValueError(f"push_frames takes [frames, {self.n_mels}] log-mel frames, got {list(x.shape)}")
-        if not torch.isfinite(x).all():
-            raise ValueError("push_frames: frames contain NaN or infinity")
+            raise AudioError(f"Recognizer.push_frames takes [frames, {self.n_mels}] log-mel frames, got "
+                             f"{list(x.shape)}")
+        finite = torch.isfinite(x).all(dim=1)
+        if not bool(finite.all()):
+            raise AudioError(f"Recognizer.push_frames: non-finite value (NaN or Inf) at frame "
+                             f"{int(torch.argmin(finite.to(torch.uint8)))}")
         for frame in x:
             if self.consumed >= self.frames:
                 break
@@ -593,11 +611,13 @@ class Recognizer:
         if self.decision is not None:
             return self.decision
         if self.consumed == 0:
-            raise ValueError("finish() before any frame: push audio or frames first")
+            raise AudioError(f"Recognizer.finish() before any frame: push audio or frames first (one frame needs "
+                             f"{self.frontend.window_length} samples at {self.frontend.sample_rate} Hz; "
+                             f"{self._fbank.pending_samples} pushed)")
         missing = self.frames - self.consumed
         if missing > 0:
             pad = np.full((missing, self.n_mels), self._pad, np.float32)
-            decision = self.push_frames(pad)
+            decision = self._push_frames(pad)
             if decision is not None:
                 return decision
         return self.decision or self._final()

@@ -12,13 +12,14 @@ tensors are recognised by their ``detach`` method.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 import lmustream
-from lmustream.errors import AudioError, CheckpointError
+from lmustream.errors import AudioError, CheckpointError, ConfigError
 
 try:
     from lmustream import _kernel
@@ -96,6 +97,12 @@ def lmu_memory_scan(A: Any, B: Any, u: Any, m0: Any = None) -> tuple[np.ndarray,
 # -- the streaming engine ----------------------------------------------------------------------
 
 SPIKE_PATHS = ("add-only", "dense")
+MAX_FRAME_LANES = 64  # csrc/engine.h kMaxLanes
+
+
+def _check_flag(name: str, value) -> None:
+    if not isinstance(value, (bool, np.bool_)):  # "no" is truthy: int8="no" would enable int8
+        raise ConfigError(f"{name} must be True or False, got {value!r}")
 
 
 def _require_kernel() -> None:
@@ -106,6 +113,8 @@ def _require_kernel() -> None:
 def _resolve_model(name_or_path) -> Path:
     """lmustream.models.registry.resolve_model without importing lmustream.models (and so torch):
     a deployed kernel process stays small."""
+    if not isinstance(name_or_path, (str, os.PathLike)) or not os.fspath(name_or_path):
+        raise ConfigError(f"Kernel: model must be a model file path or a shipped model name, got {name_or_path!r}")
     path = Path(name_or_path)
     if path.is_file():
         return path
@@ -149,16 +158,27 @@ class Kernel:
     Raises:
         CheckpointError: the file is missing, truncated, corrupt or inconsistent (the message
             names the problem).
-        ValueError: an unknown ``simd`` or ``spike_path``, or ``frame_lanes`` outside 1..64.
+        ConfigError: ``path_or_name`` is no path or name, an unknown ``simd`` or ``spike_path``,
+            ``frame_lanes`` not an integer in 1..64, or ``int8`` / ``sparse_inputs`` not a bool.
     """
 
     def __init__(self, path_or_name, int8: bool = False, *, simd: str | None = None,
                  spike_path: str = "add-only", frame_lanes: int = 8, sparse_inputs: bool = True):
         _require_kernel()
+        # checked here: pybind would otherwise refuse a value it cannot convert with a TypeError
+        # quoting the C++ signature, and treat any truthy object as True
         if spike_path not in SPIKE_PATHS:
-            raise ValueError(f"spike_path must be one of {SPIKE_PATHS}, got {spike_path!r}")
-        if isinstance(frame_lanes, bool) or not isinstance(frame_lanes, int):
-            raise ValueError(f"frame_lanes must be an integer, got {frame_lanes!r}")  # the engine checks 1..64
+            raise ConfigError(f"spike_path must be one of {SPIKE_PATHS}, got {spike_path!r}")
+        if isinstance(frame_lanes, (bool, np.bool_)) or not isinstance(frame_lanes, (int, np.integer)) \
+                or not 1 <= frame_lanes <= MAX_FRAME_LANES:
+            raise ConfigError(f"frame_lanes must be an integer in [1, {MAX_FRAME_LANES}], got {frame_lanes!r}")
+        _check_flag("int8", int8)
+        _check_flag("sparse_inputs", sparse_inputs)
+        if simd is not None:
+            levels = _kernel.simd_levels().split()
+            if not isinstance(simd, str) or simd not in (*levels, "auto"):
+                raise ConfigError(f"simd {simd!r} is not available here: simd must be 'auto' or one of the paths "
+                                  f"this CPU and build run ({', '.join(levels)})")
         self.path = _resolve_model(path_or_name)
         self._engine = _kernel.Engine(str(self.path), bool(int8), simd or "auto", spike_path == "add-only",
                                       int(frame_lanes), bool(sparse_inputs))
@@ -194,15 +214,21 @@ class Kernel:
         """Advance many streams of this kernel in one call: ``blocks[i]`` (1-D float32 or int16
         samples, any length) goes to ``streams[i]``. Frames of all streams at the same position
         are computed together (each weight read once for the whole batch). Returns each
-        stream's per-frame logits ``[n_i, classes]``, as ``push`` would."""
+        stream's per-frame logits ``[n_i, classes]``, as ``push`` would. ``streams`` and ``blocks``
+        may be any iterables. Raises AudioError for mismatched counts, a stream of another kernel,
+        a stream given twice, or a bad block (as the C++ side does)."""
+        try:
+            streams, blocks = list(streams), list(blocks)
+        except TypeError as e:
+            raise AudioError(f"push_many: streams and blocks must be sequences or iterables ({e})") from None
         if len(streams) != len(blocks):
             raise AudioError(f"push_many: {len(streams)} streams but {len(blocks)} sample blocks")
         natives = []
         for i, s in enumerate(streams):
             if not isinstance(s, KernelStream) or s.kernel is not self:
-                raise ValueError(f"push_many: streams[{i}] is not a stream opened by this kernel")
+                raise AudioError(f"push_many: streams[{i}] is not a stream opened by this kernel")
             natives.append(s._native)
-        return _kernel.push_many(self._engine, natives, [np.asarray(b) for b in blocks])
+        return _kernel.push_many(self._engine, natives, [_as_array(b) for b in blocks])
 
     def __repr__(self) -> str:
         kind = "spiking " if self.spiking else ""
@@ -229,12 +255,12 @@ class KernelStream:
         self._native = native
 
     def push(self, samples) -> np.ndarray:
-        return self._native.push(samples if isinstance(samples, np.ndarray) else np.asarray(samples))
+        return self._native.push(samples if isinstance(samples, np.ndarray) else _as_array(samples))
 
     def push_features(self, features) -> np.ndarray:
         """Log-mel frames ``[n, n_mels]`` (normalized, as StreamingFbank(normalized=True) gives)
         instead of audio: the model alone."""
-        return self._native.push_features(np.asarray(features))
+        return self._native.push_features(features if isinstance(features, np.ndarray) else _as_array(features))
 
     def flush(self) -> np.ndarray:
         return self._native.flush()
@@ -258,6 +284,7 @@ class KernelStream:
 
     def record_spikes(self, on: bool = True) -> None:
         """Keep every LIF layer's spikes of each frame until :meth:`take_spikes` (for verification)."""
+        _check_flag("record_spikes on", on)
         self._native.record_spikes(bool(on))
 
     def take_spikes(self) -> dict[str, np.ndarray]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -82,7 +83,9 @@ class GraphFrontend(nn.Module):
 
         super().__init__()
         if (config.window_length, config.hop_length, config.n_fft) != (400, 160, 512):
-            raise ValueError("the audio-in ONNX graph supports the 16 kHz, 25 ms / 10 ms frontend only")
+            raise ConfigError(f"the audio-in ONNX graph supports the 16 kHz, 25 ms / 10 ms frontend only (400-sample "
+                              f"window, 160-sample hop, 512-point FFT), got {config.window_length}, "
+                              f"{config.hop_length}, {config.n_fft}")
         self.config = config
         n = np.arange(config.window_length)
         k = np.arange(config.n_fft // 2 + 1)
@@ -137,12 +140,40 @@ def export_onnx(step: StepLMUFormer, path: str, labels: list[str], frontend: "Fb
 
     ``spike_output`` (spiking models, features in): an extra output ``spikes [B, K, S]`` with every
     LIF layer's spikes, for verifying the graph spike by spike against the PyTorch step form.
+
+    ConfigError, before anything is written, for labels that are not one distinct non-empty string
+    per model output, a frontend whose n_mels is not the model's, a chunk that is not an integer
+    in [1, MAX_CHUNK], an unknown posterior, or non-bool flags.
     """
-    if not 1 <= chunk <= MAX_CHUNK:
-        raise ConfigError(f"chunk must be 1 to {MAX_CHUNK} frames, got {chunk}: the graph holds one copy of the "
-                          f"step per frame, so its size and export time grow with it")
+    from lmustream.audio.features import FbankConfig
+
+    if not isinstance(step, StepLMUFormer):
+        raise ConfigError(f"export_onnx needs the step form, StepLMUFormer(model), got {type(step).__name__}")
+    if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
+        raise ConfigError(f"export_onnx needs a file path for the graph, got {path!r}")
+    path = os.fspath(path)
+    if isinstance(chunk, (bool, np.bool_)) or not isinstance(chunk, (int, np.integer)) or not 1 <= chunk <= MAX_CHUNK:
+        raise ConfigError(f"chunk must be an integer from 1 to {MAX_CHUNK} frames, got {chunk!r}: the graph holds "
+                          f"one copy of the step per frame, so its size and export time grow with it")
+    chunk = int(chunk)
     if posterior not in ("sigmoid", "softmax"):
-        raise ValueError(f"posterior must be 'sigmoid' or 'softmax', got {posterior!r}")
+        raise ConfigError(f"posterior must be 'sigmoid' or 'softmax', got {posterior!r}")
+    for name, flag in (("audio_in", audio_in), ("spike_output", spike_output)):
+        if not isinstance(flag, (bool, np.bool_)):  # "no" would be truthy
+            raise ConfigError(f"{name} must be True or False, got {flag!r}")
+    audio_in, spike_output = bool(audio_in), bool(spike_output)
+    # The metadata is all a runtime knows of the graph: labels that do not match its outputs, or a
+    # frontend whose frames do not fit its input, would be read without complaint and mislabel every result.
+    n_classes = step.config.n_classes
+    if (not isinstance(labels, (list, tuple)) or len(labels) != n_classes
+            or not all(isinstance(label, str) and label for label in labels) or len(set(labels)) != len(labels)):
+        raise ConfigError(f"labels must be {n_classes} distinct non-empty strings, one per model output, "
+                          f"got {labels!r}")
+    if not isinstance(frontend, FbankConfig):
+        raise ConfigError(f"frontend must be an FbankConfig, got {type(frontend).__name__}")
+    if frontend.n_mels != step.config.n_mels:
+        raise ConfigError(f"frontend.n_mels ({frontend.n_mels}) differs from the model's n_mels "
+                          f"({step.config.n_mels})")
     step = step.float().eval()
     names = step.state_names
     state = step.initial_state(2)

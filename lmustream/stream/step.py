@@ -29,12 +29,15 @@ parallel model run on the concatenated stream.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from lmustream.errors import AudioError, ConfigError
 from lmustream.models.exact import ACCUMULATOR, fold_bn, fold_into_linear
 from lmustream.models.lmu import LegendreMemory, LMUMemoryState
 from lmustream.models.lmuformer import LMUFormer, LMUFormerConfig
@@ -64,6 +67,12 @@ class StepLMUFormer(nn.Module):
 
     def __init__(self, model: LMUFormer):
         super().__init__()
+        if not isinstance(model, LMUFormer):
+            raise ConfigError(f"StepLMUFormer needs an LMUFormer, got {type(model).__name__}")
+        if getattr(model, "adapter_config", None) is not None:
+            # the folding below reads the base layers only: the adapter's paths would be dropped silently
+            raise ConfigError("StepLMUFormer: the model has an adapter attached; merge it "
+                              "(lmustream.adapters.merge) or remove it first")
         c: LMUFormerConfig = model.config
         self.config = c
         self.k = c.kernel_size
@@ -189,13 +198,115 @@ class StepLMUFormer(nn.Module):
 
     def initial_state(self, batch: int = 1, device=None) -> State:
         """State of ``batch`` fresh streams: zero buffers, membranes at rest, no frames seen."""
+        if isinstance(batch, (bool, np.bool_)) or not isinstance(batch, (int, np.integer)) or batch < 1:
+            raise ConfigError(f"initial_state: batch must be an integer >= 1 (streams), got {batch!r}")
         dtype = self.head_W.dtype
         state = {}
         for name, shape in self._state_shapes.items():
-            kind = torch.int64 if name in ("t", "n_real") else torch.float64 if name.endswith(".m") else dtype
-            state[name] = torch.zeros((batch, *shape), dtype=kind,
+            state[name] = torch.zeros((int(batch), *shape), dtype=self._state_dtype(name, dtype),
                                       device=device or self.head_W.device)
         return state
+
+    @staticmethod
+    def _state_dtype(name: str, dtype: torch.dtype) -> torch.dtype:
+        # counters are integers; the Legendre memory accumulates in float64 whatever the model's dtype
+        return torch.int64 if name in ("t", "n_real") else torch.float64 if name.endswith(".m") else dtype
+
+    def _check_state(self, state: State, batch: int | None = None) -> int:
+        """The number of streams of ``state``; ConfigError unless it is a state of this step form (names,
+        shapes, dtypes, device) for ``batch`` streams. A state of another model would otherwise fail deep
+        in torch, or not at all where only the class count differs."""
+        if not isinstance(state, Mapping):
+            raise ConfigError(f"state must be the dict initial_state() or step() returns, got {type(state).__name__}")
+        if state.keys() != self._state_shapes.keys():
+            missing = [n for n in self._state_shapes if n not in state]
+            unexpected = sorted(str(n) for n in state if n not in self._state_shapes)
+            raise ConfigError(f"state does not belong to this model (missing {missing}, unexpected {unexpected}): "
+                              f"use initial_state({batch if batch is not None else 'batch'})")
+        dtype, device = self.head_W.dtype, self.head_W.device
+        if batch is None:
+            t = state["t"]
+            if not isinstance(t, torch.Tensor) or t.ndim != 1 or t.shape[0] < 1:
+                raise ConfigError("state['t'] must be a [batch] tensor: use initial_state(batch)")
+            batch = t.shape[0]
+        for name, shape in self._state_shapes.items():
+            v = state[name]
+            if not isinstance(v, torch.Tensor):
+                raise ConfigError(f"state[{name!r}] must be a tensor, got {type(v).__name__}")
+            if v.ndim == len(shape) + 1 and v.shape[0] != batch:
+                raise ConfigError(f"the state is for {v.shape[0]} streams, the frames for {batch}: "
+                                  f"use initial_state({batch})")
+            if v.shape[1:] != shape or v.ndim != len(shape) + 1:
+                raise ConfigError(f"state[{name!r}] has shape {list(v.shape)}, this model's is {[batch, *shape]}: "
+                                  f"the state belongs to another model")
+            want = self._state_dtype(name, dtype)
+            if v.dtype != want:
+                raise ConfigError(f"state[{name!r}] is {v.dtype}, this step form's is {want}: use its "
+                                  f"initial_state() (after any .to(dtype))")
+            if v.device != device:
+                raise ConfigError(f"state[{name!r}] is on {v.device}, the model on {device}")
+        return batch
+
+    def _frames(self, x, who: str, run: bool = False) -> torch.Tensor:
+        """``x`` as a finite tensor in the model's dtype, or AudioError, as the C++ kernel's push_features
+        judges it: floating point only (ints, bools and complex are refused, not cast), numpy arrays and
+        nested lists converted. One finiteness pass per call: a NaN frame would poison the state for good."""
+        n = self.config.n_mels
+        dtype, device = self.head_W.dtype, self.head_W.device
+        if not isinstance(x, torch.Tensor):
+            try:
+                array = np.asarray(x)
+            except (ValueError, TypeError):  # ragged lists
+                raise AudioError(f"{who}: features must be a rectangular array of numbers, got a ragged "
+                                 f"{type(x).__name__}") from None
+            if array.dtype.kind != "f":
+                raise AudioError(f"{who}: features must be floating point, got {array.dtype}")
+            # astype copies into a fresh, writable, native-endian array that torch can share
+            x = torch.from_numpy(array.astype(np.float64 if array.dtype.itemsize > 4 else np.float32)).to(device)
+        if not x.is_floating_point():
+            raise AudioError(f"{who}: features must be floating point, got {x.dtype}")
+        if run:
+            if x.ndim != 3 or x.shape[2] != n or x.shape[0] < 1:
+                raise AudioError(f"run() takes [batch >= 1, frames, {n}], got {list(x.shape)}")
+        elif x.ndim not in (2, 3) or x.shape[-1] != n or x.shape[0] < 1:
+            raise AudioError(f"{who} takes one frame per stream, [batch, {n}], or a chunk [batch, K, {n}], with "
+                             f"batch >= 1; got {list(x.shape)}")
+        if x.ndim == 3 and x.shape[1] == 0 and not run:
+            raise AudioError(f"{who}: an empty chunk {list(x.shape)}: there is no frame to step")
+        if x.device != device:
+            raise AudioError(f"{who}: the features are on {x.device}, the model on {device}")
+        given = x.dtype
+        x = x.to(dtype)
+        finite = torch.isfinite(x)
+        if not bool(finite.all()):
+            bad = [int(i) for i in (~finite.all(-1)).nonzero()[0]]
+            where = f"stream {bad[0]}" + (f", frame {bad[1]}" if len(bad) > 1 else "")
+            cast = f" after the cast from {given} to {dtype}" if given != dtype else ""
+            raise AudioError(f"{who}: non-finite value (NaN or Inf){cast} at {where}; the state is unchanged")
+        return x
+
+    def _mask(self, mask, shape: tuple[int, ...], what: str) -> torch.Tensor:
+        """``mask`` as a bool tensor of ``shape`` on the model's device (None: all False), or ConfigError."""
+        device = self.head_W.device
+        if mask is None:
+            return torch.zeros(shape, dtype=torch.bool, device=device)
+        if not isinstance(mask, torch.Tensor):
+            try:
+                array = np.asarray(mask)
+            except (ValueError, TypeError):
+                array = np.asarray(None)
+            if array.dtype != np.bool_:
+                raise ConfigError(f"{what} must be a bool tensor of shape {list(shape)}, got {type(mask).__name__}"
+                                  f" of {array.dtype}")
+            mask = torch.tensor(array, device=device)
+        if mask.dtype != torch.bool:
+            raise ConfigError(f"{what} must be a bool tensor of shape {list(shape)}, got {mask.dtype}")
+        if tuple(mask.shape) != shape:
+            raise ConfigError(f"{what} must have shape {list(shape)} (one flag per stream"
+                              f"{' and frame' if len(shape) > 1 else ''}), got {list(mask.shape)}")
+        if mask.device != device:
+            raise ConfigError(f"{what} is on {mask.device}, the model on {device}")
+        return mask
 
     # -- one frame ------------------------------------------------------------------------------
     def _lif(self, x, v, valid, name: str, threshold=None):
@@ -316,36 +427,43 @@ class StepLMUFormer(nn.Module):
 
         For a chunk, the outputs gain a K axis: running/per_frame ``[B, K, classes]``, valid ``[B, K]``;
         ``padding`` is then ``[B, K]``.
+
+        ``frame`` may be a tensor, a numpy array or a nested list, of any floating dtype (cast to the
+        model's); ``state=None`` starts ``B`` fresh streams. Everything is checked before any frame is
+        stepped, so on an error the state is as it was: AudioError for features that are not floating
+        point (ints, bools, complex), not of the shapes above with B, K >= 1, on another device, or
+        not finite; ConfigError for a state of another model, dtype, device or batch size, or a
+        ``padding`` that is not a bool tensor of shape ``[B]`` (``[B, K]``).
         """
-        n = self.config.n_mels
-        if frame.ndim == 3 and frame.shape[2] == n:
-            pads = padding if padding is not None else torch.zeros(frame.shape[:2], dtype=torch.bool)
-            outs = []
-            for k in range(frame.shape[1]):
-                out, state = self.step(frame[:, k], state, pads[:, k])
-                outs.append(out)
-            return StepOutput(*(torch.stack([getattr(o, f) for o in outs], 1)
-                                for f in ("running", "per_frame", "valid"))), state
-        if frame.ndim != 2 or frame.shape[1] != n:
-            raise ValueError(f"step() takes one frame per stream, [batch, {n}], or a chunk [batch, K, {n}]; "
-                             f"got {list(frame.shape)}")
-        if set(state) != set(self.state_names) or state["t"].shape[0] != frame.shape[0]:
-            raise ValueError(f"state does not belong to this model or batch size {frame.shape[0]}: "
-                             f"use initial_state({frame.shape[0]})")
-        if padding is None:
-            padding = torch.zeros(frame.shape[0], dtype=torch.bool, device=frame.device)
+        frame = self._frames(frame, "step()")
+        B = frame.shape[0]
+        state = self.initial_state(B) if state is None else state
+        self._check_state(state, B)
+        padding = self._mask(padding, tuple(frame.shape[:-1]), "padding")
+        if frame.ndim == 2:
+            return self._step(frame, padding, state)
+        outs = []
+        for k in range(frame.shape[1]):
+            out, state = self._step(frame[:, k], padding[:, k], state)
+            outs.append(out)
+        return StepOutput(*(torch.stack([getattr(o, f) for o in outs], 1)
+                            for f in ("running", "per_frame", "valid"))), state
+
+    def _step(self, frame: torch.Tensor, padding: torch.Tensor, state: State):
+        """One step of checked inputs (frame [B, n_mels] in the model's dtype, padding [B] bool)."""
         with torch.no_grad():
-            running, per_frame, valid, *tensors = self(frame.to(self.head_W.dtype), padding,
-                                                       *[state[n] for n in self.state_names])
+            running, per_frame, valid, *tensors = self(frame, padding, *[state[n] for n in self.state_names])
         return StepOutput(running, per_frame, valid), dict(zip(self.state_names, tensors))
 
     def run(self, frames: torch.Tensor, state: State | None = None, flush: bool = False):
         """Step over ``frames [B, K, n_mels]``; returns the valid outputs ``(running [B, n, classes],
-        per_frame [B, n, classes])`` (n = frames emitted; all streams advance together) and the state."""
-        if frames.ndim != 3 or frames.shape[2] != self.config.n_mels:
-            raise ValueError(f"run() takes [batch, frames, {self.config.n_mels}], got {list(frames.shape)}")
+        per_frame [B, n, classes])`` (n = frames emitted; all streams advance together) and the state.
+        ``frames`` and ``state`` are checked as by :meth:`step` (K = 0 is allowed: with ``flush``, it
+        ends the utterance)."""
+        frames = self._frames(frames, "run()", run=True)
         B = frames.shape[0]
-        state = self.initial_state(B, frames.device) if state is None else state
+        state = self.initial_state(B) if state is None else state
+        self._check_state(state, B)
         running, per_frame = [], []
         steps = [(frames[:, i], False) for i in range(frames.shape[1])]
         if flush:
@@ -353,26 +471,29 @@ class StepLMUFormer(nn.Module):
         with torch.no_grad():
             for frame, is_pad in steps:
                 pad = torch.full((B,), is_pad, dtype=torch.bool, device=frames.device)
-                out, state = self.step(frame, state, pad)
+                out, state = self._step(frame, pad, state)
                 if bool(out.valid.all()):
                     running.append(out.running)
                     per_frame.append(out.per_frame)
                 elif bool(out.valid.any()):
-                    raise RuntimeError("streams in one run() must be in the same phase; use step() per frame")
+                    raise ConfigError("streams in one run() must be in the same phase; use step() per frame")
         stack = lambda xs: torch.stack(xs, 1) if xs else frames.new_zeros(B, 0, self.config.n_classes)  # noqa
         return stack(running), stack(per_frame), state
 
     def flush(self, state: State):
         """End the utterance: feed the look-ahead's padding; returns the outputs it completes and the state."""
-        B = state["t"].shape[0]
-        empty = torch.zeros(B, 0, self.config.n_mels, dtype=self.head_W.dtype, device=state["t"].device)
+        B = self._check_state(state)
+        empty = torch.zeros(B, 0, self.config.n_mels, dtype=self.head_W.dtype, device=self.head_W.device)
         return self.run(empty, state, flush=True)
 
     def reset(self, state: State, streams: torch.Tensor | None = None) -> State:
-        """Fresh state for the streams selected by a [B] bool mask (all when None)."""
-        fresh = self.initial_state(state["t"].shape[0], state["t"].device)
+        """Fresh state for the streams selected by a [B] bool mask (all when None); ConfigError for a
+        state that is not this step form's or a mask that is not bool [B]."""
+        B = self._check_state(state)
+        fresh = self.initial_state(B)
         if streams is None:
             return fresh
+        streams = self._mask(streams, (B,), "reset(): streams")
         return {k: torch.where(streams.view(-1, *[1] * (v.ndim - 1)), fresh[k], v) for k, v in state.items()}
 
 

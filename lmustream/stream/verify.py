@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from lmustream.errors import ConfigError
 from lmustream.models.lmuformer import LMUFormer
 from lmustream.stream.step import StepLMUFormer
 
@@ -22,6 +23,18 @@ class Equivalence:
     @property
     def flip_rate(self) -> float:
         return self.spike_flips / max(self.spikes_compared, 1)
+
+
+def _check_pair(model: LMUFormer, step: StepLMUFormer, who: str) -> None:
+    """ConfigError unless ``step`` is the step form of a model of ``model``'s config: two different
+    models would be compared without complaint, and their difference reported as the step form's error."""
+    if not isinstance(model, LMUFormer):
+        raise ConfigError(f"{who} needs the parallel LMUFormer first, got {type(model).__name__}")
+    if not isinstance(step, StepLMUFormer):
+        raise ConfigError(f"{who} needs a StepLMUFormer second, got {type(step).__name__}")
+    if step.config != model.config:
+        raise ConfigError(f"{who}: the step form was built from another model config ({step.config}) "
+                          f"than the parallel model's ({model.config})")
 
 
 def _parallel_lif_name(step_name: str) -> str:
@@ -46,6 +59,7 @@ def compare_stream(model: LMUFormer, step: StepLMUFormer, x: torch.Tensor) -> Eq
     """One continuous stream ``x [B, N, n_mels]``: the step form (then flush) vs the parallel model on all N."""
     from lmustream.conformance import lif_outputs
 
+    _check_pair(model, step, "compare_stream")
     with torch.no_grad():
         ref_running = model(x, mode="all_seq").transpose(0, 1)  # (B, N, K)
         ref_frames = model(x, mode="frames")
@@ -69,6 +83,7 @@ def compare_utterances(model: LMUFormer, step: StepLMUFormer, utterances: torch.
     between them, vs the parallel model on each utterance (spikes compared too, if spiking)."""
     from lmustream.conformance import lif_outputs
 
+    _check_pair(model, step, "compare_utterances")
     with torch.no_grad():
         ref_running = model(utterances, mode="all_seq").transpose(0, 1)  # (U, N, K)
         ref_frames = model(utterances, mode="frames")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lmustream.audio.features import FbankConfig
-from lmustream.errors import ConfigError
+from lmustream.errors import AudioError, ConfigError
 from lmustream.models import LMUFormer, LMUFormerConfig
 from lmustream.models.artifact import ModelArtifact
 from lmustream.selftest import randomize_batchnorm
@@ -107,22 +107,42 @@ def test_recognizer_on_audio_equals_the_frame_path():
     rec.start()
     by_frames = rec.push_frames(frames) or rec.finish()
     rec.start()
-    chunks = [rec.push_audio(wave[i:i + 777]) for i in range(0, wave.size, 777)]
-    by_audio = next((c for c in chunks if c is not None), None) or rec.finish()
+    by_audio = None
+    for i in range(0, wave.size, 777):
+        by_audio = rec.push_audio(wave[i:i + 777])
+        if by_audio is not None:
+            break
+    by_audio = by_audio or rec.finish()
     assert (by_audio.frame, by_audio.index, by_audio.output_frame) == \
         (by_frames.frame, by_frames.index, by_frames.output_frame)
     assert rec.recognize(wave).frame == by_frames.frame
-    assert rec.push_audio(wave) is rec.decision  # after a decision, pushes change nothing
+    assert rec.finish() is rec.decision  # the release after a decision returns it
+    # more audio after a decision is a new utterance: said, not dropped in silence
+    with pytest.raises(AudioError, match=r"already decided.*call start\(\)"):
+        rec.push_audio(wave)
+    with pytest.raises(AudioError, match=r"already decided"):
+        rec.push_frames(frames)
+    rec.start()
+    assert (rec.push_audio(wave) or rec.finish()).frame == by_frames.frame
 
 
 def test_recognizer_rejects_bad_input():
     art = tiny_artifact()
     rec = Recognizer(art, StableArgmax(2))
-    with pytest.raises(ValueError, match="before any frame"):
+    with pytest.raises(AudioError, match="before any frame"):
         rec.finish()
-    with pytest.raises(ValueError, match=f"\\[frames, {N_MELS}\\]"):
+    with pytest.raises(AudioError, match="before any frame.*400 samples"):
+        rec.recognize(np.zeros(399, np.float32))
+    with pytest.raises(AudioError, match=f"\\[frames, {N_MELS}\\]"):
         rec.push_frames(np.zeros((3, N_MELS + 1)))
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(AudioError, match="NaN"):
         rec.push_frames(np.full((1, N_MELS), np.nan))
+    bad = np.zeros((3, N_MELS))
+    bad[2, 5] = np.inf
+    with pytest.raises(AudioError, match="non-finite .* at frame 2"):
+        rec.push_frames(bad)
+    with pytest.raises(AudioError, match="must be numbers, got dtype object"):
+        rec.push_frames(np.full((1, N_MELS), None, dtype=object))
+    assert rec.consumed == 0  # refused before any step
     with pytest.raises(ConfigError, match="ExitPolicy"):
         Recognizer(art, "threshold")

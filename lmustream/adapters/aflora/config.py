@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-from lmustream.adapters.core import AdapterConfig, positive_int
+from lmustream.adapters.core import AdapterConfig, check_lambda_d_init, check_range, positive_int
 from lmustream.errors import ConfigError
 
 SENSITIVITIES = ("weight_grad", "grad")
+# The values each number may take: a smoothing factor of 1 never updates, a NaN one turns every
+# score into NaN, and a threshold outside [0, 1] is no fraction of the score mass.
+RANGES = {"beta1": "[0, 1)", "beta2": "[0, 1)", "initial_warmup": "[0, inf)", "final_warmup": "[0, inf)",
+          "initial_threshold": "[0, 1]", "final_threshold": "[0, 1]"}
 
 
-@dataclass
+@dataclass(frozen=True)
 class AFLoRAConfig(AdapterConfig):
     """The path ``lambda_u * B(lambda_d * A x)`` and when its A and B freeze.
 
@@ -45,18 +48,11 @@ class AFLoRAConfig(AdapterConfig):
         super().__post_init__()
         positive_int(self, "rank")
         positive_int(self, "delta_t")
-        for name in ("beta1", "beta2"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and 0 <= value < 1):
-                raise ConfigError(f"AFLoRAConfig.{name} must be in [0, 1), got {value!r}")
-        for name in ("initial_warmup", "final_warmup"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-                raise ConfigError(f"AFLoRAConfig.{name} must be a non-negative number of epochs, got {value!r}")
-        if not (0 <= self.final_threshold <= self.initial_threshold <= 1):
+        for name, interval in RANGES.items():
+            check_range(f"AFLoRAConfig.{name}", getattr(self, name), interval)
+        if not self.final_threshold <= self.initial_threshold:
             raise ConfigError(f"AFLoRAConfig thresholds must satisfy 0 <= final <= initial <= 1, got "
                               f"{self.initial_threshold} -> {self.final_threshold}")
-        if not (isinstance(self.lambda_d_init, (int, float)) and math.isfinite(self.lambda_d_init)):
-            raise ConfigError(f"AFLoRAConfig.lambda_d_init must be a finite number, got {self.lambda_d_init!r}")
+        check_lambda_d_init(self)
         if self.sensitivity not in SENSITIVITIES:
             raise ConfigError(f"AFLoRAConfig.sensitivity must be one of {SENSITIVITIES}, got {self.sensitivity!r}")

@@ -25,6 +25,7 @@ feature-transformation vectors are never frozen.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -82,12 +83,12 @@ class FreezeEvent:
     epoch: float
     matrix: str
     score: float
-    cut: float
+    cut: float | None  # None: the final warm-up (threshold 0), which freezes whatever is left
     threshold: float
 
     def describe(self) -> str:
-        return (f"step {self.step} (epoch {self.epoch:.2f}): froze {self.matrix} "
-                f"(score {self.score:.3g} < cut-off {self.cut:.3g}, threshold {self.threshold:.3f})")
+        why = "the final warm-up" if self.cut is None else f"score {self.score:.3g} < cut-off {self.cut:.3g}"
+        return f"step {self.step} (epoch {self.epoch:.2f}): froze {self.matrix} ({why}, threshold {self.threshold:.3f})"
 
 
 class AFLoRAFreezer:
@@ -171,7 +172,9 @@ class AFLoRAFreezer:
                 p.grad = None
                 for table in (self.window, self.window_steps, self.sensitivity, self.uncertainty):
                     table.pop(name, None)
-                event = FreezeEvent(step, step / self.schedule.steps_per_epoch, name, mean, cut, threshold)
+                # JSON, where the events are kept in the model file, has no infinity
+                event = FreezeEvent(step, step / self.schedule.steps_per_epoch, name, mean,
+                                    None if math.isinf(cut) else cut, threshold)
                 frozen.append(event)
                 if self.on_freeze is not None:
                     self.on_freeze(event)

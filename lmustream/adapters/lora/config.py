@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-from lmustream.adapters.core import AdapterConfig, positive_int
-from lmustream.errors import ConfigError
+from lmustream.adapters.core import FLOAT32_BOUND, AdapterConfig, check_range, positive_int
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoRAConfig(AdapterConfig):
     """The path ``(alpha / r) B A x``: A [r, in] random, B [out, r] zero, both trained.
 
@@ -23,9 +21,8 @@ class LoRAConfig(AdapterConfig):
     def __post_init__(self):
         super().__post_init__()
         positive_int(self, "rank")
-        if self.alpha is not None and not (isinstance(self.alpha, (int, float)) and math.isfinite(self.alpha)
-                                           and self.alpha > 0):
-            raise ConfigError(f"LoRAConfig.alpha must be a positive number, got {self.alpha!r}")
+        if self.alpha is not None:
+            check_range("LoRAConfig.alpha", self.alpha, f"(0, {FLOAT32_BOUND}]")  # the scaling alpha / r <= alpha
 
     @property
     def scaling(self) -> float:

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-from lmustream.adapters.core import AdapterConfig, positive_int
-from lmustream.errors import ConfigError
+from lmustream.adapters.core import AdapterConfig, check_lambda_d_init, positive_int
 
 
-@dataclass
+@dataclass(frozen=True)
 class VeRAConfig(AdapterConfig):
     """The path ``lambda_b * B(lambda_d * A x)`` with A, B random, frozen and shared by every layer.
 
@@ -25,5 +23,4 @@ class VeRAConfig(AdapterConfig):
     def __post_init__(self):
         super().__post_init__()
         positive_int(self, "rank")
-        if not (isinstance(self.lambda_d_init, (int, float)) and math.isfinite(self.lambda_d_init)):
-            raise ConfigError(f"VeRAConfig.lambda_d_init must be a finite number, got {self.lambda_d_init!r}")
+        check_lambda_d_init(self)
