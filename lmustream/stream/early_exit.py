@@ -581,8 +581,9 @@ class Recognizer:
         from lmustream.audio.io import as_numpy
 
         array = as_numpy(frames)
-        if array.dtype.kind not in "biufc":  # object or text: float() would turn None into NaN, or fail
-            raise AudioError(f"Recognizer.push_frames: frames must be numbers, got dtype {array.dtype}")
+        if array.dtype.kind not in "iuf":  # object or text: float() would turn None into NaN, or fail;
+            # complex would lose its imaginary part, bool is no feature (the step form refuses both too)
+            raise AudioError(f"Recognizer.push_frames: frames must be real numbers, got dtype {array.dtype}")
         x = torch.as_tensor(array.astype(np.float32, copy=False))
         if x.ndim == 1:
             x = x[None]

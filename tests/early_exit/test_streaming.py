@@ -141,8 +141,11 @@ def test_recognizer_rejects_bad_input():
     bad[2, 5] = np.inf
     with pytest.raises(AudioError, match="non-finite .* at frame 2"):
         rec.push_frames(bad)
-    with pytest.raises(AudioError, match="must be numbers, got dtype object"):
+    with pytest.raises(AudioError, match="must be real numbers, got dtype object"):
         rec.push_frames(np.full((1, N_MELS), None, dtype=object))
+    for dtype in (np.complex64, bool):  # complex would lose its imaginary part silently
+        with pytest.raises(AudioError, match="must be real numbers"):
+            rec.push_frames(np.zeros((1, N_MELS), dtype))
     assert rec.consumed == 0  # refused before any step
     with pytest.raises(ConfigError, match="ExitPolicy"):
         Recognizer(art, "threshold")
