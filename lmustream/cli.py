@@ -458,7 +458,7 @@ non_negative_int = whole_number("an integer >= 0", lambda v: v >= 0)
 def output_file(text: str) -> str:
     """argparse type: a file to write. A path that cannot be written (a folder at that name, a file where a
     folder must be, no permission) is refused before any work, not after it."""
-    from lmustream.models.artifact import check_writable
+    from lmustream.paths import check_writable
 
     try:
         check_writable(text)

@@ -7,7 +7,8 @@ import torch
 
 from lmustream.cli import main
 from lmustream.errors import CheckpointError, ConfigError
-from lmustream.models.artifact import check_writable, load_model
+from lmustream.models.artifact import load_model
+from lmustream.paths import check_writable
 from tests.detect.fakes import tiny_model_file
 
 

@@ -272,14 +272,6 @@ def test_bfloat16_autocast_training_still_works(spiking):
     assert all(p.grad is not None for p in model.head.parameters())
 
 
-def test_bad_mode_and_memory_path_are_config_errors():
-    model, x = tiny(), torch.randn(1, 4, 20)
-    with pytest.raises(ConfigError, match="mode"):
-        model(x, mode="last")
-    with pytest.raises(ConfigError, match="memory_path"):
-        model(x, memory_path="scan")
-
-
 # -- Legendre memory and LIF configs --------------------------------------------------------------
 
 def test_legendre_memory_inputs():

@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from lmustream.errors import ConfigError
 from lmustream.models import LIF, LIFConfig, LMUFormer, LMUFormerConfig, NAMED_CONFIGS, get_config, macs_per_frame
 from lmustream.selftest import randomize_batchnorm
 
@@ -44,9 +45,9 @@ def test_bad_input_shape(bad):
 
 def test_bad_mode_and_memory_path():
     model, x = tiny(), torch.randn(1, 4, 20)
-    with pytest.raises(ValueError, match="mode"):
+    with pytest.raises(ConfigError, match="mode"):
         model(x, mode="last")
-    with pytest.raises(ValueError, match="memory_path"):
+    with pytest.raises(ConfigError, match="memory_path"):
         model(x, memory_path="scan")
 
 

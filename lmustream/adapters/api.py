@@ -253,6 +253,8 @@ def load_adapter(model: nn.Module, path: str | os.PathLike, strict: bool = True)
     """
     from safetensors.torch import load_file
 
+    from lmustream.models.artifact import check_labels
+
     if not (isinstance(model, nn.Module) and callable(getattr(getattr(model, "config", None), "to_dict", None))):
         raise ConfigError(f"load_adapter needs the base model the adapter was trained on (an LMUFormer), got "
                           f"{type(model).__name__}")
@@ -280,12 +282,11 @@ def load_adapter(model: nn.Module, path: str | os.PathLike, strict: bool = True)
     if n_classes < model.config.n_classes:
         raise CheckpointError(f"{where!r} has {n_classes} classes and this model {model.config.n_classes}: an "
                               f"adapter can only add classes to its base's (is this its base model?)")
-    labels = header.get("labels")
-    if labels is not None and not (isinstance(labels, list) and len(labels) == n_classes
-                                   and all(isinstance(label, str) and label for label in labels)
-                                   and len(set(labels)) == n_classes):
-        raise CheckpointError(f"{where!r}: the adapter header's labels must be {n_classes} different names, one "
-                              f"per class, got {labels!r}")
+    if header.get("labels") is not None:
+        try:
+            check_labels(header["labels"], n_classes)
+        except CheckpointError as e:
+            raise CheckpointError(f"{where!r}: the adapter header's labels: {e}") from None
     try:
         if strict and header.get("base_fingerprint") and base_fingerprint(model, config) != header["base_fingerprint"]:
             raise CheckpointError(f"{where!r} was trained on other base weights than this model's "

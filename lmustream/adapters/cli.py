@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 from lmustream.cli import non_negative_int, output_file, positive_int
-from lmustream.errors import ConfigError
 
 DESCRIPTION = """\
 Teach a model new keywords from a few clips per word (e.g. 5-20, as recorded by
@@ -123,7 +122,6 @@ def run(args: argparse.Namespace) -> int:
         fields["target_modules"] = tuple(t.strip() for t in args.targets.split(",") if t.strip())
     config = FinetuneConfig(**fields)
     out = Path(args.out) if args.out else default_out(args.model)
-    _check_paths_before_training(args, out)
     if args.json:  # stdout holds the one JSON object; warnings still reach the user, on stderr
         def log(line):
             if line.startswith(ADVICE_PREFIXES):
@@ -140,21 +138,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     print(format_result(result))
     return 0
-
-
-def _check_paths_before_training(args: argparse.Namespace, out: Path) -> None:
-    """Fail on a folder, noise recording or output that cannot serve now, not after the training."""
-    from lmustream.models.artifact import check_writable
-    from lmustream.train.data import noise_recordings
-
-    for option, path in (("--new-words", args.new_words), ("--replay", args.replay), ("--eval-new", args.eval_new),
-                         ("--eval-old", args.eval_old)):
-        if path is not None and not Path(path).exists():
-            raise ConfigError(f"{option} {path!r}: no such folder or manifest")
-    noise_recordings(args.noise)
-    for path in (out, args.adapter_out):
-        if path is not None:
-            check_writable(path)
 
 
 def format_result(r) -> str:

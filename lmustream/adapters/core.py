@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import fnmatch
 import hashlib
-import math
 import re
 from dataclasses import asdict, dataclass, fields
 from typing import ClassVar
@@ -27,6 +26,7 @@ from torch import nn
 
 from lmustream.adapters import frozen_down
 from lmustream.errors import ConfigError
+from lmustream.ranges import check_range
 
 ALL_LAYERS = ("*",)  # every Linear and Conv1d of the model (except modules_to_save)
 REGEX_PREFIX = "re:"
@@ -89,30 +89,6 @@ def positive_int(owner: object, name: str) -> None:
     value = getattr(owner, name)
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigError(f"{type(owner).__name__}.{name} must be a positive integer, got {value!r}")
-
-
-def check_range(name: str, value: object, interval: str, integer: bool = False) -> None:
-    """ConfigError naming ``name`` unless ``value`` is a number in ``interval`` ("[0, 1)", "(0, inf)",
-    "(-inf, inf)", as in lmustream.train.config's table); ``integer``: an int as well.
-
-    Infinite ends are open, so NaN and infinities never pass. A bool is no number here: True
-    would pass as 1.
-    """
-    low, high = (float(end) for end in interval[1:-1].split(", "))
-    number = isinstance(value, int) if integer else isinstance(value, (int, float))
-    if number and not isinstance(value, bool):
-        above = value > low if interval[0] == "(" else value >= low
-        below = value < high if interval[-1] == ")" else value <= high
-        if above and below:
-            return
-    kind = "an integer" if integer else "a number"
-    if (low, high) == (-math.inf, math.inf):
-        kind = kind if integer else "a finite number"
-    elif high == math.inf:
-        kind += f" {'>' if interval[0] == '(' else '>='} {interval[1:-1].split(', ')[0]}"
-    else:
-        kind += f" in {interval}"
-    raise ConfigError(f"{name} must be {kind}, got {value!r}")
 
 
 # A scale or start the float32 weights cannot hold: it becomes inf there, and 0 * inf (a vector

@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import os
 import resource
 import sys
 import time
@@ -37,13 +38,14 @@ import torch.nn.functional as F
 
 from lmustream.adapters.api import (add_adapter, count_parameters, default_adapter_path, make_config,
                                     merged_artifact, save_adapter)
-from lmustream.adapters.core import ALL_LAYERS, check_range
+from lmustream.adapters.core import ALL_LAYERS
 from lmustream.adapters.data import ClipSet, list_clips, load_clip_set, rank_clips, synthetic_noise
 from lmustream.adapters.evaluate import accuracy, predict
 from lmustream.adapters.head import grow_head, imprint_classes, lower_classes
 from lmustream.audio.features import mel_centre_hz
 from lmustream.errors import ConfigError
-from lmustream.train.config import AugmentConfig
+from lmustream.ranges import check_range
+from lmustream.train.config import AugmentConfig, check_augment
 from lmustream.train.distill import kl_to_teacher
 from lmustream.train.precision import native_bfloat16
 
@@ -63,7 +65,7 @@ ADVICE_PREFIXES = ("warning:", "note:")  # log lines the user must see even when
 # them 0.67 and 0.75 on the English adapter task); on the English task both learned the new words about
 # 4 points better at 4e-3 than at 2e-3, on the Arabic task as well (docs/adapters.md).
 DEFAULT_LR = {"aflora": 4e-3, "lora": 4e-3, "vera": 1e-3, "head": 1e-3, "full": 3e-4}
-# The values every numeric setting may take, as intervals (as in lmustream.train.config). Infinite
+# The values every numeric setting may take, as intervals (lmustream.ranges). Infinite
 # ends are open, so NaN and infinities never pass: `nan > 0` is False, so a NaN grad_clip would
 # switch clipping off without a word, and a NaN temperature or weight makes the loss, then the
 # model, NaN. The warm-ups are fractions of the run.
@@ -79,14 +81,6 @@ INTEGER_RANGES = {
     "rank": "[1, inf)", "threads": "[1, inf)",
 }
 OPTIONAL = ("rank", "threads")  # None: the method's default rank, torch's thread count
-# FinetuneConfig.augment's numbers (interval, integer), as TrainConfig.validate checks them there
-AUGMENT_RANGES = {
-    "mixup_rate": ("[0, 1]", False), "mixup_alpha": ("(0, inf)", False), "freq_mask": ("[0, inf)", True),
-    "time_mask": ("[0, inf)", True), "time_shift": ("[0, inf)", True), "noise_prob": ("[0, 1]", False),
-    "gain_db": ("[0, inf)", False), "feature_noise": ("[0, inf)", False), "freq_warp": ("[0, 0.5)", False),
-    "time_stretch": ("[0, 0.5)", False), "lowpass_prob": ("[0, 1]", False), "channel_eq_db": ("[0, 40]", False),
-}
-AUGMENT_PAIRS = {"snr_db": "(-inf, inf)", "lowpass_hz": "(0, inf)"}  # each end, and low <= high
 
 
 def parameter_groups(model: torch.nn.Module, vector_lr_scale: float) -> list[dict]:
@@ -203,17 +197,7 @@ class FinetuneConfig:
         if not isinstance(self.augment, AugmentConfig):
             raise ConfigError(f"finetune augment must be an AugmentConfig, got {type(self.augment).__name__}")
         # TrainConfig.validate checks an AugmentConfig inside a training config; this one is never inside one.
-        for name, (interval, integer) in AUGMENT_RANGES.items():
-            check_range(f"finetune augment.{name}", getattr(self.augment, name), interval, integer)
-        for name, interval in AUGMENT_PAIRS.items():
-            pair = getattr(self.augment, name)
-            if not (isinstance(pair, (list, tuple)) and len(pair) == 2):
-                raise ConfigError(f"finetune augment.{name} must be a pair [low, high], got {pair!r}")
-            for end in pair:
-                check_range(f"finetune augment.{name}", end, interval)
-            if pair[0] > pair[1]:
-                raise ConfigError(f"finetune augment.{name} must be a pair [low, high] with low <= high, got "
-                                  f"{list(pair)}")
+        check_augment(self.augment, "finetune augment.")
         self.adapter_config()  # the adapter's own checks (target patterns, rank), now rather than mid-run
         return self
 
@@ -338,6 +322,7 @@ def finetune(model, new_words, *, config: FinetuneConfig | None = None, out: str
     if not isinstance(config, FinetuneConfig):
         raise ConfigError(f"finetune's config must be a FinetuneConfig, got {type(config).__name__}")
     config.validate()  # before any work, and again: a field may have been set since construction
+    _check_paths(new_words, replay, eval_new, eval_old, noise_dirs, out, adapter_out)
     adapter_cfg = config.adapter_config()
     log = log or (lambda line: None)
     started = time.perf_counter()
@@ -507,6 +492,21 @@ def finetune(model, new_words, *, config: FinetuneConfig | None = None, out: str
     result.eval_seconds = time.perf_counter() - eval_started
     result.peak_memory_mb = peak_memory_mb()
     return result
+
+
+def _check_paths(new_words, replay, eval_new, eval_old, noise_dirs, out, adapter_out) -> None:
+    """Fail on a folder, noise recording or output that cannot serve now, not after the training."""
+    from lmustream.paths import check_writable
+    from lmustream.train.data import noise_recordings
+
+    for option, path in (("--new-words", new_words), ("--replay", replay), ("--eval-new", eval_new),
+                         ("--eval-old", eval_old)):
+        if isinstance(path, (str, os.PathLike)) and not Path(path).exists():  # (lists of clips need no check)
+            raise ConfigError(f"{option} {str(path)!r}: no such folder or manifest")
+    noise_recordings(noise_dirs)
+    for path in (out, adapter_out):
+        if path is not None:
+            check_writable(path)
 
 
 def _with_silence(replay_set: ClipSet, old_labels, noise, config, frontend, frames, log) -> ClipSet:

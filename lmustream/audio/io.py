@@ -17,6 +17,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from lmustream.arrays import as_numpy
 from lmustream.errors import AudioError
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -50,17 +51,6 @@ def refuse_undecoded(x, name: str) -> None:
                          "numpy.frombuffer(data, numpy.int16) for 16-bit PCM")
     if isinstance(x, str):
         raise AudioError(f"{name}: got text; pass an array of samples (read a file with lmustream.audio.read_audio)")
-
-
-def as_numpy(x) -> np.ndarray:
-    """``np.asarray(x)``, torch tensors included (on any device, requiring grad or not): numpy cannot
-    take those itself, and this module must not import torch to recognise them."""
-    if hasattr(x, "detach") and hasattr(x, "cpu"):
-        x = x.detach().cpu()
-        if x.dtype.is_floating_point and x.element_size() < 4:
-            x = x.float()  # numpy has no bfloat16
-        x = x.numpy()
-    return np.asarray(x)
 
 
 def check_sample_dtype(dtype, name: str) -> None:

@@ -19,20 +19,20 @@ C++ kernel each read this file on their own; docs/model-format.md describes it.
 
 from __future__ import annotations
 
-import errno
 import json
 import math
 import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
 from lmustream.audio.features import FbankConfig
 from lmustream.errors import CheckpointError, ConfigError, not_a_model_file
 from lmustream.models.lmuformer import LMUFormer, LMUFormerConfig
+from lmustream.models.registry import resolve_model
+from lmustream.paths import check_writable
 
 FORMAT_NAME = "lmustream-model"
 FORMAT_VERSION = 1
@@ -78,34 +78,26 @@ class ModelArtifact:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """The checks of construction; :func:`save_model` runs them again, as the fields may have been
+        reassigned since."""
         if not isinstance(self.model, LMUFormer):
             raise CheckpointError(f"ModelArtifact needs an LMUFormer, got {type(self.model).__name__}")
         self.labels = check_labels(self.labels, self.model.config.n_classes)
-        if not isinstance(self.frontend, FbankConfig):
-            raise CheckpointError(f"the frontend must be an FbankConfig (FbankConfig.from_dict reads a dict), "
-                                  f"got {type(self.frontend).__name__}")
-        if self.frontend.n_mels != self.model.config.n_mels:
-            raise CheckpointError(f"frontend.n_mels ({self.frontend.n_mels}) differs from the model's n_mels "
-                                  f"({self.model.config.n_mels})")
+        check_frontend(self.frontend, self.model.config.n_mels)
         if not isinstance(self.extra, dict):
             raise CheckpointError(f"extra must be a dict, got {type(self.extra).__name__}")
 
 
-def check_writable(path: str | os.PathLike) -> Path:
-    """``path`` if a file can be written there (its missing folders made on writing); otherwise an OSError
-    naming ``path`` and the fault: a folder at that name, a file where a folder must be, no permission.
-    Callers run it before their work, so that the work is not lost to a path that cannot be written."""
-    path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(errno.EISDIR, "is a folder; name the file to write in it", str(path))
-    folder = path.parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    if not folder.is_dir():
-        raise NotADirectoryError(errno.ENOTDIR, f"{str(folder)!r} is a file, not a folder", str(path))
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise PermissionError(errno.EACCES, f"cannot write in {str(folder)!r}", str(path))
-    return path
+def check_frontend(frontend, n_mels: int) -> None:
+    """CheckpointError unless ``frontend`` is an FbankConfig of ``n_mels`` mel bins (the model's)."""
+    if not isinstance(frontend, FbankConfig):
+        raise CheckpointError(f"the frontend must be an FbankConfig (FbankConfig.from_dict reads a dict), "
+                              f"got {type(frontend).__name__}")
+    if frontend.n_mels != n_mels:
+        raise CheckpointError(f"frontend.n_mels ({frontend.n_mels}) differs from the model's n_mels ({n_mels})")
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -216,18 +208,12 @@ def save_model(path: str | os.PathLike, artifact: ModelArtifact) -> None:
 
     if not isinstance(artifact, ModelArtifact):
         raise CheckpointError(f"save_model needs a ModelArtifact, got {type(artifact).__name__}")
+    artifact.validate()
     model = artifact.model
     adapter = getattr(model, "adapter_config", None)
     if adapter is not None:
         raise CheckpointError(f"the model still has a {getattr(adapter, 'method', '')} adapter attached: merge it "
                               f"(lmustream.adapters.merge) or remove it before saving the model")
-    # The checks of ModelArtifact's construction again: the fields may have been reassigned since.
-    check_labels(artifact.labels, model.config.n_classes)
-    if not isinstance(artifact.frontend, FbankConfig) or artifact.frontend.n_mels != model.config.n_mels:
-        n_mels = getattr(artifact.frontend, "n_mels", type(artifact.frontend).__name__)
-        raise CheckpointError(f"the frontend's n_mels ({n_mels}) differs from the model's ({model.config.n_mels})")
-    if not isinstance(artifact.extra, dict):
-        raise CheckpointError(f"extra must be a dict, got {type(artifact.extra).__name__}")
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     with torch.random.fork_rng(devices=[]):  # building the reference model must not move the caller's RNG
         expected = LMUFormer(model.config).state_dict()
@@ -257,20 +243,7 @@ def _model_path(path) -> str:
     """The file ``path`` names, or the shipped model of that name (as Kernel and Detector take)."""
     if not isinstance(path, (str, os.PathLike)) or not os.fspath(path):
         raise CheckpointError(f"a model file path (str or os.PathLike) is needed, got {path!r}")
-    path = os.fspath(path)
-    if isinstance(path, bytes):
-        path = os.fsdecode(path)
-    if os.path.isfile(path):
-        return path
-    if os.path.isdir(path):
-        raise CheckpointError(f"{path!r} is a folder, not a model file")
-    from lmustream.models.registry import MODEL_SUFFIX, MODELS_DIR
-
-    if os.sep not in path and "/" not in path:
-        shipped = MODELS_DIR / f"{path}{MODEL_SUFFIX}"
-        if shipped.is_file():
-            return str(shipped)
-    raise CheckpointError(f"model file {path!r} does not exist (nor is it the name of a shipped model)")
+    return str(resolve_model(os.fsdecode(os.fspath(path))))
 
 
 def _strict_json(text: str):

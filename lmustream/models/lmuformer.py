@@ -28,6 +28,7 @@ from lmustream.errors import AudioError, ConfigError
 from lmustream.models import exact
 from lmustream.models.lmu import LegendreMemory
 from lmustream.models.spiking import LIF, LIFConfig
+from lmustream.ranges import check_flag
 
 OUTPUT_MODES = ("mean", "all_seq", "frames")
 MEMORY_PATHS = ("fft", "recurrent")
@@ -66,9 +67,7 @@ class LMUFormerConfig:
         # would build another model than the C++ kernel builds from the same file: types are exact.
         for name, value in ((f.name, getattr(self, f.name)) for f in fields(self)):
             if name in _BOOL_FIELDS:
-                if not isinstance(value, (bool, np.bool_)):
-                    raise ConfigError(f"LMUFormerConfig.{name} must be True or False, got {value!r}")
-                object.__setattr__(self, name, bool(value))
+                object.__setattr__(self, name, check_flag(f"LMUFormerConfig.{name}", value))
             elif name in _INT_LIMITS:
                 if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
                     raise ConfigError(f"LMUFormerConfig.{name} must be an integer, got {value!r}")

@@ -29,5 +29,5 @@ def resolve_model(name_or_path: str | Path) -> Path:
     if path.is_dir():
         raise CheckpointError(f"{str(name_or_path)!r} is a folder; pass a model file (.safetensors) or the name "
                               f"of a shipped model ({known})")
-    raise CheckpointError(f"no model file {str(name_or_path)!r} and no shipped model of that name "
-                          f"(shipped: {known})")
+    raise CheckpointError(f"model file {str(name_or_path)!r} does not exist, and there is no shipped model of "
+                          f"that name (shipped: {known})")

@@ -23,9 +23,9 @@ import struct
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from lmustream.errors import CheckpointError, ConfigError, not_a_model_file
+from lmustream.ranges import check_flag
 
 BACKENDS = ("auto", "kernel", "torch")
 _SAFETENSORS_HEADER_LIMIT = 100 * 1024 * 1024  # the JSON header of a sane model file is far smaller
@@ -95,9 +95,7 @@ def open_kernel(model: Any, backend: str = "auto", threads: int | None = None, i
     if backend not in BACKENDS:
         raise ConfigError(f"backend must be one of {BACKENDS}, got {backend!r}")
     check_model_spec(model, "open_kernel")
-    if not isinstance(int8, (bool, np.bool_)):  # "no" is truthy
-        raise ConfigError(f"int8 must be True or False, got {int8!r}")
-    int8 = bool(int8)
+    int8 = check_flag("int8", int8)
     from lmustream.models.registry import resolve_model
 
     is_artifact = type(model).__name__ == "ModelArtifact"

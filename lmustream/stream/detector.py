@@ -41,7 +41,8 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 
-from lmustream.audio.io import (INT16_SCALE, as_numpy, check_resample_ratio, check_sample_dtype, check_sample_rate,
+from lmustream.arrays import as_numpy
+from lmustream.audio.io import (INT16_SCALE, check_resample_ratio, check_sample_dtype, check_sample_rate,
                                 refuse_undecoded, validate_samples)
 from lmustream.errors import AudioError, ConfigError
 

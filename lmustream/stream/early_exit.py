@@ -578,7 +578,7 @@ class Recognizer:
                              f"after {self.decision.frame} frames); call start() for a new utterance")
 
     def _push_frames(self, frames) -> Decision | None:
-        from lmustream.audio.io import as_numpy
+        from lmustream.arrays import as_numpy
 
         array = as_numpy(frames)
         if array.dtype.kind not in "iuf":  # object or text: float() would turn None into NaN, or fail;

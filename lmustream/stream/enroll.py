@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
 import re
 import sys
 import time
@@ -24,6 +23,7 @@ import numpy as np
 
 from lmustream.audio.io import resample, write_audio
 from lmustream.errors import ConfigError
+from lmustream.paths import check_folder_writable
 
 VAD_FRAME_SECONDS = 0.01
 MIN_DYNAMIC_RANGE_DB = 12.0  # a "word" less than this above the floor is noise
@@ -118,14 +118,10 @@ def check_enrollment(word: str, count: int, out_dir: str | Path, speaker: str = 
     if isinstance(retries, bool) or not isinstance(retries, numbers.Integral) or retries < 0:
         raise ConfigError(f"--retries must be a whole number >= 0, got {retries!r}")
     folder = Path(out_dir) / word
-    existing = folder  # the folders missing on the way are made: the nearest existing one must take them
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ConfigError(f"--out {str(out_dir)!r}: {str(existing)!r} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out {str(out_dir)!r}: cannot write in {str(existing)!r} (permission denied)")
-    return folder
+    try:
+        return check_folder_writable(folder)  # the folders missing on the way are made
+    except OSError as e:
+        raise ConfigError(f"--out {str(out_dir)!r}: {e.strerror}") from None
 
 
 def enroll(microphone, word: str, count: int, out_dir: str | Path, speaker: str = "user",

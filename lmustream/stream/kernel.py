@@ -19,7 +19,9 @@ from typing import Any
 import numpy as np
 
 import lmustream
+from lmustream.arrays import as_numpy
 from lmustream.errors import AudioError, CheckpointError, ConfigError
+from lmustream.ranges import check_flag
 
 try:
     from lmustream import _kernel
@@ -53,15 +55,6 @@ def kernel_info() -> dict[str, Any]:
     return info
 
 
-def _as_array(x: Any) -> np.ndarray:
-    if hasattr(x, "detach"):  # a torch tensor, possibly on a GPU or requiring grad
-        x = x.detach().cpu()
-        if x.dtype.is_floating_point:
-            x = x.float()  # numpy has no bfloat16; the kernel computes in float32 anyway
-        x = x.numpy()
-    return np.asarray(x)
-
-
 def lmu_memory_scan(A: Any, B: Any, u: Any, m0: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """Legendre memory update ``m_t = A m_{t-1} + B u_t`` over a block of frames, in float32.
 
@@ -90,19 +83,14 @@ def lmu_memory_scan(A: Any, B: Any, u: Any, m0: Any = None) -> tuple[np.ndarray,
     """
     if _kernel is None:
         raise RuntimeError(f"lmustream C++ kernel is not built: {_IMPORT_ERROR}; {_BUILD_HINT}")
-    return _kernel.lmu_memory_scan(_as_array(A), _as_array(B), _as_array(u),
-                                   None if m0 is None else _as_array(m0))
+    return _kernel.lmu_memory_scan(as_numpy(A), as_numpy(B), as_numpy(u),
+                                   None if m0 is None else as_numpy(m0))
 
 
 # -- the streaming engine ----------------------------------------------------------------------
 
 SPIKE_PATHS = ("add-only", "dense")
 MAX_FRAME_LANES = 64  # csrc/engine.h kMaxLanes
-
-
-def _check_flag(name: str, value) -> None:
-    if not isinstance(value, (bool, np.bool_)):  # "no" is truthy: int8="no" would enable int8
-        raise ConfigError(f"{name} must be True or False, got {value!r}")
 
 
 def _require_kernel() -> None:
@@ -172,8 +160,8 @@ class Kernel:
         if isinstance(frame_lanes, (bool, np.bool_)) or not isinstance(frame_lanes, (int, np.integer)) \
                 or not 1 <= frame_lanes <= MAX_FRAME_LANES:
             raise ConfigError(f"frame_lanes must be an integer in [1, {MAX_FRAME_LANES}], got {frame_lanes!r}")
-        _check_flag("int8", int8)
-        _check_flag("sparse_inputs", sparse_inputs)
+        check_flag("int8", int8)
+        check_flag("sparse_inputs", sparse_inputs)
         if simd is not None:
             levels = _kernel.simd_levels().split()
             if not isinstance(simd, str) or simd not in (*levels, "auto"):
@@ -228,7 +216,7 @@ class Kernel:
             if not isinstance(s, KernelStream) or s.kernel is not self:
                 raise AudioError(f"push_many: streams[{i}] is not a stream opened by this kernel")
             natives.append(s._native)
-        return _kernel.push_many(self._engine, natives, [_as_array(b) for b in blocks])
+        return _kernel.push_many(self._engine, natives, [as_numpy(b) for b in blocks])
 
     def __repr__(self) -> str:
         kind = "spiking " if self.spiking else ""
@@ -255,12 +243,12 @@ class KernelStream:
         self._native = native
 
     def push(self, samples) -> np.ndarray:
-        return self._native.push(samples if isinstance(samples, np.ndarray) else _as_array(samples))
+        return self._native.push(samples if isinstance(samples, np.ndarray) else as_numpy(samples))
 
     def push_features(self, features) -> np.ndarray:
         """Log-mel frames ``[n, n_mels]`` (normalized, as StreamingFbank(normalized=True) gives)
         instead of audio: the model alone."""
-        return self._native.push_features(features if isinstance(features, np.ndarray) else _as_array(features))
+        return self._native.push_features(features if isinstance(features, np.ndarray) else as_numpy(features))
 
     def flush(self) -> np.ndarray:
         return self._native.flush()
@@ -284,7 +272,7 @@ class KernelStream:
 
     def record_spikes(self, on: bool = True) -> None:
         """Keep every LIF layer's spikes of each frame until :meth:`take_spikes` (for verification)."""
-        _check_flag("record_spikes on", on)
+        check_flag("record_spikes on", on)
         self._native.record_spikes(bool(on))
 
     def take_spikes(self) -> dict[str, np.ndarray]:

@@ -33,7 +33,8 @@ from torch import nn
 if TYPE_CHECKING:
     from lmustream.audio.features import FbankConfig
 
-from lmustream.errors import ConfigError
+from lmustream.errors import CheckpointError, ConfigError
+from lmustream.ranges import check_flag
 from lmustream.stream.step import StepLMUFormer
 
 OPSET = 17
@@ -145,7 +146,7 @@ def export_onnx(step: StepLMUFormer, path: str, labels: list[str], frontend: "Fb
     per model output, a frontend whose n_mels is not the model's, a chunk that is not an integer
     in [1, MAX_CHUNK], an unknown posterior, or non-bool flags.
     """
-    from lmustream.audio.features import FbankConfig
+    from lmustream.models.artifact import check_frontend, check_labels
 
     if not isinstance(step, StepLMUFormer):
         raise ConfigError(f"export_onnx needs the step form, StepLMUFormer(model), got {type(step).__name__}")
@@ -158,22 +159,19 @@ def export_onnx(step: StepLMUFormer, path: str, labels: list[str], frontend: "Fb
     chunk = int(chunk)
     if posterior not in ("sigmoid", "softmax"):
         raise ConfigError(f"posterior must be 'sigmoid' or 'softmax', got {posterior!r}")
-    for name, flag in (("audio_in", audio_in), ("spike_output", spike_output)):
-        if not isinstance(flag, (bool, np.bool_)):  # "no" would be truthy
-            raise ConfigError(f"{name} must be True or False, got {flag!r}")
-    audio_in, spike_output = bool(audio_in), bool(spike_output)
+    audio_in, spike_output = check_flag("audio_in", audio_in), check_flag("spike_output", spike_output)
     # The metadata is all a runtime knows of the graph: labels that do not match its outputs, or a
     # frontend whose frames do not fit its input, would be read without complaint and mislabel every result.
     n_classes = step.config.n_classes
-    if (not isinstance(labels, (list, tuple)) or len(labels) != n_classes
-            or not all(isinstance(label, str) and label for label in labels) or len(set(labels)) != len(labels)):
-        raise ConfigError(f"labels must be {n_classes} distinct non-empty strings, one per model output, "
-                          f"got {labels!r}")
-    if not isinstance(frontend, FbankConfig):
-        raise ConfigError(f"frontend must be an FbankConfig, got {type(frontend).__name__}")
-    if frontend.n_mels != step.config.n_mels:
-        raise ConfigError(f"frontend.n_mels ({frontend.n_mels}) differs from the model's n_mels "
-                          f"({step.config.n_mels})")
+    try:
+        check_labels(labels, n_classes)
+    except CheckpointError as e:
+        raise ConfigError(f"labels must be {n_classes} distinct non-empty strings, one per model output ({e}), "
+                          f"got {labels!r}") from None
+    try:
+        check_frontend(frontend, step.config.n_mels)
+    except CheckpointError as e:
+        raise ConfigError(str(e)) from None
     step = step.float().eval()
     names = step.state_names
     state = step.initial_state(2)

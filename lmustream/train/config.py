@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from lmustream.errors import ConfigError
+from lmustream.ranges import check_pair, check_range, is_number
 
 
 @dataclass
@@ -118,13 +119,9 @@ class TrainConfig:
         for key, interval in _RANGES.items():
             value = self._value(key)
             # None: an optional setting left unset; a list: speakers named by id rather than counted
-            if value is not None and not isinstance(value, list) and not _within(value, interval):
-                raise ConfigError(f"{key} must be {_describe(interval)}, got {value!r}")
-        for key, interval in _PAIRS.items():
-            pair = self._value(key)
-            if not (all(_within(end, interval) for end in pair) and pair[0] <= pair[1]):
-                raise ConfigError(f"{key} must be a pair [low, high] with low <= high, each "
-                                  f"{_describe(interval)}, got {list(pair)}")
+            if value is not None and not isinstance(value, list):
+                check_range(key, value, interval)
+        check_augment(self.augment)
         if self.data.validation_fraction + self.data.test_fraction >= 1:
             raise ConfigError(f"data.validation_fraction + data.test_fraction must be < 1 (train needs speakers "
                               f"too), got {self.data.validation_fraction} + {self.data.test_fraction}")
@@ -171,35 +168,28 @@ _RANGES = {
     "seed": "[0, 4294967295]",  # a numpy seed (class caps) must be >= 0, and 32 bits suffice
     "data.validation_fraction": "[0, 1)", "data.test_fraction": "[0, 1)", "data.frames": "[1, inf)",
     "data.num_workers": "[0, inf)", "data.validation_speakers": "[0, inf)", "data.test_speakers": "[0, inf)",
-    "augment.mixup_rate": "[0, 1]", "augment.mixup_alpha": "(0, inf)", "augment.freq_mask": "[0, inf)",
-    "augment.time_mask": "[0, inf)", "augment.time_shift": "[0, inf)", "augment.noise_prob": "[0, 1]",
-    "augment.gain_db": "[0, inf)", "augment.feature_noise": "[0, inf)", "augment.freq_warp": "[0, 0.5)",
-    "augment.time_stretch": "[0, 0.5)", "augment.lowpass_prob": "[0, 1]", "augment.channel_eq_db": "[0, 40]",
     "optim.lr": "(0, inf)", "optim.weight_decay": "[0, inf)", "optim.step_start": "[0, inf)",
     "optim.step_every": "[1, inf)", "optim.gamma": "(0, 1]", "optim.warmup_epochs": "[0, inf)",
     "optim.label_smoothing": "[0, 1]", "optim.grad_clip": "[0, inf)",
     "prefix_loss.weight": "[0, inf)", "distill.weight": "[0, 1]", "distill.temperature": "(0, inf)",
 }
-_PAIRS = {"augment.snr_db": "(-inf, inf)", "augment.lowpass_hz": "(0, inf)"}  # each end, and low <= high
+# AugmentConfig's numbers. lmustream.adapters.finetune checks its own AugmentConfig with them too.
+_AUGMENT_RANGES = {
+    "mixup_rate": "[0, 1]", "mixup_alpha": "(0, inf)", "freq_mask": "[0, inf)", "time_mask": "[0, inf)",
+    "time_shift": "[0, inf)", "noise_prob": "[0, 1]", "gain_db": "[0, inf)", "feature_noise": "[0, inf)",
+    "freq_warp": "[0, 0.5)", "time_stretch": "[0, 0.5)", "lowpass_prob": "[0, 1]", "channel_eq_db": "[0, 40]",
+}
+_AUGMENT_PAIRS = {"snr_db": "(-inf, inf)", "lowpass_hz": "(0, inf)"}  # each end, and low <= high
 
 
-def _describe(interval: str) -> str:
-    low, high = interval[1:-1].split(", ")
-    if (low, high) == ("-inf", "inf"):
-        return "a finite number"
-    if high == "inf":
-        return f"{'>' if interval[0] == '(' else '>='} {low}"
-    return f"in {interval}"
-
-
-def _within(value: Any, interval: str) -> bool:
-    """Whether ``value`` is a number in ``interval`` ("[0, 1)", "(0, inf)", ...)."""
-    if not _is_number(value):
-        return False
-    low, high = (float(end) for end in interval[1:-1].split(", "))
-    above = value > low if interval[0] == "(" else value >= low
-    below = value < high if interval[-1] == ")" else value <= high
-    return above and below
+def check_augment(augment: AugmentConfig, prefix: str = "augment.") -> None:
+    """ConfigError naming ``prefix`` + the field for a number of ``augment`` out of range. An ``int`` field
+    must hold an integer: a YAML recipe is type-checked on loading, an AugmentConfig built in Python is not."""
+    for f in fields(AugmentConfig):
+        if f.name in _AUGMENT_RANGES:
+            check_range(prefix + f.name, getattr(augment, f.name), _AUGMENT_RANGES[f.name], integer=f.type == "int")
+        elif f.name in _AUGMENT_PAIRS:
+            check_pair(prefix + f.name, getattr(augment, f.name), _AUGMENT_PAIRS[f.name])
 
 
 def _check_device(name: str) -> None:
@@ -246,12 +236,8 @@ _TYPE_NAMES = {"int": "an integer", "float": "a number", "bool": "true or false"
                "list": "a list", "tuple": "a list", "dict": "a mapping", "None": "null"}
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)  # YAML's true is an int to Python
-
-
 _TYPE_CHECKS = {"None": lambda v: v is None, "bool": lambda v: isinstance(v, bool),
-                "int": lambda v: isinstance(v, int) and not isinstance(v, bool), "float": _is_number,
+                "int": lambda v: is_number(v, integer=True), "float": is_number,  # YAML's true is an int to Python
                 "str": lambda v: isinstance(v, str), "list": lambda v: isinstance(v, (list, tuple)),
                 "tuple": lambda v: isinstance(v, (list, tuple)), "dict": lambda v: isinstance(v, dict)}
 
@@ -267,11 +253,11 @@ def _checked(value: Any, annotation: str, key: str, default: Any = None) -> Any:
             value = float(value)
         except ValueError:
             pass
-    if "str" in allowed and _is_number(value):
+    if "str" in allowed and is_number(value):
         value = str(value)
     if isinstance(default, tuple) and isinstance(value, (list, tuple)):
-        numeric = all(_is_number(d) for d in default)
-        if len(value) != len(default) or (numeric and not all(_is_number(v) for v in value)):
+        numeric = all(is_number(d) for d in default)
+        if len(value) != len(default) or (numeric and not all(is_number(v) for v in value)):
             kinds = " numbers" if numeric else " values"
             raise ConfigError(f"{key}: expected a list of {len(default)}{kinds} like {list(default)}, got {value!r}")
     if any(t not in _TYPE_CHECKS for t in allowed) or any(_TYPE_CHECKS[t](value) for t in allowed):

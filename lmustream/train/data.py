@@ -136,6 +136,12 @@ def prepare_data(config: TrainConfig, verbose: bool = True, frontend: FbankConfi
     labels = list(index.labels)
     splits = {name: cap_classes(clips, d.class_caps, seed=config.seed) for name, clips in index.splits.items()}
 
+    # before the features: a noise folder that cannot serve must not cost their computation first
+    noise_dirs = [Path(p) for p in d.noise_dirs]
+    if (Path(d.path) / "_background_noise_").is_dir():
+        noise_dirs.append(Path(d.path) / "_background_noise_")
+    noise = noise_logmel(noise_dirs, frontend) if config.augment.noise_prob > 0 else None
+
     def split(name):
         clips = splits.get(name) or []
         if not clips:
@@ -146,10 +152,6 @@ def prepare_data(config: TrainConfig, verbose: bool = True, frontend: FbankConfi
     train, validation, test = split("train"), split("validation"), split("test")
     if train is None:
         raise ConfigError(f"{d.path}: the train split is empty")
-    noise_dirs = [Path(p) for p in d.noise_dirs]
-    if (Path(d.path) / "_background_noise_").is_dir():
-        noise_dirs.append(Path(d.path) / "_background_noise_")
-    noise = noise_logmel(noise_dirs, frontend) if config.augment.noise_prob > 0 else None
     summary = index.summary() if hasattr(index, "summary") else ""
     if verbose and summary:
         print(summary)

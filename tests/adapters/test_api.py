@@ -12,6 +12,7 @@ from lmustream.adapters.api import adapter_state_dict
 from lmustream.errors import CheckpointError, ConfigError
 from lmustream.models import LMUFormer, get_config
 from lmustream.selftest import randomize_batchnorm
+from tests.adapters.helpers import perturb
 
 LOW_RANK = ("aflora", "lora", "vera")
 
@@ -19,16 +20,6 @@ LOW_RANK = ("aflora", "lora", "vera")
 def tiny(seed=0, **overrides):
     torch.manual_seed(seed)
     return randomize_batchnorm(LMUFormer(get_config("lmuformer-tiny", n_classes=6, **overrides)), seed).eval()
-
-
-def perturb(model, seed=1, scale=0.2):
-    """Move every trainable adapter tensor away from its initial value, so the path is not zero."""
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if p.requires_grad and not name.startswith("head"):
-                p.add_(scale * torch.randn(p.shape, generator=g))
-    return model
 
 
 def x_batch(n=3, frames=40, seed=5):

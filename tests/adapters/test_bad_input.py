@@ -16,6 +16,7 @@ from lmustream.adapters.finetune import FinetuneConfig, finetune
 from lmustream.errors import CheckpointError, ConfigError
 from lmustream.models import LMUFormer, get_config
 from lmustream.selftest import randomize_batchnorm
+from tests.adapters.helpers import perturb
 
 NAN, INF = float("nan"), float("inf")
 
@@ -54,12 +55,7 @@ def adapter_file(tmp_path):
     """A LoRA adapter that grew the 6-class head to 8, with its trained model."""
     model = tiny()
     grow_head(model, 8)
-    add_adapter(model, LoRAConfig(rank=2))
-    g = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.add_(0.2 * torch.randn(p.shape, generator=g))
+    perturb(add_adapter(model, LoRAConfig(rank=2)), head=True)
     path = tmp_path / "good.adapter.safetensors"
     save_adapter(path, model, [f"w{i}" for i in range(8)])
     return path, model

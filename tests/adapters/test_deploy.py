@@ -12,6 +12,7 @@ from lmustream.audio.features import FbankConfig
 from lmustream.models import LMUFormer, get_config
 from lmustream.models.artifact import ModelArtifact, load_model, save_model
 from lmustream.selftest import randomize_batchnorm
+from tests.adapters.helpers import perturb
 from lmustream.stream.onnx_export import export_onnx
 from lmustream.stream.step import StepLMUFormer
 
@@ -23,13 +24,7 @@ def adapted_model():
     torch.manual_seed(0)
     model = randomize_batchnorm(LMUFormer(get_config("lmuformer-tiny", n_classes=4)), 0).eval()
     grow_head(model, 6)
-    add_adapter(model, AFLoRAConfig(rank=4))
-    g = torch.Generator().manual_seed(2)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.requires_grad:
-                p.add_(0.2 * torch.randn(p.shape, generator=g))
-    return model
+    return perturb(add_adapter(model, AFLoRAConfig(rank=4)), seed=2, head=True)
 
 
 def test_merged_model_file_step_form_and_onnx_equal_the_adapted_model(tmp_path):

@@ -72,7 +72,8 @@ def test_data_frames_is_checked_before_what_depends_on_it():
 
 
 def test_every_numeric_setting_has_a_range():
-    """A numeric field added to a config section must get its range in config._RANGES (or _PAIRS)."""
+    """A numeric field added to a config section must get its range in config._RANGES (augment's fields: in
+    _AUGMENT_RANGES or _AUGMENT_PAIRS)."""
     checked_elsewhere = {"prefix_loss.min_frames", "optim.ema_decay"}  # see the comment above _RANGES
     defaults = TrainConfig()
     sections = {"": defaults, **{f.name: getattr(defaults, f.name) for f in dataclasses.fields(defaults)
@@ -80,7 +81,8 @@ def test_every_numeric_setting_has_a_range():
     numeric = {f"{prefix}.{f.name}".lstrip(".") for prefix, section in sections.items()
                for f in dataclasses.fields(section)
                if {"int", "float", "tuple"} & set(f.type.replace(" ", "").split("|"))}
-    assert numeric - checked_elsewhere == set(config_module._RANGES) | set(config_module._PAIRS)
+    augment = {f"augment.{name}" for name in {**config_module._AUGMENT_RANGES, **config_module._AUGMENT_PAIRS}}
+    assert numeric - checked_elsewhere == set(config_module._RANGES) | augment
 
 
 def test_the_committed_recipes_and_the_defaults_pass():

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lmustream.adapters.core import AdapterConfig, check_lambda_d_init, check_range, positive_int
+from lmustream.adapters.core import AdapterConfig, check_lambda_d_init, positive_int
 from lmustream.errors import ConfigError
+from lmustream.ranges import check_range
 
 SENSITIVITIES = ("weight_grad", "grad")
 # The values each number may take: a smoothing factor of 1 never updates, a NaN one turns every

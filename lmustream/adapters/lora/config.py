@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lmustream.adapters.core import FLOAT32_BOUND, AdapterConfig, check_range, positive_int
+from lmustream.adapters.core import FLOAT32_BOUND, AdapterConfig, positive_int
+from lmustream.ranges import check_range
 
 
 @dataclass(frozen=True)
