@@ -4,6 +4,10 @@ Package metadata (name, version, dependencies) lives in pyproject.toml; this fil
 describes the extension. It works for `pip install .`, `pip install -e .` (the built .so is
 placed next to lmustream/__init__.py) and `python setup.py build_ext --inplace`.
 
+A wheel also carries the shipped models (models/*.safetensors and their cards) and the training
+recipes (configs/*.yaml) inside the package, in lmustream/_shipped/, where lmustream.shipped finds
+them by name when no source checkout is around the package.
+
 The build is portable by default: no -march flags, so a wheel built on one x86-64 or aarch64
 machine runs on any other. LMUSTREAM_NATIVE=1 opts in to -march=native for a local build
 (`lmustream info` then shows the wider SIMD level).
@@ -16,6 +20,7 @@ from pathlib import Path
 
 from pybind11.setup_helpers import ParallelCompile, Pybind11Extension, build_ext
 from setuptools import setup
+from setuptools.command.build_py import build_py
 
 HERE = Path(__file__).resolve().parent
 
@@ -55,6 +60,25 @@ class BuildExt(build_ext):
         super().build_extensions()
 
 
+SHIPPED = {"models": ("*.safetensors", "*.md"), "configs": ("*.yaml",)}
+
+
+class BuildPy(build_py):
+    """Copies the shipped models and recipes into the built package (not for editable installs,
+    which find them in the checkout)."""
+
+    def run(self):
+        super().run()
+        if self.editable_mode:
+            return
+        for folder, patterns in SHIPPED.items():
+            target = Path(self.build_lib) / "lmustream" / "_shipped" / folder
+            self.mkpath(str(target))
+            for pattern in patterns:
+                for source in sorted((HERE / folder).glob(pattern)):
+                    self.copy_file(str(source), str(target / source.name))
+
+
 # Compile the translation units in parallel (LMUSTREAM_BUILD_JOBS=N to cap; 0 = all cores).
 ParallelCompile("LMUSTREAM_BUILD_JOBS", default=0).install()
 
@@ -67,4 +91,4 @@ kernel = Pybind11Extension(
     cxx_std=17,
 )
 
-setup(ext_modules=[kernel], cmdclass={"build_ext": BuildExt})
+setup(ext_modules=[kernel], cmdclass={"build_ext": BuildExt, "build_py": BuildPy})

@@ -67,6 +67,10 @@ def _cmd_info(args: argparse.Namespace) -> int:
                      if info.get("sparse_int8") else "no (int8 products are dense on this path)"))
     from lmustream.stream.backend import default_backend_note
     rows.append(("detection backend", default_backend_note()))
+    from lmustream import shipped
+    for kind, names in (("models", shipped.shipped_models()), ("configs", shipped.shipped_configs())):
+        folders = " and ".join(str(f) for f in shipped.shipped_folders(kind))
+        rows.append((f"shipped {kind}", f"{', '.join(names)} ({folders})" if names else "none in this installation"))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
@@ -248,7 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     verbs = parser.add_subparsers(dest="verb", metavar="verb")
 
     info = verbs.add_parser("info", help="versions and C++ kernel status",
-                            description="Print versions, whether the C++ kernel loaded, and its SIMD level.")
+                            description="Print versions, whether the C++ kernel loaded, its SIMD level, and the shipped "
+                                        "models and recipes.")
     info.set_defaults(func=_cmd_info)
 
     selftest = verbs.add_parser(
@@ -281,7 +286,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "posteriors); optim.ema_decay=0.999 validates and saves a moving average "
                     "of the weights. Several GPUs or processes: "
                     "torchrun --nproc_per_node=N -m lmustream train ...")
-    train.add_argument("--config", help="YAML recipe (default: built-in defaults)")
+    train.add_argument("--config", help="YAML recipe, or the name of a shipped one (sc12-lmuformer, asc40-lmuformer, "
+                                        "...: configs/NAME.yaml, also in an installed package; default: built-in "
+                                        "defaults)")
     train.add_argument("--data", help="dataset path (overrides data.path)")
     train.add_argument("--out", help="run folder (overrides out)")
     train.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")

@@ -15,7 +15,7 @@ import yaml
 
 from lmustream.models import macs_per_frame
 from lmustream.models.artifact import load_model
-from lmustream.models.registry import MODELS_DIR, resolve_model, shipped_models
+from lmustream.models.registry import model_card, resolve_model, shipped_models
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPECTED = ["sc12-lmuformer", "sc12-slmuformer", "sc35-synth-lmuformer", "asc40-lmuformer",
@@ -25,7 +25,9 @@ SHIPPED = shipped_models()
 
 
 def card(name: str) -> dict:
-    text = (MODELS_DIR / f"{name}.md").read_text()
+    path = model_card(name)
+    assert path is not None, f"{name} has no model card {name}.md"
+    text = path.read_text()
     assert text.startswith("---\n"), f"{name}.md must start with a YAML front matter block"
     front, _, body = text[4:].partition("\n---\n")
     meta = yaml.safe_load(front)

@@ -20,8 +20,9 @@ import numpy as np
 
 import lmustream
 from lmustream.arrays import as_numpy
-from lmustream.errors import AudioError, CheckpointError, ConfigError
+from lmustream.errors import AudioError, ConfigError
 from lmustream.ranges import check_flag
+from lmustream.shipped import resolve_model
 
 try:
     from lmustream import _kernel
@@ -99,20 +100,9 @@ def _require_kernel() -> None:
 
 
 def _resolve_model(name_or_path) -> Path:
-    """lmustream.models.registry.resolve_model without importing lmustream.models (and so torch):
-    a deployed kernel process stays small."""
     if not isinstance(name_or_path, (str, os.PathLike)) or not os.fspath(name_or_path):
         raise ConfigError(f"Kernel: model must be a model file path or a shipped model name, got {name_or_path!r}")
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    models_dir = Path(__file__).resolve().parents[2] / "models"
-    shipped = models_dir / f"{name_or_path}.safetensors"
-    if shipped.is_file():
-        return shipped
-    names = sorted(p.name[:-len(".safetensors")] for p in models_dir.glob("*.safetensors")) if models_dir.is_dir() else []
-    raise CheckpointError(f"no model file {str(name_or_path)!r} and no shipped model of that name "
-                          f"(shipped: {', '.join(names) or 'none in this installation'})")
+    return resolve_model(name_or_path)
 
 
 class Kernel:

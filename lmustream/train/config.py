@@ -13,6 +13,7 @@ from typing import Any
 
 from lmustream.errors import ConfigError
 from lmustream.ranges import check_pair, check_range, is_number
+from lmustream.shipped import resolve_config
 
 
 @dataclass
@@ -305,17 +306,13 @@ def apply_override(tree: dict, assignment: str) -> None:
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] = ()) -> TrainConfig:
-    """A TrainConfig from a YAML file (or the defaults) with ``key=value`` overrides applied."""
+    """A TrainConfig from a YAML file, the name of a shipped recipe (``sc12-lmuformer``) or the defaults,
+    with ``key=value`` overrides applied."""
     import yaml
 
     tree: dict = {}
     if path is not None:
-        path = Path(path)
-        if path.is_dir():
-            raise ConfigError(f"config file {str(path)!r} is a folder; pass a YAML recipe such as "
-                              f"configs/sc12-lmuformer.yaml")
-        if not path.is_file():
-            raise ConfigError(f"config file {str(path)!r} does not exist")
+        path = resolve_config(path)
         try:
             tree = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         except UnicodeDecodeError as e:

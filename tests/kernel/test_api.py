@@ -145,7 +145,7 @@ def test_float64_samples_are_accepted(kernel):
 
 
 def test_missing_model_is_a_checkpoint_error(tmp_path):
-    with pytest.raises(CheckpointError, match="no model file"):
+    with pytest.raises(CheckpointError, match="does not exist"):
         Kernel(tmp_path / "absent.safetensors")
     with pytest.raises(CheckpointError, match="no shipped model"):
         Kernel("no-such-shipped-model")
