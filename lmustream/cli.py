@@ -18,7 +18,8 @@ lmustream: streaming keyword spotting with LMUFormer and spiking LMUFormer.
 Models train in parallel (the Legendre memory by FFT) and run frame by frame.
 
 verbs:
-  info       versions, and whether the C++ kernel loaded (and its SIMD level)
+  info       versions, whether the C++ kernel loaded (its SIMD level), shipped models
+  show       what a model holds: words, architecture, cost, frontend, calibration, origin
   selftest   prove the numerics: FFT path == recurrent path, batch frontend ==
              streaming frontend, C++ kernel == Python, and (given the golden
              vectors) equality with the LMUFormer authors' code and torchaudio
@@ -148,6 +149,20 @@ def _cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_show(args: argparse.Namespace) -> int:
+    import json
+
+    from lmustream.models.describe import describe_model, format_description
+
+    descriptions = [describe_model(model) for model in args.models]  # every name checked before any output
+    if args.json:
+        for d in descriptions:
+            print(json.dumps(d))
+    else:
+        print("\n\n".join(format_description(d) for d in descriptions))
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from lmustream.train.config import load_config
     from lmustream.train.trainer import TrainingInterrupted, train
@@ -255,6 +270,17 @@ def build_parser() -> argparse.ArgumentParser:
                             description="Print versions, whether the C++ kernel loaded, its SIMD level, and the shipped "
                                         "models and recipes.")
     info.set_defaults(func=_cmd_info)
+
+    show = verbs.add_parser(
+        "show", help="what a model file holds: words, architecture, cost, frontend, calibration, origin",
+        description="Describe model files or shipped models without running them: the words they know, "
+                    "architecture and look-ahead, parameters and MACs per frame, the frontend they expect, "
+                    "how the detector reads their logits (sigmoid or softmax) and any calibrated thresholds, "
+                    "and where they came from (training recipe, kept epoch and validation accuracy, "
+                    "fine-tuning). --json prints one JSON object per model.")
+    show.add_argument("models", nargs="+", metavar="MODEL", help="model files or shipped model names")
+    show.add_argument("--json", action="store_true", help="one JSON object per model instead of text")
+    show.set_defaults(func=_cmd_show)
 
     selftest = verbs.add_parser(
         "selftest", help="prove the numerics (and conformance with golden vectors, if given)",

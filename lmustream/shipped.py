@@ -52,6 +52,11 @@ def shipped_configs() -> list[str]:
     return _shipped_names("configs", CONFIG_SUFFIX)
 
 
+def shipped_model_path(name: str) -> Path | None:
+    """The file of the shipped model ``name``, or None."""
+    return _shipped_file("models", name, MODEL_SUFFIX)
+
+
 def model_card(name: str) -> Path | None:
     """The model card ``<name>.md`` of a shipped model, or None."""
     return _shipped_file("models", name, ".md")
@@ -62,7 +67,7 @@ def resolve_model(name_or_path: str | os.PathLike) -> Path:
     path = Path(name_or_path)
     if path.is_file():
         return path
-    shipped = _shipped_file("models", os.fspath(name_or_path), MODEL_SUFFIX)
+    shipped = shipped_model_path(os.fspath(name_or_path))
     if shipped is not None:
         return shipped
     known = ", ".join(shipped_models()) or "none in this installation"
