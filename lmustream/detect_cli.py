@@ -444,7 +444,8 @@ def _cmd_eval_stream(args) -> int:
     import numpy as np
 
     from lmustream.stream.backend import open_kernel
-    from lmustream.stream.stream_eval import (build_plan, detector_events, format_summary, frame_logits,
+    from lmustream.stream.detector import silence_logits
+    from lmustream.stream.stream_eval import (RATE, build_plan, detector_events, format_summary, frame_logits,
                                               keyword_clips, pick_thresholds, plot_det, score_events, span_errors,
                                               stream_levels, summarize, sweep)
 
@@ -478,20 +479,23 @@ def _cmd_eval_stream(args) -> int:
                               f"model's look-ahead ({kernel.lookahead} frames)")
         result["segmented_vs_continuous_max_abs_diff"] = float(np.abs(exact - logits[: exact.shape[0]]).max())
     levels = stream_levels(plan)
+    prior = silence_logits(kernel.open(), RATE)  # the silence the Detector's window starts full of
     curves = sweep(logits, labels, plan, config, int(kernel.lookahead), max_latency=args.max_latency,
-                   keywords=keywords, levels=levels)
+                   keywords=keywords, levels=levels, prior_logits=prior)
     table = summarize(curves, plan.hours)
     result["summary"] = table
     # the Detector itself at each keyword's 1 FA/h threshold: the same hits as the sweep, and where
     # its events put the keywords
     thresholds = pick_thresholds(curves, plan.hours, 1.0)
-    events = detector_events(logits, labels, config, int(kernel.lookahead), thresholds, keywords, levels=levels)
+    events = detector_events(logits, labels, config, int(kernel.lookahead), thresholds, keywords, levels=levels,
+                             prior_logits=prior)
     sweep_hits = sum(int(c.hits[list(c.thresholds).index(thresholds[k])]) for k, c in curves.items())
     result["detector_at_1_fa_per_hour"] = {"thresholds": thresholds, "events": len(events),
                                            "sweep_hits": sweep_hits,
                                            **span_errors(events, plan, args.max_latency)}
     defaults = {k: config.threshold_of(k) for k in keywords}  # what the detector does out of the box
-    events = detector_events(logits, labels, config, int(kernel.lookahead), defaults, keywords, levels=levels)
+    events = detector_events(logits, labels, config, int(kernel.lookahead), defaults, keywords, levels=levels,
+                             prior_logits=prior)
     result["at_default_thresholds"] = {"thresholds": defaults,
                                        **score_events(events, plan, keywords, args.max_latency)}
     if args.json:

@@ -21,8 +21,8 @@ import math
 from pathlib import Path
 
 from lmustream.errors import ConfigError
-from lmustream.stream.detector import DetectorConfig
-from lmustream.stream.stream_eval import (KeywordCurve, build_plan, frame_logits, pick_thresholds, stream_levels,
+from lmustream.stream.detector import DetectorConfig, silence_logits
+from lmustream.stream.stream_eval import (RATE, KeywordCurve, build_plan, frame_logits, pick_thresholds, stream_levels,
                                           summarize, sweep)
 
 
@@ -43,8 +43,11 @@ def calibrate(kernel, negatives: list[Path], noise: list[Path], config: Detector
     finally:
         if bar is not None:
             bar.close()
+    # the Detector's window starts full of the model's silence logits: the sweep must start as it does, or
+    # the stream's opening noise alone decides its first second and raises false alarms no detector raises
+    prior = silence_logits(kernel.open(), RATE)
     curves = sweep(logits, list(kernel.labels), plan, config, int(kernel.lookahead), keywords=keywords,
-                   levels=stream_levels(plan))
+                   levels=stream_levels(plan), prior_logits=prior)
     thresholds = pick_thresholds(curves, plan.hours, target_fa_per_hour)
     table = summarize(curves, plan.hours, fa_rates=(target_fa_per_hour,))
     key = f"{target_fa_per_hour:g}"

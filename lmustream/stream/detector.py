@@ -407,6 +407,14 @@ class KeywordTrigger:
         self._pending = (fire, best, last)
         return i
 
+    def finish(self) -> list[Trigger]:
+        """The stream has ended: a crossing still waiting for its peak or its hold is emitted at
+        the last frame, since no later frame can come to end the wait."""
+        out: list[Trigger] = []
+        if self._pending is not None:
+            self._emit(self.offset - 1, out)
+        return out
+
     def _emit(self, frame: int, out: list) -> None:
         fire, best, _ = self._pending
         out.append(Trigger(fire, frame, best))
@@ -460,9 +468,11 @@ class SpanHistory:
         a, b = max(first - self.level_offset, 0), min(last - self.level_offset, self._levels.size - 1)
         return self._levels[a:b + 1] if b >= a else None
 
-    def span(self, cls: int, first: int, last: int) -> tuple[int, int]:
-        """Frames ``(start, end)`` of class ``cls``'s word within frames ``[first, last]``."""
-        a, b = max(first - self.offset, 0), min(last - self.offset, self._rows.shape[0] - 1)
+    def span(self, cls: int, first: int, last: int, last_logits: int | None = None) -> tuple[int, int]:
+        """Frames ``(start, end)`` of class ``cls``'s word within frames ``[first, last]``, its evidence
+        read up to frame ``last_logits`` (default ``last``)."""
+        last_logits = last if last_logits is None else min(last, last_logits)
+        a, b = max(first - self.offset, 0), min(last_logits - self.offset, self._rows.shape[0] - 1)
         if b < a:
             return first, last
         start, end = (x + self.offset + a for x in evidence_run(self._rows[a:b + 1, cls]))
@@ -912,6 +922,8 @@ class Detector:
         else:
             events = []
         events += self.process_logits(self._stream.flush())
+        for keyword, cls, trigger in zip(self.keywords, self._classes, self._triggers):
+            self._wait_for(keyword, cls, trigger.finish())  # the stream's end ends a hold, too
         events += self._report(self._judge_waiting(final=True))  # the stream's end ends the speech
         self.reset()
         return events
@@ -941,12 +953,15 @@ class Detector:
         self.frames += frame_logits.shape[0]
         self.last_posteriors = posteriors[-1, self._classes]
         for keyword, cls, trigger in zip(self.keywords, self._classes, self._triggers):
-            for hit in trigger.push(posteriors[:, cls]):
-                first = hit.emit + self.clock.lookahead  # the decision's last frame of audio
-                self._waiting.append((keyword, cls, hit, first, first))
+            self._wait_for(keyword, cls, trigger.push(posteriors[:, cls]))
         events = self._judge_waiting(final=False)
         self._history.trim()
         return self._report(events)
+
+    def _wait_for(self, keyword: str, cls: int, hits: list[Trigger]) -> None:
+        for hit in hits:
+            first = hit.emit + self.clock.lookahead  # the decision's last frame of audio
+            self._waiting.append((keyword, cls, hit, first, first))
 
     def _check_logits(self, frame_logits) -> np.ndarray:
         """``frame_logits`` as float32 ``[n, classes]``, or AudioError: a reshape would read a
@@ -1023,7 +1038,9 @@ class Detector:
         heard so far; those still undecided wait for more audio, unless the stream has ended."""
         gate, history, events, waiting = self._gate, self._history, [], []
         heard = history.level_offset + history.level_count - 1  # the last frame whose level is known
-        for keyword, cls, hit, first, frame in self._waiting:
+        # in the order the keywords fired: of two decided at once (on one word's trailing pause), the
+        # first to fire is the one one_per_word keeps, whichever keyword or block it fired in
+        for keyword, cls, hit, first, frame in sorted(self._waiting, key=lambda w: w[2].fire):
             if not gate.active or heard < 0:
                 events.append(self._event(keyword, cls, hit, first))  # no check, or no audio to check with
                 continue
@@ -1050,7 +1067,9 @@ class Detector:
     def _event(self, keyword: str, cls: int, hit: Trigger, decided: int) -> Event:
         """The event of a trigger reported at frame ``decided`` (the last frame of audio it used)."""
         first = hit.fire - self._smoothing_frames - self._window_frames + 2
-        start, end = self._history.span(cls, first, decided)
+        # at frame ``decided`` a live stream has the logits of the frames up to decided - lookahead only;
+        # later ones, present when a large block was pushed, would make the span depend on the block size
+        start, end = self._history.span(cls, first, decided, decided - self.clock.lookahead)
         return Event(keyword, self.clock.start(start), self.clock.end(end), hit.confidence, self.clock.end(decided))
 
 

@@ -373,11 +373,15 @@ class KeywordCurve:
 
 def sweep(logits: np.ndarray, labels: list[str], plan: StreamPlan, config: DetectorConfig, lookahead: int,
           thresholds: np.ndarray | None = None, max_latency: float = 1.0,
-          keywords: list[str] | None = None, levels: np.ndarray | None = None) -> dict[str, KeywordCurve]:
+          keywords: list[str] | None = None, levels: np.ndarray | None = None,
+          prior_logits: np.ndarray | None = None) -> dict[str, KeywordCurve]:
     """Each keyword's hits and false alarms at every threshold (module docstring). With
     ``config.isolation`` and the stream's ``levels`` (:func:`stream_levels`), detections that
     the detector would drop as words inside running speech are dropped here too, and those it
-    would report only after the word's trailing pause are timed then."""
+    would report only after the word's trailing pause are timed then. ``prior_logits``: the
+    model's logits on silence (:func:`~lmustream.stream.detector.silence_logits`), which fill the
+    detector's window before the stream begins; without them the stream's first frames decide
+    alone, and its opening noise can raise false alarms that the detector never raises."""
     clock = FrameClock(RATE, 160, 400, lookahead)
     thresholds = threshold_grid() if thresholds is None else np.asarray(thresholds)
     if not math.isfinite(max_latency) or max_latency < 0:  # either would score every keyword as missed
@@ -385,7 +389,7 @@ def sweep(logits: np.ndarray, labels: list[str], plan: StreamPlan, config: Detec
     if config.posterior == "auto":
         raise ConfigError("sweep needs the posterior kind resolved (detector.resolve_posterior)")
     smoother = PosteriorSmoother(len(labels), clock.frames(config.window), clock.frames(config.smoothing),
-                                 config.posterior)
+                                 config.posterior, prior_logits)
     posteriors = smoother.push(logits)
     keywords = keywords or [label for label in labels if is_keyword_label(label)]
     command = _command_check(config, clock, levels)
@@ -398,7 +402,7 @@ def sweep(logits: np.ndarray, labels: list[str], plan: StreamPlan, config: Detec
         for thr in thresholds:
             trigger = KeywordTrigger(float(thr), clock.frames(config.refractory),
                                      int(round(config.hold / clock.frame_seconds)))
-            decided = (command(t.emit) for t in trigger.push(posteriors[:, cls]))
+            decided = (command(t.emit) for t in trigger.push(posteriors[:, cls]) + trigger.finish())
             times = np.array([clock.end(d) for d in decided if d is not None])
             hit, fa, lat = score_detections(times, spans, max_latency)
             hits.append(hit)
@@ -570,13 +574,24 @@ def pick_thresholds(curves: dict[str, KeywordCurve], hours: float, fa_per_hour: 
 
 
 class _LogitsOnly:
-    """A kernel stand-in for running the Detector on logits computed beforehand."""
+    """A kernel stand-in for running the Detector on logits computed beforehand (``prior_logits``:
+    what it answers for the silence the Detector primes its window with)."""
 
-    def __init__(self, labels: list[str], lookahead: int):
+    def __init__(self, labels: list[str], lookahead: int, prior_logits: np.ndarray | None = None):
         self.labels, self.lookahead, self.sample_rate = list(labels), lookahead, RATE
+        self.prior_logits = prior_logits
 
     def open(self):
         return self
+
+    def push(self, samples) -> np.ndarray:
+        """Asked only for the silence logits (no rows: none, and the window starts empty)."""
+        if self.prior_logits is None:
+            return np.zeros((0, len(self.labels)))
+        return np.asarray(self.prior_logits, np.float64).reshape(1, -1)
+
+    def flush(self) -> np.ndarray:
+        return np.zeros((0, len(self.labels)), np.float32)  # the logits were all given already
 
     def reset(self) -> None:
         pass
@@ -594,19 +609,21 @@ def stream_levels(plan: StreamPlan) -> np.ndarray:
 
 def detector_events(logits: np.ndarray, labels: list[str], config: DetectorConfig, lookahead: int,
                     thresholds: dict[str, float], keywords: list[str] | None = None,
-                    levels: np.ndarray | None = None) -> list:
+                    levels: np.ndarray | None = None, prior_logits: np.ndarray | None = None) -> list:
     """The events :class:`~lmustream.stream.detector.Detector` itself reports on these logits
     (fed in 1 s blocks, as a live stream would), with these per-keyword thresholds; ``levels``
-    (:func:`stream_levels`) lets it locate the words as it does on audio."""
+    (:func:`stream_levels`) lets it locate the words as it does on audio; ``prior_logits`` as in
+    :func:`sweep`."""
     from lmustream.stream.detector import Detector
 
-    detector = Detector(_LogitsOnly(labels, lookahead), keywords=keywords, threshold=thresholds, config=config)
+    detector = Detector(_LogitsOnly(labels, lookahead, prior_logits), keywords=keywords, threshold=thresholds,
+                        config=config)
     events = []
     for i in range(0, logits.shape[0], 100):
         # the levels run ahead of the logits by the look-ahead, as when audio is pushed
         lv = None if levels is None else levels[i + lookahead if i else 0:i + 100 + lookahead]
         events += detector.process_logits(logits[i:i + 100], lv)
-    return events
+    return events + detector.flush()  # the stream's end decides the keywords still waiting, as in the sweep
 
 
 def span_errors(events: list, plan: StreamPlan, max_latency: float = 1.0) -> dict:

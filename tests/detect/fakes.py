@@ -127,3 +127,38 @@ class FakeMicrophone:
         block = self.signal[self._at:self._at + self.block_size]
         self._at += self.block_size
         return block if block.size else np.zeros(self.block_size, np.float32)
+
+
+class LogitsKernel:
+    """A kernel that replays ``rows`` (per-frame logits, no look-ahead): a frame's row once its
+    25 ms of audio have been pushed, whatever the audio."""
+
+    labels = LABELS
+    sample_rate = 16000
+    frontend = None
+    lookahead = 0
+
+    def __init__(self, rows):
+        self.rows = np.asarray(rows, np.float32)
+
+    def open(self):
+        return LogitsStream(self.rows)
+
+
+class LogitsStream:
+    def __init__(self, rows):
+        self.rows = rows
+        self.reset()
+
+    def reset(self):
+        self.samples, self.given = 0, 0
+
+    def push(self, x):
+        self.samples += len(x)
+        ready = 0 if self.samples < WIN else min(1 + (self.samples - WIN) // HOP, len(self.rows))
+        out, self.given = self.rows[self.given:ready], max(self.given, ready)
+        return out
+
+    def flush(self):
+        self.reset()
+        return self.rows[:0]

@@ -10,7 +10,7 @@ from lmustream.stream.detector import (Detector, DetectorConfig, Event, FrameClo
                                        LevelMeter, PosteriorSmoother, evidence_run, frame_levels, load_thresholds,
                                        is_isolated, override_config, resolve_posterior,
                                        speech_run)
-from tests.detect.fakes import EnergyKernel, silence, tone
+from tests.detect.fakes import EnergyKernel, LogitsKernel, silence, tone
 
 
 def reference_triggers(p, threshold, refractory, hold):
@@ -336,6 +336,61 @@ def test_one_word_reports_one_keyword():
     assert [e.keyword for e in both] == ["yes", "no"] and both[1].start < both[0].end
     first = events((100, 150), (110, 160))  # the default: one keyword per word, the first to fire
     assert [(e.keyword, e.start, e.end) for e in first] == [(e.keyword, e.start, e.end) for e in both[:1]]
+
+
+def test_one_word_keeps_the_first_keyword_to_fire_in_any_blocks():
+    from lmustream.stream.stream_eval import _LogitsOnly
+
+    logits = np.zeros((300, 4), np.float32)
+    logits[:, 3] = 8
+    logits[100:160, 3] = 0
+    logits[112:160, 0], logits[100:150, 1] = 8, 8  # "no" rises first, then "yes", on one word
+    levels = np.full(300, -80.0)
+    levels[100:160] = -20
+
+    def keywords(block):
+        det = Detector(_LogitsOnly(["yes", "no", "_unknown_", "_silence_"], 5), threshold=0.5, window=0.3,
+                       smoothing=0.05)
+        got = []
+        for i in range(0, 300, block):  # both wait for the word's trailing pause and are decided at once
+            got += det.process_logits(logits[i:i + block], levels[i + 5 if i else 0:i + block + 5])
+        return [e.keyword for e in got]
+
+    assert keywords(300) == keywords(1) == ["no"]
+
+
+def test_event_span_does_not_depend_on_the_block_size():
+    """Pushed at once, the frames after a decision's last logits were at hand and used to move its end."""
+    from lmustream.stream.stream_eval import _LogitsOnly
+
+    logits = np.zeros((300, 4), np.float32)
+    logits[:, 3] = 8
+    logits[100:160, 3], logits[100:160, 0] = 0, 8
+
+    def events(block):
+        det = Detector(_LogitsOnly(["yes", "no", "_unknown_", "_silence_"], 5), threshold=0.5, window=0.3,
+                       smoothing=0.05)
+        got = []
+        for i in range(0, 300, block):
+            got += det.process_logits(logits[i:i + block])
+        return [(e.keyword, e.start, e.end, e.detected_at) for e in got]
+
+    whole = events(300)
+    assert whole == events(1) == events(7) and len(whole) == 1
+    (_, _, end, detected_at), = whole
+    assert end <= detected_at - 0.05 + 1e-9  # the last logits known then are 5 frames of look-ahead back
+
+
+def test_a_crossing_still_held_when_the_stream_ends_is_reported():
+    rows = np.zeros((150, 4), np.float32)
+    rows[:, 3] = 4
+    rows[100:, 3], rows[100:, 0] = 0, np.linspace(1, 12, 50)  # "yes" still rising at the last frame
+    audio = silence((149 * 160 + 400) / 16000)
+    for hold in (0.0, 0.1, 0.3):
+        det = Detector(LogitsKernel(rows), threshold=0.5, window=0.3, smoothing=0.05, hold=hold, isolation=0)
+        events = list(det.detect([audio]))
+        assert [e.keyword for e in events] == ["yes"], hold
+    assert events[0].detected_at == pytest.approx(1.515)  # the end of the last frame: no later one came
 
 
 def test_back_to_back_words_keep_their_keywords(rng):

@@ -95,6 +95,48 @@ def test_sweep_on_a_kernel_with_known_answers(corpus):
     assert spans["median_end_error_ms"] < 250  # the decision comes before the tone ends (see above)
 
 
+def test_the_stream_end_decides_as_the_detector_does():
+    """A keyword still waiting for its trailing pause, or for its peak (hold), when the stream ends
+    is decided by the end: by the sweep and by the Detector fed the same logits."""
+    from lmustream.stream.stream_eval import StreamPlan
+
+    labels = ["yes", "no", "_unknown_", "_silence_"]
+    logits = np.zeros((300, 4), np.float32)
+    logits[:, 3] = 8
+    logits[240:290, 3], logits[240:290, 0] = 0, 8
+    levels = np.full(300, -70.0, np.float32)
+    levels[240:295] = -20  # 5 quiet frames at the end: less than the 0.2 s pause
+    plan = StreamPlan([], [], 299 * 160 + 400, {})
+    config = DetectorConfig(window=0.3, smoothing=0.05, posterior="softmax")
+    curves = sweep(logits, labels, plan, config, 5, thresholds=[0.5], levels=levels, keywords=["yes"])
+    events = detector_events(logits, labels, config, 5, {"yes": 0.5}, ["yes"], levels=levels)
+    assert list(curves["yes"].false_alarms) == [1] and [e.keyword for e in events] == ["yes"]
+    rising = logits.copy()
+    rising[240:, 3], rising[240:, 0] = 0, np.linspace(1, 12, 60)  # at its peak on the last frame
+    held = DetectorConfig(window=0.3, smoothing=0.05, posterior="softmax", hold=0.5, isolation=0)
+    curves = sweep(rising, labels, plan, held, 5, thresholds=[0.5], keywords=["yes"])
+    events = detector_events(rising, labels, held, 5, {"yes": 0.5}, ["yes"])
+    assert list(curves["yes"].false_alarms) == [1] and [e.keyword for e in events] == ["yes"]
+
+
+def test_the_sweep_starts_its_window_full_of_silence_as_the_detector_does():
+    """A stream opening on 0.2 s of noise the model takes for "no": the detector, its window full
+    of the model's silence, raises nothing; the sweep and the calibration must not count it either."""
+    from lmustream.stream.stream_eval import StreamPlan
+
+    labels = ["yes", "no", "_unknown_", "_silence_"]
+    logits = np.zeros((500, 4), np.float32)
+    logits[:, 3] = 8
+    logits[:20, 3], logits[:20, 1] = 0, 8
+    silence_logits = np.array([0.0, 0.0, 0.0, 8.0])
+    plan = StreamPlan([], [], 499 * 160 + 400, {})
+    config = DetectorConfig(window=1.0, smoothing=0.1, posterior="softmax", isolation=0)
+    primed = sweep(logits, labels, plan, config, 5, thresholds=[0.5], keywords=["no"], prior_logits=silence_logits)
+    unprimed = sweep(logits, labels, plan, config, 5, thresholds=[0.5], keywords=["no"])
+    assert list(primed["no"].false_alarms) == [0] and list(unprimed["no"].false_alarms) == [1]
+    assert detector_events(logits, labels, config, 5, {"no": 0.5}, ["no"], prior_logits=silence_logits) == []
+
+
 def test_commands_are_told_from_running_speech_as_the_detector_tells_them(corpus):
     """The sweep drops and times detections as the live detector does (isolation and trailing pause)."""
     pos, neg, noise = corpus
@@ -153,6 +195,28 @@ def test_calibration_meets_the_target_on_its_negatives(corpus):
     assert result["negative_hours"] == pytest.approx(plan.hours, abs=1e-3)
     with pytest.raises(ConfigError, match="target"):
         calibrate(kernel, collect_audio([neg]), [], config, 0, 0.01, ["yes"])
+
+
+def test_calibration_sweeps_from_the_silence_the_detector_starts_from(corpus, monkeypatch):
+    """calibrate's sweep starts its window full of the model's silence logits, as the Detector does
+    (test_the_sweep_starts_its_window_full_of_silence_as_the_detector_does shows what that changes)."""
+    import lmustream.stream.calibrate as calibration
+    from lmustream.stream.detector import silence_logits
+
+    pos, neg, noise = corpus
+    seen = []
+
+    def recording_sweep(*args, **kwargs):
+        seen.append(kwargs.get("prior_logits"))
+        return sweep(*args, **kwargs)
+
+    monkeypatch.setattr(calibration, "sweep", recording_sweep)
+    kernel = EnergyKernel()
+    config = DetectorConfig(window=0.3, smoothing=0.05, posterior="softmax")
+    calibration.calibrate(kernel, collect_audio([neg]), collect_audio([noise]), config, target_fa_per_hour=20.0,
+                          hours=0.01, keywords=["yes"])
+    assert len(seen) == 1 and seen[0] is not None
+    np.testing.assert_array_equal(seen[0], silence_logits(kernel.open(), 16000))
 
 
 def test_bad_inputs(tmp_path, corpus):
