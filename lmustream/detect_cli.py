@@ -20,6 +20,9 @@ from lmustream.errors import AudioError, ConfigError
 
 DEFAULT_MODEL = "sc12-lmuformer"
 STREAM_BLOCK_SECONDS = 0.5  # file blocks: memory stays constant whatever the file's length
+STDIN = "-"  # `lmustream stream -`: raw PCM from standard input
+STDIN_BLOCK_SECONDS = 0.1  # at most this much is read from a pipe before it is detected on
+RAW_DEFAULT_RATE = 16000
 METER_SECONDS = 0.1  # level meter refresh period (it shows the peak level since the last refresh)
 MUTED_SECONDS = 3.0  # exact zeros this long from the input: say so (a muted or wrong device)
 NO_AUDIO_SECONDS = 5.0  # no block from the input for this long: the device is not delivering
@@ -50,6 +53,23 @@ _hours = _number("a number of hours > 0", lambda v: v > 0)
 _per_hour = _number("a number per hour > 0", lambda v: v > 0)
 _minutes = _number("a number of minutes >= 0 (0: off)", lambda v: v >= 0)
 _block_ms = _number(f"a number of milliseconds > 0 and <= {MAX_BLOCK_MS:g}", lambda v: 0 < v <= MAX_BLOCK_MS)
+
+
+def _whole(rule: str, ok: Callable[[int], bool]) -> Callable[[str], int]:
+    """argparse type: an integer meeting ``ok``, else an error stating ``rule``."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {rule}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {rule}, got {text!r}")
+        return value
+    return parse
+
+
+_raw_rate = _whole("a sample rate in Hz, an integer in [1, 768000]", lambda v: 1 <= v <= 768000)
+_raw_channels = _whole("a channel count, an integer in [1, 64]", lambda v: 1 <= v <= 64)
 
 
 def _take_seconds(text: str) -> float:
@@ -170,11 +190,12 @@ def _print_event(event, args, **extra) -> None:
 
 # -- stream --------------------------------------------------------------------------------------
 def _cmd_stream(args) -> int:
+    _check_stream_args(args)
     detector = _detector(args)
     total, failed = 0, 0
     for name in args.files:
         try:
-            total += _stream_file(name, detector, args)
+            total += _stream_stdin(detector, args) if name == STDIN else _stream_file(name, detector, args)
         except AudioError as e:
             # One unreadable file must not cost the others their detections: say which, go on.
             failed += 1
@@ -230,6 +251,48 @@ def _stream_file(name: str, detector, args) -> int:
     if missing is not None:  # what is there was worth streaming; that the end is lost must still be said
         warnings.warn(f"{name!r}: truncated file: {missing}; streamed the {at / f.samplerate:.2f} s present",
                       AudioTruncatedWarning, stacklevel=2)
+    return count
+
+
+def _check_stream_args(args) -> None:
+    """Standard input once at most, and the raw-PCM options only with it (they would do nothing)."""
+    if args.files.count(STDIN) > 1:
+        raise ConfigError(f"'{STDIN}' (standard input) can be streamed once only")
+    given = [flag for flag, value in (("--raw-rate", args.raw_rate), ("--raw-format", args.raw_format),
+                                      ("--raw-channels", args.raw_channels)) if value is not None]
+    if given and STDIN not in args.files:
+        raise ConfigError(f"{', '.join(given)} describe raw PCM on standard input: name '{STDIN}' as a FILE")
+
+
+def _stream_stdin(detector, args) -> int:
+    """Stream raw PCM from standard input as it arrives (``arecord ... -t raw | lmustream stream -``),
+    printing each event when it is decided; Ctrl-C ends the stream as its end of input would."""
+    from lmustream.audio.pcm import PCM_FORMATS, pcm_blocks
+
+    rate, fmt, channels = args.raw_rate or RAW_DEFAULT_RATE, args.raw_format or "s16le", args.raw_channels or 1
+    frame_bytes = PCM_FORMATS[fmt][0].itemsize * channels
+    blocks = pcm_blocks(sys.stdin.buffer, fmt, channels, block_bytes=int(STDIN_BLOCK_SECONDS * rate) * frame_bytes)
+    count, at, interrupted = 0, 0, False
+    detector.reset()
+    try:
+        for x in blocks:
+            bad = _non_finite_frames(x)
+            if bad.size:
+                first = at + int(bad[0])
+                raise AudioError(f"standard input: a non-finite sample (NaN or Inf) at frame {first} "
+                                 f"({first / rate:.2f} s); stopped there")
+            at += x.shape[0]
+            for event in detector.push(x, rate):
+                _print_event(event, args, file=STDIN)
+                count += 1
+    except KeyboardInterrupt:
+        interrupted = True
+    for event in detector.flush():
+        _print_event(event, args, file=STDIN)
+        count += 1
+    if interrupted:
+        print(f"interrupted after {at / rate:.2f} s of input", file=sys.stderr)
+        raise SystemExit(130)
     return count
 
 
@@ -586,9 +649,18 @@ def add_verbs(verbs) -> None:
                     "lines with type, keyword, start, end, confidence, detected_at and file. A file that cannot be "
                     "read is reported (on stderr; with --json also as a line of type \"error\") and the others "
                     "are still streamed; the exit status is then 2.")
-    stream.add_argument("files", nargs="+", metavar="FILE", help="audio files (WAV, FLAC, OGG, MP3, ...)")
+    stream.add_argument("files", nargs="+", metavar="FILE",
+                        help="audio files (WAV, FLAC, OGG, MP3, ...); - reads raw PCM from standard input as it "
+                             "arrives (e.g. arecord -f S16_LE -r 16000 -c 1 -t raw | lmustream stream -, or "
+                             "ffmpeg -i IN -f s16le -ac 1 -ar 16000 - | lmustream stream -); Ctrl-C ends it")
     _add_model_options(stream)
     stream.add_argument("--json", action="store_true", help="JSON lines instead of text")
+    raw = stream.add_argument_group("raw PCM on standard input (FILE -)")
+    raw.add_argument("--raw-rate", type=_raw_rate, metavar="HZ", help=f"sample rate (default {RAW_DEFAULT_RATE})")
+    raw.add_argument("--raw-format", choices=("s16le", "s32le", "f32le"),
+                     help="sample format: signed 16- or 32-bit or 32-bit float, little-endian (default s16le)")
+    raw.add_argument("--raw-channels", type=_raw_channels, metavar="N",
+                     help="interleaved channels, mixed down to mono (default 1)")
     _add_detector_options(stream)
     stream.set_defaults(func=_cmd_stream)
 
