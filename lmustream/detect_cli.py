@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
-from lmustream.cli import non_negative_int
+from lmustream.cli import non_negative_int, whole_number
 from lmustream.errors import AudioError, ConfigError
 
 DEFAULT_MODEL = "sc12-lmuformer"
@@ -55,21 +55,8 @@ _minutes = _number("a number of minutes >= 0 (0: off)", lambda v: v >= 0)
 _block_ms = _number(f"a number of milliseconds > 0 and <= {MAX_BLOCK_MS:g}", lambda v: 0 < v <= MAX_BLOCK_MS)
 
 
-def _whole(rule: str, ok: Callable[[int], bool]) -> Callable[[str], int]:
-    """argparse type: an integer meeting ``ok``, else an error stating ``rule``."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {rule}, got {text!r}") from None
-        if not ok(value):
-            raise argparse.ArgumentTypeError(f"expected {rule}, got {text!r}")
-        return value
-    return parse
-
-
-_raw_rate = _whole("a sample rate in Hz, an integer in [1, 768000]", lambda v: 1 <= v <= 768000)
-_raw_channels = _whole("a channel count, an integer in [1, 64]", lambda v: 1 <= v <= 64)
+_raw_rate = whole_number("a sample rate in Hz, an integer in [1, 768000]", lambda v: 1 <= v <= 768000)
+_raw_channels = whole_number("a channel count, an integer in [1, 64]", lambda v: 1 <= v <= 64)
 
 
 def _take_seconds(text: str) -> float:
