@@ -108,7 +108,8 @@ def _add_detector_options(p: argparse.ArgumentParser, thresholds: bool = True) -
     if thresholds:
         g.add_argument("--threshold", metavar="T",
                        help="a threshold for every keyword (0..1), word=T pairs (yes=0.9,no=0.8), or a "
-                            "calibration JSON file from `lmustream calibrate --out`")
+                            "calibration JSON file from `lmustream calibrate --out` (with the settings it was "
+                            "measured with; options given here still win)")
     g.add_argument("--window", type=_positive_seconds, metavar="S",
                    help="seconds of per-frame logits averaged (1.0)")
     g.add_argument("--smoothing", type=_seconds, metavar="S", help="seconds of posteriors averaged (0.1)")

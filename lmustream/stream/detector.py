@@ -65,7 +65,7 @@ MAX_SPAN_S = 60.0
 MAX_REFRACTORY_S = 3600.0  # only compared with frame counts: an hour between repeats is plenty
 # Metadata that ``lmustream calibrate --out`` writes beside the settings (a *.detector.json
 # sidecar is that whole file): read and ignored, so a typo among the settings still stands out.
-CALIBRATION_KEYS = ("target_fa_per_hour", "negative_hours", "measured_fa_per_hour", "resolution_fa_per_hour",
+CALIBRATION_KEYS = ("model", "target_fa_per_hour", "negative_hours", "measured_fa_per_hour", "resolution_fa_per_hour",
                     "stream", "frr_at_target")
 ISOLATION_LOOKBACK_S = 3.0  # audio examined before a decision to tell a command from running speech
 ISOLATION_FLOOR_S = 10.0  # audio whose quietest frames give the noise floor for that
@@ -721,6 +721,27 @@ def load_thresholds(source: str | Path | Mapping | float | None) -> tuple[float 
     return None, per
 
 
+def calibration_settings(source) -> DetectorConfig | None:
+    """The whole calibration when ``source`` names a calibration file (``lmustream calibrate --out``: a
+    JSON object with ``thresholds`` and the settings they were measured with), else None.
+
+    Its thresholds hold only with those settings (a longer window or a smoothing change moves every
+    posterior), so they come with it rather than meeting the model's or the defaults."""
+    if isinstance(source, (Mapping, bool, np.bool_)) or _is_real(source) or source is None:
+        return None
+    path = Path(str(source))
+    if not (path.suffix == ".json" or path.is_file()):
+        return None
+    load_thresholds(source)  # the file's errors, worded for a thresholds file
+    data = json.loads(path.read_text())
+    if not isinstance(data.get("thresholds"), Mapping) or not set(data) & set(SETTINGS):
+        return None  # thresholds alone: they join the model's settings
+    try:
+        return DetectorConfig.from_dict(data)
+    except ConfigError as e:
+        raise ConfigError(f"thresholds file {str(source)!r}: {e}") from e
+
+
 # The settings given one by one (Detector's arguments, the command line's options); threshold and
 # thresholds come together through load_thresholds.
 SETTINGS = tuple(f.name for f in fields(DetectorConfig) if f.name not in ("threshold", "thresholds"))
@@ -754,7 +775,9 @@ class Detector:
       keywords: labels to report (default: every label not starting with ``_``).
       threshold: a number for every keyword, ``{keyword: threshold}``, or a calibration JSON
         file; unspecified keywords take the model's calibrated default (its ``extra.detector``)
-        or DEFAULT_THRESHOLD.
+        or DEFAULT_THRESHOLD. A calibration file (``lmustream calibrate --out``) brings the settings
+        its thresholds were measured with (window, smoothing, ...) in place of the model's; the
+        arguments below still override them.
       smoothing, window, refractory, hold, isolation, trailing_pause: seconds, see :class:`DetectorConfig` (None:
         the model's calibrated value, else the default); posterior: "sigmoid", "softmax" or "auto";
         one_per_word: False reports every keyword that fires on a word (default True: the first).
@@ -802,7 +825,11 @@ class Detector:
             self.kernel = open_kernel(model, backend, int8=int8)
         self.backend, self.backend_note = backend_of(self.kernel)
         self.labels = list(self.kernel.labels)
-        base = config if config is not None else DetectorConfig.from_dict(defaults) if defaults else DetectorConfig()
+        calibration = calibration_settings(threshold) if config is None else None
+        if calibration is not None:
+            base, threshold = calibration, None  # a calibration file's settings replace the model's
+        else:
+            base = config if config is not None else DetectorConfig.from_dict(defaults) if defaults else DetectorConfig()
         self.config = resolve_posterior(override_config(
             base, threshold, smoothing=smoothing, refractory=refractory, window=window, hold=hold,
             posterior=posterior, isolation=isolation, trailing_pause=trailing_pause, one_per_word=one_per_word), loss)

@@ -1,6 +1,7 @@
 """The detection verbs end to end on a small random model (output format, files, errors)."""
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -201,6 +202,12 @@ def test_calibrate_writes_a_usable_calibration(tmp_path, model, small_corpus, ca
     det = Detector(model, threshold=str(out), backend="torch")
     assert det.thresholds == calibration["thresholds"]
     assert Detector(str(copy), backend="torch").thresholds == calibration["thresholds"]
+    # the --out file renamed to sit beside a model is that model's default calibration, as documented
+    beside = tmp_path / "beside"
+    beside.mkdir()
+    shutil.copy(model, beside / "m.safetensors")
+    shutil.copy(out, beside / "m.detector.json")
+    assert Detector(str(beside / "m.safetensors"), backend="torch").thresholds == calibration["thresholds"]
     assert main(["calibrate", "--model", model, "--negatives", str(tmp_path / "none")]) == 2
     assert "no such file" in capsys.readouterr().err
 

@@ -182,6 +182,25 @@ def test_from_dict_refuses_unknown_keys_and_reads_calibration_files():
     assert DetectorConfig.from_dict(calibration).window == 0.8
 
 
+def test_a_calibration_file_brings_the_settings_its_thresholds_were_measured_with(tmp_path):
+    calibration = {"thresholds": {"yes": 0.9, "no": 0.8}, "window": 0.5, "smoothing": 0.05, "posterior": "softmax",
+                   "target_fa_per_hour": 1.0, "negative_hours": 2.0}
+    path = tmp_path / "cal.json"
+    path.write_text(json.dumps(calibration))
+    d = Detector(EnergyKernel(), threshold=str(path))
+    assert (d.config.window, d.config.smoothing) == (0.5, 0.05)
+    assert d.thresholds == {"yes": 0.9, "no": 0.8}
+    d = Detector(EnergyKernel(), threshold=str(path), window=0.3)  # an explicit setting still wins
+    assert (d.config.window, d.config.smoothing) == (0.3, 0.05)
+    # thresholds alone join the settings the detector would otherwise have
+    path.write_text(json.dumps({"thresholds": {"yes": 0.7}}))
+    d = Detector(EnergyKernel(), threshold=str(path))
+    assert d.config.window == DetectorConfig().window and d.thresholds["yes"] == 0.7
+    path.write_text(json.dumps({"thresholds": {"yes": 0.7}, "windw": 0.5, "smoothing": 0.1}))
+    with pytest.raises(ConfigError, match=r"cal.json.*unknown key\(s\) \['windw'\]"):
+        Detector(EnergyKernel(), threshold=str(path))
+
+
 def test_sidecar_with_a_typo_is_refused(tmp_path):
     path = tiny_model_file(tmp_path / "m.safetensors")
     (tmp_path / "m.detector.json").write_text(json.dumps({"windw": 0.5}))
