@@ -42,7 +42,7 @@ class FewShotAugmenter(FeatureAugmenter):
             x = self._normalize(self.channel(self._denormalize(x), self._padding, is_enroll, g))
         return super().__call__(x, y, g)
 
-    def _mix_noise(self, logmel, g):
+    def _mix_noise(self, logmel, g, padding=None):  # the padding as found before the channel matching
         c, (B, N, M) = self.config, logmel.shape
         noise = self.noise[random_windows(self.noise.shape[0], B, N, g)].to(logmel.device)  # (B, N, M)
         snr = torch.rand(B, generator=g).to(logmel.device) * (c.snr_db[1] - c.snr_db[0]) + c.snr_db[0]

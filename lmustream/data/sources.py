@@ -331,7 +331,8 @@ def filename_pattern(root, pattern: str) -> Listing:
     """List audio files under ``root`` whose names match ``pattern``; labels sorted.
 
     The label is the ``{label}`` field, or, without one, the first folder below ``root``.
-    The speaker is the ``{speaker}`` field, else the file stem. Audio files that do not
+    The speaker is the ``{speaker}`` field, else as :func:`speaker_from_name` reads the name
+    (the ``_nohash_`` prefix, else the file stem). Audio files that do not
     match are skipped with a warning; none matching raises ConfigError.
     """
     root = _require_dir(root, "filename-pattern dataset")
@@ -348,7 +349,7 @@ def filename_pattern(root, pattern: str) -> Listing:
             why = "does not match" if match is None else "has no {label} field and is not in a label folder:"
             skipped.append((str(path), f"name {why} pattern {pattern!r}"))
             continue
-        clips.append(Clip(path, label, fields.get("speaker") or path.stem))
+        clips.append(Clip(path, label, fields.get("speaker") or speaker_from_name(path)))
     if not clips:
         example = f" (e.g. {files[0].name!r})" if files else " (no audio files found)"
         raise ConfigError(f"filename-pattern dataset {str(root)!r}: no file matches {pattern!r}{example}")

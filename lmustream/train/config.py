@@ -59,6 +59,10 @@ class AugmentConfig:
     lowpass_prob: float = 0.0  # probability of a band-limited channel (e.g. 8 kHz telephone / recorder audio)
     lowpass_hz: tuple = (3400.0, 7000.0)  # its cutoff, drawn uniformly, Hz
     channel_eq_db: float = 0.0  # microphone response: a random tilt plus one broad bump, each up to +- this, dB
+    # what snr_db is measured against: "clip", the clip's own frames; "input", the whole padded model input,
+    # whose padding frames (log-mel 0) outweigh most speech, so the noise comes out several dB louder than
+    # snr_db (the shipped models' recipes trained so, and keep it to stay reproducible)
+    snr_reference: str = "clip"
 
 
 @dataclass
@@ -180,12 +184,16 @@ _AUGMENT_RANGES = {
     "time_shift": "[0, inf)", "noise_prob": "[0, 1]", "gain_db": "[0, inf)", "feature_noise": "[0, inf)",
     "freq_warp": "[0, 0.5)", "time_stretch": "[0, 0.5)", "lowpass_prob": "[0, 1]", "channel_eq_db": "[0, 40]",
 }
+SNR_REFERENCES = ("clip", "input")
 _AUGMENT_PAIRS = {"snr_db": "(-inf, inf)", "lowpass_hz": "(0, inf)"}  # each end, and low <= high
 
 
 def check_augment(augment: AugmentConfig, prefix: str = "augment.") -> None:
     """ConfigError naming ``prefix`` + the field for a number of ``augment`` out of range. An ``int`` field
     must hold an integer: a YAML recipe is type-checked on loading, an AugmentConfig built in Python is not."""
+    if augment.snr_reference not in SNR_REFERENCES:
+        raise ConfigError(f"{prefix}snr_reference must be one of {', '.join(SNR_REFERENCES)}, "
+                          f"got {augment.snr_reference!r}")
     for f in fields(AugmentConfig):
         if f.name in _AUGMENT_RANGES:
             check_range(prefix + f.name, getattr(augment, f.name), _AUGMENT_RANGES[f.name], integer=f.type == "int")

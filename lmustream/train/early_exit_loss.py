@@ -43,8 +43,14 @@ def model_outputs(model, x: torch.Tensor, cfg) -> tuple[torch.Tensor, torch.Tens
 
 
 def prefix_loss(prefixes: torch.Tensor, target: torch.Tensor, loss_fn: Callable, cfg,
-                generator: torch.Generator | None = None) -> torch.Tensor:
-    """``w * L_prefix`` (see the module docstring) for ``prefixes [N, B, K]`` and ``target [B, K]``."""
+                generator: torch.Generator | None = None, shard: slice | None = None,
+                batch: int | None = None) -> torch.Tensor:
+    """``w * L_prefix`` (see the module docstring) for ``prefixes [N, B, K]`` and ``target [B, K]``.
+
+    ``shard`` and ``batch``: these B clips are ``shard`` of a global batch of ``batch`` clips (one
+    process of several); mode "random" then draws for the global batch and keeps this shard's draws,
+    so that every clip gets the prefix it would get in a single process.
+    """
     N, B, K = prefixes.shape
     start = cfg.min_frames - 1
     if start >= N:
@@ -53,7 +59,7 @@ def prefix_loss(prefixes: torch.Tensor, target: torch.Tensor, loss_fn: Callable,
         kept = prefixes[start:]  # [N', B, K]
         loss = loss_fn(kept.reshape(-1, K), target.repeat(kept.shape[0], 1))
     elif cfg.mode == "random":
-        t = torch.randint(start, N, (B,), generator=generator).to(prefixes.device)
+        t = torch.randint(start, N, (batch or B,), generator=generator)[shard or slice(None)].to(prefixes.device)
         loss = loss_fn(prefixes[t, torch.arange(B, device=prefixes.device)], target)
     else:
         raise ConfigError(f"prefix_loss.mode must be one of {PREFIX_MODES}, got {cfg.mode!r}")

@@ -85,6 +85,8 @@ def eval_clips(artifact: ModelArtifact, data_path: str, split: str = "test", *, 
             raise ConfigError(f"--noise-dir cuts the 12-class task's _silence_ clips; this evaluation reads the "
                               f"{task}-word task, which has none")
         split_args["noise_dir"] = noise_dir
+    elif str(task) != "12":
+        split_args.pop("noise_dir", None)
     if split == "all":  # every clip is scored: no speaker needs holding out, however few there are
         split_args.update(validation_speakers=None, test_speakers=None, validation_fraction=0.0, test_fraction=0.0)
     with warnings.catch_warnings():
@@ -221,10 +223,17 @@ def _recipe_split(artifact: ModelArtifact, data_path: str) -> dict:
     data = recipe.get("data") or {}
     if not data.get("path") or Path(data["path"]).resolve() != Path(data_path).resolve():
         return {}
-    return {"kind": data.get("kind", "auto"), "pattern": data.get("pattern"), "label_map": data.get("label_map"),
-            "validation_speakers": data.get("validation_speakers"), "test_speakers": data.get("test_speakers"),
-            "validation_fraction": data.get("validation_fraction", 0.1),
-            "test_fraction": data.get("test_fraction", 0.1), "seed": recipe.get("seed", 0)}
+    split = {"kind": data.get("kind", "auto"), "pattern": data.get("pattern"), "label_map": data.get("label_map"),
+             "validation_speakers": data.get("validation_speakers"), "test_speakers": data.get("test_speakers"),
+             "validation_fraction": data.get("validation_fraction", 0.1),
+             "test_fraction": data.get("test_fraction", 0.1), "seed": recipe.get("seed", 0)}
+    # Speech Commands lists the recipe ignored (split by speaker instead) must stay ignored: its own
+    # test speakers are not the lists', and the lists' test clips may be clips it trained on.
+    if data.get("split_lists") is not None:
+        split["split_lists"] = data["split_lists"]
+    if data.get("silence_dir"):  # where its _silence_ clips were cut from
+        split["noise_dir"] = data["silence_dir"]
+    return split
 
 
 def format_report(result: dict) -> str:

@@ -282,6 +282,7 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
     local_batch = config.batch_size // ddp.world
     steps_per_epoch = max(n_train // config.batch_size, 1)
     epoch, step_in_epoch, best_acc, global_step = 0, 0, -1.0, 0
+    partial = None  # the running sums of an epoch a mid-epoch checkpoint stopped in
     if resume:
         _restore(model, optimizer, state, ckpt_path)
         if average is not None:
@@ -291,6 +292,8 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
             average.load_state_dict(state["ema"])
         epoch, step_in_epoch, best_acc = state["epoch"], state["step_in_epoch"], state["best_acc"]
         global_step = state["global_step"]
+        if step_in_epoch > 0:  # its metrics row must cover the steps before the stop too
+            partial = state.get("epoch_sums")
         torch.set_rng_state(state["torch_rng"])
         if ddp.main:
             print(f"resumed from {ckpt_path}: epoch {epoch}, step {step_in_epoch}/{steps_per_epoch}")
@@ -301,6 +304,8 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
                 "version": CHECKPOINT_VERSION, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "epoch": epoch, "step_in_epoch": step_in_epoch, "global_step": global_step,
                 "best_acc": best_acc, "torch_rng": torch.get_rng_state(), "config": config.to_dict(),
+                "epoch_sums": {"loss": float(loss_sum), "correct": float(correct), "seen": seen,
+                               "seconds": time.perf_counter() - t0},
                 "labels": list(data.labels), **({"ema": average.state_dict()} if average is not None else {})})
 
     # Without a validation split (every speaker trains: the final fit of a recipe chosen on
@@ -320,8 +325,11 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
             train_model.train()
             bar = _progress(range(step_in_epoch, steps_per_epoch), ddp.main and progress, f"epoch {epoch + 1}")
             # Running sums stay on the device: reading them every step would stall the GPU queue.
-            loss_sum, correct, seen = torch.zeros((), device=device), torch.zeros((), device=device), 0
-            t0 = time.perf_counter()
+            sums, partial = partial or {"loss": 0.0, "correct": 0.0, "seen": 0, "seconds": 0.0}, None
+            loss_sum = torch.tensor(sums["loss"], device=device)
+            correct = torch.tensor(sums["correct"], device=device)
+            seen = sums["seen"]
+            t0 = time.perf_counter() - sums["seconds"]
             for step_in_epoch in bar:
                 g = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch * 10_007 + step_in_epoch)
                 batch_idx = order[step_in_epoch * config.batch_size:(step_in_epoch + 1) * config.batch_size]
@@ -340,7 +348,7 @@ def train(config: TrainConfig, resume: bool = False, data=None, progress: bool =
                     loss = distill_blend(loss, logits.float(), teacher_logits.float(), config.distill)
                 if prefixes is not None:  # early-exit training: also a loss on the running-mean prefixes
                     loss = loss + prefix_loss(prefixes.float(), target, lambda z, t: _loss(z, t, config),
-                                              config.prefix_loss, g)
+                                              config.prefix_loss, g, shard, len(batch_idx))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if config.optim.grad_clip > 0:

@@ -259,6 +259,20 @@ def test_filename_pattern_with_label_map(tmp_path):
         open_dataset(root, pattern="{label}_{speaker}_{index}.wav", label_map={"0": "zero", "1": "one"})
 
 
+def test_filename_pattern_without_a_speaker_field_keeps_nohash_speakers_whole(tmp_path):
+    # Speech Commands-style names read by a pattern that names no {speaker}: the _nohash_ prefix is the
+    # speaker, as for labelled folders, so no speaker's takes are spread over two splits.
+    root = tmp_path / "d"
+    for word in ("yes", "no"):
+        for speaker in SPEAKERS:
+            for take in range(3):
+                write_tone(root / word / f"{speaker}_nohash_{take}.wav")
+    index = open_dataset(root, pattern="{label}/{name}.wav", validation_speakers=1, test_speakers=1)
+    assert index.speakers() == SPEAKERS
+    by_split = {name: set(index.speakers(name)) for name in ("train", "validation", "test")}
+    assert not (by_split["train"] & by_split["validation"]) and not (by_split["train"] & by_split["test"])
+
+
 def test_parse_label_map():
     assert parse_label_map("0=zero,1=one") == {"0": "zero", "1": "one"}
     assert parse_label_map('{"0": "zero"}') == {"0": "zero"}

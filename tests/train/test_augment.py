@@ -7,7 +7,8 @@ import torch
 
 from lmustream.audio.features import FbankConfig
 from lmustream.train.augment import FeatureAugmenter
-from lmustream.train.config import AugmentConfig
+from lmustream.errors import ConfigError
+from lmustream.train.config import AugmentConfig, load_config
 
 OFF = dict(mixup_rate=0.0, freq_mask=0, time_mask=0, time_shift=0, noise_prob=0.0, gain_db=0.0, feature_noise=0.0)
 
@@ -80,6 +81,51 @@ def test_noise_at_snr():
     ea = torch.exp(xa * 2 * std + mean).mean()
     e0 = torch.exp(logmel[:1]).mean()
     assert ea / e0 == pytest.approx(2.0, rel=1e-3)
+
+
+def test_noise_snr_is_measured_over_the_clip_not_its_padding():
+    """A short clip padded to the model's length (log-mel 0 frames, as the dataset pads) gets its noise at
+    the SNR asked for over its own frames: the padding's energy 1 per bin must not set the noise level."""
+    fe = FbankConfig()
+    g = torch.Generator().manual_seed(0)
+    logmel = torch.randn(4, 40, 128, generator=g) - 4.0  # speech-like energies, far below 1 per bin
+    logmel[:, 30:] = 0.0  # 10 frames of padding
+    x = ((logmel - fe.mean) / (2 * fe.std)).half().float()  # stored in float16, as the trainer holds it
+    noise = torch.randn(200, 128, generator=g) - 3.0
+    aug = FeatureAugmenter(AugmentConfig(**{**OFF, "noise_prob": 1.0, "snr_db": (10.0, 10.0)}), fe, noise)
+    xa, _ = aug(x.clone(), torch.ones(4, 4), torch.Generator().manual_seed(1))
+    clean = torch.exp(x * 2 * fe.std + fe.mean)[:, :30].double()
+    mixed = torch.exp(xa * 2 * fe.std + fe.mean)[:, :30].double()
+    snr_db = 10 * torch.log10(clean.mean((1, 2)) / (mixed - clean).mean((1, 2)))
+    torch.testing.assert_close(snr_db, torch.full_like(snr_db, 10.0), atol=0.05, rtol=0)
+
+
+def test_snr_reference_input_keeps_the_shipped_recipes_noise_level():
+    """``snr_reference: input`` (the shipped configs) measures the SNR over the whole padded input, bit for bit
+    as those models trained; ``clip`` (the default) sets louder speech against the same noise."""
+    fe = FbankConfig()
+    g = torch.Generator().manual_seed(0)
+    logmel = torch.randn(4, 40, 128, generator=g) - 4.0
+    logmel[:, 30:] = 0.0
+    x = (logmel - fe.mean) / (2 * fe.std)
+    noise = torch.randn(200, 128, generator=g) - 3.0
+    settings = {**OFF, "noise_prob": 1.0, "snr_db": (10.0, 10.0)}
+    out = {ref: FeatureAugmenter(AugmentConfig(**settings, snr_reference=ref), fe, noise)(
+        x.clone(), torch.ones(4, 4), torch.Generator().manual_seed(1))[0] for ref in ("input", "clip")}
+    # the formula the shipped models trained with: mean energies over all frames of clip and noise segment
+    from lmustream.train.augment import random_windows
+    gen = torch.Generator().manual_seed(1)
+    segment = noise[random_windows(200, 4, 40, gen)]
+    snr = torch.rand(4, generator=gen) * 0.0 + 10.0
+    lx = torch.logsumexp(logmel.flatten(1), 1) - math.log(40 * 128)
+    ln = torch.logsumexp(segment.flatten(1), 1) - math.log(40 * 128)
+    expected = torch.logaddexp(logmel, segment + (lx - ln - snr * math.log(10) / 10)[:, None, None])
+    torch.testing.assert_close(out["input"] * 2 * fe.std + fe.mean, expected, atol=1e-4, rtol=0)
+    speech = slice(0, 30)
+    louder = (out["input"][:, speech] - x[:, speech]).abs().mean() > (out["clip"][:, speech] - x[:, speech]).abs().mean()
+    assert louder  # the padding made the "input" noise louder against the speech
+    with pytest.raises(ConfigError, match="augment.snr_reference must be one of clip, input"):
+        load_config(None, ["augment.snr_reference=speech"])
 
 
 def _warped(x, alpha, beta):

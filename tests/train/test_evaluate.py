@@ -1,5 +1,7 @@
 """Evaluation of a model file on data in each layout."""
 
+import warnings
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -119,6 +121,50 @@ def test_dataset_options_cannot_silently_change_how_a_model_reads_its_own_traini
         evaluate_artifact(artifact, str(tmp_path / "d"), "all", pattern="{label}_x.wav")
     with pytest.raises(ConfigError, match="--kind 'speech_commands'"):
         evaluate_artifact(artifact, str(tmp_path / "d"), "all", kind="speech_commands")
+
+
+def test_a_model_split_by_speaker_despite_official_lists_is_scored_on_its_own_test_speakers(tmp_path):
+    # Trained with data.split_lists=false on a folder that has the lists: the model's test split is its
+    # held-out speakers, and the lists' test clips may be clips it trained on.
+    from lmustream.data.datasets import open_dataset
+    from lmustream.train.evaluate import eval_clips
+
+    root = tmp_path / "sc"
+    for word in ("yes", "no"):
+        _write_clips(root / word, 10, seed=len(word))
+    (root / "validation_list.txt").write_text("yes/spk3_nohash_0.wav\nno/spk3_nohash_0.wav\n")
+    (root / "testing_list.txt").write_text("yes/spk4_nohash_0.wav\nno/spk4_nohash_0.wav\n")
+    data = {"path": str(root), "kind": "auto", "pattern": None, "label_map": None, "split_lists": False,
+            "validation_speakers": None, "test_speakers": None, "validation_fraction": 0.2, "test_fraction": 0.2}
+    artifact = tiny_artifact(["no", "yes"])
+    artifact.extra = {"recipe": {"data": data, "seed": 0}}
+    trained = open_dataset(root, split_lists=False, validation_fraction=0.2, test_fraction=0.2, seed=0)
+    clips, _ = eval_clips(artifact, str(root), "test")
+    assert {c.path for c in clips} == {c.path for c in trained.splits["test"]}
+
+
+def test_a_model_whose_silence_came_from_a_silence_dir_is_scored_on_that_silence(tmp_path):
+    from lmustream.data.datasets import open_dataset
+    from lmustream.train.evaluate import eval_clips
+
+    root = tmp_path / "sc"
+    _write_clips(root / "yes", 10)
+    _write_clips(root / "cat", 10, seed=1)
+    for folder, seed in ((root / "_background_noise_", 2), (tmp_path / "silence", 3)):
+        folder.mkdir()
+        sf.write(folder / "noise.wav", (0.1 * np.random.default_rng(seed).standard_normal(20 * 16000)).astype(np.float32),
+                 16000)
+    data = {"path": str(root), "kind": "auto", "pattern": None, "label_map": None, "task": "12",
+            "silence_dir": str(tmp_path / "silence"), "validation_speakers": None, "test_speakers": None,
+            "validation_fraction": 0.2, "test_fraction": 0.5}
+    artifact = tiny_artifact(SPEECH_COMMANDS_12)
+    artifact.extra = {"recipe": {"data": data, "seed": 0}}
+    with warnings.catch_warnings():  # two of the twelve classes: held-out splits lack the rest
+        warnings.simplefilter("ignore")
+        trained = open_dataset(root, task="12", noise_dir=tmp_path / "silence", validation_fraction=0.2,
+                               test_fraction=0.5, seed=0, complete=False)
+        clips, _ = eval_clips(artifact, str(root), "test")
+    assert [c.noise for c in clips if c.noise] == [c.noise for c in trained.splits["test"] if c.noise] != []
 
 
 def test_an_empty_split_suggests_scoring_every_clip(tmp_path):

@@ -136,6 +136,38 @@ def test_killed_mid_epoch_then_resumed_equals_uninterrupted(tone_dataset, tmp_pa
     assert not [p for p in (tmp_path / "killed").iterdir() if p.name.endswith(".tmp")]
 
 
+def test_an_epoch_resumed_mid_way_logs_the_metrics_of_the_whole_epoch(tone_dataset, tmp_path, monkeypatch):
+    import lmustream.train.trainer as trainer
+
+    def overrides(out):
+        return base_overrides(tone_dataset, out, tmp_path / "cache") + ["batch_size=8", "epochs=2", "checkpoint_every=3"]
+
+    train(load_config(None, overrides(tmp_path / "whole")), progress=False)
+
+    class Stopped(Exception):
+        pass
+
+    save, saved = trainer._save_checkpoint, []
+
+    def save_then_stop(path, state):  # the process dies right after the second mid-epoch checkpoint
+        save(path, state)
+        saved.append(state["step_in_epoch"])
+        if len(saved) == 2:
+            raise Stopped
+
+    monkeypatch.setattr(trainer, "_save_checkpoint", save_then_stop)
+    with pytest.raises(Stopped):
+        train(load_config(None, overrides(tmp_path / "stopped")), progress=False)
+    monkeypatch.setattr(trainer, "_save_checkpoint", save)
+    train(load_config(None, overrides(tmp_path / "stopped")), resume=True, progress=False)
+
+    def logged(run):
+        rows = list(csv.DictReader(open(tmp_path / run / "metrics.csv")))
+        return [(r["epoch"], r["step"], r["train_loss"], r["train_acc"], r["val_acc"]) for r in rows]
+
+    assert saved == [3, 6] and logged("stopped") == logged("whole")
+
+
 def test_ddp_two_cpu_processes(tone_dataset, tmp_path):
     overrides = base_overrides(tone_dataset, tmp_path / "ddp", tmp_path / "cache")
     # build the feature cache once so the two processes do not race on it
@@ -169,6 +201,22 @@ def test_ddp_two_cpu_processes(tone_dataset, tmp_path):
     with torch.no_grad():
         # (the running means lag the gauge biases by their momentum average: a small eval difference)
         torch.testing.assert_close(models[0](x), models[1](x), rtol=0, atol=5e-3)
+
+
+def test_random_prefixes_of_a_process_shard_are_those_of_the_whole_batch():
+    # Under DDP each process sees a shard of the global batch; its clips must get the prefixes a single
+    # process would draw for them, so the shards' mean loss is the single process's loss.
+    from lmustream.train.config import PrefixLossConfig
+    from lmustream.train.early_exit_loss import prefix_loss
+
+    cfg = PrefixLossConfig(weight=1.0, mode="random", min_frames=1)
+    prefixes = torch.randn(20, 8, 3, generator=torch.Generator().manual_seed(0))
+    target = torch.nn.functional.one_hot(torch.arange(8) % 3, 3).float()
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    whole = prefix_loss(prefixes, target, bce, cfg, torch.Generator().manual_seed(5))
+    shards = [prefix_loss(prefixes[:, s], target[s], bce, cfg, torch.Generator().manual_seed(5), s, 8)
+              for s in (slice(0, 4), slice(4, 8))]
+    torch.testing.assert_close((shards[0] + shards[1]) / 2, whole)
 
 
 def test_paper_schedule():
