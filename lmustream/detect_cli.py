@@ -255,11 +255,10 @@ def _check_stream_args(args) -> None:
 def _stream_stdin(detector, args) -> int:
     """Stream raw PCM from standard input as it arrives (``arecord ... -t raw | lmustream stream -``),
     printing each event when it is decided; Ctrl-C ends the stream as its end of input would."""
-    from lmustream.audio.pcm import PCM_FORMATS, pcm_blocks
+    from lmustream.audio.pcm import pcm_blocks
 
     rate, fmt, channels = args.raw_rate or RAW_DEFAULT_RATE, args.raw_format or "s16le", args.raw_channels or 1
-    frame_bytes = PCM_FORMATS[fmt][0].itemsize * channels
-    blocks = pcm_blocks(sys.stdin.buffer, fmt, channels, block_bytes=int(STDIN_BLOCK_SECONDS * rate) * frame_bytes)
+    blocks = pcm_blocks(sys.stdin.buffer, fmt, channels, block_frames=int(STDIN_BLOCK_SECONDS * rate))
     count, at, interrupted = 0, 0, False
     detector.reset()
     try:

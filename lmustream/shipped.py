@@ -52,14 +52,16 @@ def shipped_configs() -> list[str]:
     return _shipped_names("configs", CONFIG_SUFFIX)
 
 
-def shipped_model_path(name: str) -> Path | None:
-    """The file of the shipped model ``name``, or None."""
-    return _shipped_file("models", name, MODEL_SUFFIX)
-
-
 def model_card(name: str) -> Path | None:
     """The model card ``<name>.md`` of a shipped model, or None."""
     return _shipped_file("models", name, ".md")
+
+
+def beside_model(path: Path, suffix: str) -> Path:
+    """The file ``<model name><suffix>`` next to the model file ``path`` (its card ``.md``, its
+    calibration ``.detector.json``)."""
+    stem = path.name[: -len(MODEL_SUFFIX)] if path.name.endswith(MODEL_SUFFIX) else path.stem
+    return path.with_name(f"{stem}{suffix}")
 
 
 def resolve_model(name_or_path: str | os.PathLike) -> Path:
@@ -67,7 +69,7 @@ def resolve_model(name_or_path: str | os.PathLike) -> Path:
     path = Path(name_or_path)
     if path.is_file():
         return path
-    shipped = shipped_model_path(os.fspath(name_or_path))
+    shipped = _shipped_file("models", os.fspath(name_or_path), MODEL_SUFFIX)
     if shipped is not None:
         return shipped
     known = ", ".join(shipped_models()) or "none in this installation"

@@ -39,8 +39,8 @@ def test_formats_decode_to_full_scale_floats(fmt, dtype, scale):
 def test_blocks_are_handed_on_as_they_arrive_and_frames_are_never_split():
     samples = np.arange(-500, 500, dtype="<i2")
     raw = samples.tobytes()
-    blocks = list(pcm_blocks(Trickle(raw, step=7), "s16le", channels=1, block_bytes=6400))
-    assert len(blocks) > 100  # not held back until 6400 bytes had come
+    blocks = list(pcm_blocks(Trickle(raw, step=7), "s16le", channels=1, block_frames=3200))
+    assert len(blocks) > 100  # not held back until 3200 frames (6400 bytes) had come
     np.testing.assert_array_equal(np.concatenate(blocks)[:, 0], samples / 32768.0)
 
 

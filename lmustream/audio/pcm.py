@@ -31,10 +31,10 @@ def check_pcm_format(name: str) -> tuple[np.dtype, float]:
 
 
 def pcm_blocks(stream: BinaryIO, sample_format: str = "s16le", channels: int = 1,
-               block_bytes: int = 6400) -> Iterator[np.ndarray]:
+               block_frames: int = 1600) -> Iterator[np.ndarray]:
     """float32 ``[frames, channels]`` blocks in [-1, 1] from raw interleaved PCM, as they arrive.
 
-    Reads at most ``block_bytes`` at a time but does not wait to fill them (``read1``), so a live
+    Reads at most ``block_frames`` frames at a time but does not wait to fill them (``read1``), so a live
     source is processed with the latency of its own writes. A stream that ends inside a sample frame
     warns (:class:`PCMTrailingBytesWarning`) and drops that incomplete frame.
     """
@@ -45,7 +45,7 @@ def pcm_blocks(stream: BinaryIO, sample_format: str = "s16le", channels: int = 1
     read = getattr(stream, "read1", stream.read)
     pending = b""
     while True:
-        chunk = read(max(block_bytes, frame_bytes))
+        chunk = read(max(block_frames, 1) * frame_bytes)
         if not chunk:
             break
         pending += chunk

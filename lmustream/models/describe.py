@@ -8,6 +8,7 @@ and cost, the frontend it expects, how the detector reads its logits, and where 
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -16,25 +17,23 @@ from lmustream.errors import CheckpointError
 
 def describe_model(name_or_path: str | os.PathLike) -> dict:
     """A JSON-ready description of a model file or shipped model."""
-    from lmustream import shipped
     from lmustream.models.artifact import read_header
     from lmustream.models.lmuformer import LMUFormerConfig, macs_per_frame
-    from lmustream.stream.backend import model_detector_defaults, model_training_loss
+    from lmustream.shipped import beside_model, resolve_model
+    from lmustream.stream.backend import detector_defaults_in, training_loss_in
     from lmustream.stream.detector import posterior_for_loss
 
-    path = shipped.resolve_model(name_or_path)
+    name = os.fspath(name_or_path)
+    path = resolve_model(name)
     header = read_header(path)
     config = LMUFormerConfig.from_dict(header["config"])
     extra = header.get("extra") if isinstance(header.get("extra"), dict) else {}
-    name = os.fspath(name_or_path)
-    is_shipped = not Path(name).is_file() and shipped.shipped_model_path(name) == path
-    stem = path.name[: -len(shipped.MODEL_SUFFIX)] if path.name.endswith(shipped.MODEL_SUFFIX) else path.stem
-    card = path.with_name(f"{stem}.md")  # shipped models' cards lie beside them
-    loss = model_training_loss(path)
-    detector = model_detector_defaults(path)
+    card = beside_model(path, ".md")  # shipped models' cards lie beside them
+    loss = training_loss_in(extra)
+    detector = detector_defaults_in(extra, path)
     description = {
         "path": str(path),
-        "shipped_name": name if is_shipped else None,
+        "shipped_name": name if path != Path(name) else None,  # resolved by name, not as a file
         "card": str(card) if card.is_file() else None,
         "bytes": path.stat().st_size,
         "format_version": header.get("format_version"),
@@ -75,15 +74,8 @@ def _parameter_count(path: Path) -> int:
             shapes = {key: f.get_slice(key).get_shape() for key in f.keys()}
     except Exception as e:  # the header parsed, so this is a damaged tensor table
         raise CheckpointError(f"{path}: cannot read its tensor table: {e}") from e
-    count = 0
-    for key, shape in shapes.items():
-        if key.rsplit(".", 1)[-1] in ("running_mean", "running_var", "num_batches_tracked"):
-            continue
-        n = 1
-        for size in shape:
-            n *= size
-        count += n
-    return count
+    statistics = ("running_mean", "running_var", "num_batches_tracked")
+    return sum(math.prod(shape) for key, shape in shapes.items() if key.rsplit(".", 1)[-1] not in statistics)
 
 
 def format_description(d: dict) -> str:

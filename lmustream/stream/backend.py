@@ -179,17 +179,18 @@ def read_model_header(path: str | os.PathLike) -> dict:
 
 
 def model_training_loss(model: Any) -> str | None:
-    """The loss that last shaped the model's logits ("bce" or "ce"), or None.
-
-    A fine-tuned model's (``extra.finetune.loss``, see lmustream.adapters.finetune) comes before
-    the recipe of the model it was adapted from (``extra.recipe.optim.loss``).
-    """
+    """The loss that last shaped the model's logits ("bce" or "ce"), or None (see :func:`training_loss_in`)."""
     if type(model).__name__ == "ModelArtifact":
-        extra = model.extra
-    else:
-        from lmustream.models.registry import resolve_model
+        return training_loss_in(model.extra)
+    from lmustream.models.registry import resolve_model
 
-        extra = read_model_header(resolve_model(model)).get("extra") or {}
+    return training_loss_in(read_model_header(resolve_model(model)).get("extra") or {})
+
+
+def training_loss_in(extra) -> str | None:
+    """The training loss a model header's ``extra`` records. A fine-tuned model's (``extra.finetune.loss``,
+    see lmustream.adapters.finetune) comes before the recipe of the model it was adapted from
+    (``extra.recipe.optim.loss``)."""
     if not isinstance(extra, dict):
         return None
     finetuned = (extra.get("finetune") or {}).get("loss")
@@ -217,13 +218,18 @@ def model_detector_defaults(model: Any) -> dict:
     """
     if type(model).__name__ == "ModelArtifact":
         return dict(model.extra.get("detector", {}))
-    from lmustream.models.registry import MODEL_SUFFIX, resolve_model
+    from lmustream.models.registry import resolve_model
 
     path = Path(resolve_model(model))
-    header = read_model_header(path)
-    found = dict((header.get("extra") or {}).get("detector", {}))
-    stem = path.name[: -len(MODEL_SUFFIX)] if path.name.endswith(MODEL_SUFFIX) else path.stem
-    sidecar = path.with_name(f"{stem}.detector.json")
+    return detector_defaults_in(read_model_header(path).get("extra") or {}, path)
+
+
+def detector_defaults_in(extra: dict, path: Path) -> dict:
+    """:func:`model_detector_defaults` of the model file ``path`` whose header's ``extra`` is given."""
+    from lmustream.shipped import beside_model
+
+    found = dict(extra.get("detector", {}))
+    sidecar = beside_model(path, ".detector.json")
     if not found and sidecar.is_file():
         try:
             found = json.loads(sidecar.read_text())

@@ -691,20 +691,9 @@ def load_thresholds(source: str | Path | Mapping | float | None) -> tuple[float 
             _check_threshold(f"threshold of {word!r}", value)
         return None, {str(k): float(v) for k, v in source.items()}
     text = str(source)
-    path = Path(text)
-    if path.suffix == ".json" or path.is_file():
-        try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"thresholds file {text!r}: {e}") from e
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"thresholds file {text!r}: expected a JSON object")
-        per = data.get("thresholds", data)
-        default = data.get("threshold")
-        if not isinstance(per, Mapping) or not all(_is_real(v) for v in per.values()) \
-                or not (default is None or _is_real(default)):
-            raise ConfigError(f"thresholds file {text!r}: expected {{'thresholds': {{keyword: number}}}}")
-        return (None if default is None else float(default)), {str(k): float(v) for k, v in per.items()}
+    found = _thresholds_file(source)
+    if found is not None:
+        return _thresholds_in(text, found)
     try:
         return float(text), {}
     except ValueError:
@@ -721,19 +710,43 @@ def load_thresholds(source: str | Path | Mapping | float | None) -> tuple[float 
     return None, per
 
 
+def _thresholds_file(source) -> Mapping | None:
+    """The JSON object of the thresholds file ``source`` names, or None when it names no file."""
+    if source is None or isinstance(source, (Mapping, bool, np.bool_)) or _is_real(source):
+        return None
+    text = str(source)
+    path = Path(text)
+    if not (path.suffix == ".json" or path.is_file()):
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"thresholds file {text!r}: {e}") from e
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"thresholds file {text!r}: expected a JSON object")
+    return data
+
+
+def _thresholds_in(text: str, data: Mapping) -> tuple[float | None, dict[str, float]]:
+    """:func:`load_thresholds` of a thresholds file's JSON object ``data`` (``text``: its name)."""
+    per = data.get("thresholds", data)
+    default = data.get("threshold")
+    if not isinstance(per, Mapping) or not all(_is_real(v) for v in per.values()) \
+            or not (default is None or _is_real(default)):
+        raise ConfigError(f"thresholds file {text!r}: expected {{'thresholds': {{keyword: number}}}}")
+    return (None if default is None else float(default)), {str(k): float(v) for k, v in per.items()}
+
+
 def calibration_settings(source) -> DetectorConfig | None:
     """The whole calibration when ``source`` names a calibration file (``lmustream calibrate --out``: a
     JSON object with ``thresholds`` and the settings they were measured with), else None.
 
     Its thresholds hold only with those settings (a longer window or a smoothing change moves every
     posterior), so they come with it rather than meeting the model's or the defaults."""
-    if isinstance(source, (Mapping, bool, np.bool_)) or _is_real(source) or source is None:
+    data = _thresholds_file(source)
+    if data is None:
         return None
-    path = Path(str(source))
-    if not (path.suffix == ".json" or path.is_file()):
-        return None
-    load_thresholds(source)  # the file's errors, worded for a thresholds file
-    data = json.loads(path.read_text())
+    _thresholds_in(str(source), data)  # the file's errors, worded for a thresholds file
     if not isinstance(data.get("thresholds"), Mapping) or not set(data) & set(SETTINGS):
         return None  # thresholds alone: they join the model's settings
     try:
